@@ -1,0 +1,3 @@
+from mockhub.cli import app
+
+app(prog_name="mockhub")

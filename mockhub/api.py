@@ -1,0 +1,358 @@
+"""The inspection API: `/calls`, `/faults`, `/stubs`, `/reset`, health (SPEC section 4).
+
+Errors are always `{"error": {"code", "message"}}` with a 4xx status, including validation errors
+(which name the bad field) and unknown routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import Depends, FastAPI, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from mockhub.journal import Call, CallFilter, Journal
+from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec
+
+__all__ = ["ApiState", "create_api"]
+
+
+class JSONOut(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        if isinstance(content, BaseModel):
+            return content.model_dump_json(by_alias=True).encode()
+        return orjson.dumps(content)
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status, message)
+        self.code = code
+
+
+# -- models: what crosses the API, for validation and /openapi.json ---------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ResponseOut(BaseModel):
+    status: int
+    headers: dict[str, str]
+    body: str
+    body_encoding: Literal["utf-8", "base64"]
+
+
+class CallOut(BaseModel):
+    """One recorded call (SPEC section 3)."""
+
+    id: str
+    seq: int
+    time: str
+    service: str
+    namespace: str
+    direction: Literal["inbound", "outbound"]
+    method: str
+    path: str
+    query: dict[str, Any]
+    headers: dict[str, str]
+    body: str
+    body_encoding: Literal["utf-8", "base64"] = Field(description="base64 when the body is not valid UTF-8")
+    data: dict[str, Any]
+    response: ResponseOut | None
+    fault: dict[str, Any] | None
+    stub: dict[str, Any] | None
+    duration_ms: float
+
+
+class CallList(BaseModel):
+    calls: list[CallOut]
+    count: int
+    timed_out: bool | None = Field(None, description="long poll only: true when `wait` ran out first")
+
+
+class CountOut(BaseModel):
+    count: int
+
+
+class DeletedOut(BaseModel):
+    deleted: int
+
+
+class ResetOut(BaseModel):
+    calls: int
+    faults: int
+    stubs: int
+
+
+class FaultList(BaseModel):
+    faults: list[Fault]
+    count: int
+
+
+class StubList(BaseModel):
+    stubs: list[Stub]
+    count: int
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "starting"]
+    version: str
+    http_port: int
+    smtp_port: int | None = None
+    smtps_port: int | None = None
+    calls: int = Field(description="calls held in memory")
+    evicted: int = Field(description="calls evicted from memory by the max_calls / byte bounds")
+    last_seq: int
+    body_bytes: int
+
+
+@dataclass
+class ApiState:
+    """What the API reads: the journal, the rule book, and the server's health."""
+
+    journal: Journal
+    rules: RuleBook
+    health: Callable[[], dict[str, Any]]
+
+
+# -- the filters -------------------------------------------------------------------------------------
+
+
+def call_filter(
+    service: str | None = None,
+    namespace: str | None = None,
+    method: str | None = None,
+    path: Annotated[str | None, Query(description="glob, e.g. /services/*")] = None,
+    direction: Literal["inbound", "outbound"] | None = None,
+    contains: Annotated[str | None, Query(description="substring of the body (decoded text for email)")] = None,
+    to: Annotated[str | None, Query(description="any recipient: email, phone number, Slack channel")] = None,
+    subject: Annotated[str | None, Query(description="substring of the subject, any case")] = None,
+    after: Annotated[int | None, Query(ge=0, description="only calls with a greater seq")] = None,
+) -> CallFilter:
+    return CallFilter(
+        service=service,
+        namespace=namespace,
+        method=method,
+        path=path,
+        direction=direction,
+        contains=contains,
+        to=to,
+        subject=subject,
+        after=after,
+    )
+
+
+Filter = Annotated[CallFilter, Depends(call_filter)]
+
+
+def _calls_body(calls: list[Call], timed_out: bool | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"calls": [c.to_dict() for c in calls], "count": len(calls)}
+    if timed_out is not None:
+        body["timed_out"] = timed_out
+    return body
+
+
+def create_api(state: ApiState, version: str) -> FastAPI:
+    journal, rules = state.journal, state.rules
+    api = FastAPI(
+        title="mockhub inspection API",
+        version=version,
+        description="Query recorded calls, wait for them, inject faults and script replies.",
+        default_response_class=JSONOut,
+        docs_url="/docs",
+        redoc_url=None,
+        responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    )
+
+    @api.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        code = getattr(exc, "code", None) or {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        message = exc.detail
+        if exc.status_code == 404 and code == "not_found" and exc.detail == "Not Found":
+            message = f"no mockhub route for {request.method} {request.url.path}"
+        return JSONOut({"error": {"code": code, "message": message}}, exc.status_code, headers=exc.headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            problems.append(f"{where}: {err.get('msg')}")
+        return JSONOut({"error": {"code": "invalid_request", "message": "; ".join(problems)}}, 422)
+
+    # -- calls -------------------------------------------------------------------------------------
+
+    @api.get("/calls", response_model=CallList, tags=["calls"])
+    async def list_calls(
+        f: Filter,
+        limit: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+        order: Annotated[Literal["asc", "desc"], Query(description="asc = oldest first")] = "asc",
+        wait: Annotated[float | None, Query(ge=0, le=300, description="long poll: seconds to wait")] = None,
+        min: Annotated[int, Query(ge=1, description="long poll: how many matching calls to wait for")] = 1,  # noqa: A002
+    ) -> Response:
+        """List calls, oldest first; with `wait`, answer as soon as `min` calls match (long poll)."""
+        timed_out: bool | None = None
+        if wait is not None:
+            timed_out = not await journal.wait(f, min, wait)
+        calls = journal.query(f, limit=limit, newest_first=order == "desc")
+        return JSONOut(_calls_body(calls, timed_out))
+
+    @api.get("/calls/count", response_model=CountOut, tags=["calls"])
+    async def count_calls(f: Filter) -> Response:
+        return JSONOut({"count": journal.count(f)})
+
+    @api.get("/calls/stream", tags=["calls"], response_class=StreamingResponse)
+    async def stream_calls(
+        f: Filter,
+        heartbeat: Annotated[float, Query(gt=0, le=300)] = 15.0,
+    ) -> StreamingResponse:
+        """Server-Sent Events: each new matching call as `event: call`; with `after`, earlier ones first."""
+        sub = journal.subscribe(f)
+        backlog = journal.query(f) if f.after is not None else []
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                last = 0
+                yield b": mockhub call stream\n\n"
+                for old in backlog:
+                    last = old.seq
+                    yield _sse(old)
+                while True:
+                    call = await sub.get(timeout=heartbeat)
+                    if call is None:
+                        if sub.overflowed:
+                            yield b"event: overflow\ndata: {}\n\n"
+                            return
+                        yield b": ping\n\n"
+                    elif call.seq > last:
+                        yield _sse(call)
+            finally:
+                sub.close()
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"cache-control": "no-cache", "x-accel-buffering": "no"}
+        )
+
+    @api.get("/calls/{call_id}", response_model=CallOut, tags=["calls"])
+    async def get_call(call_id: str) -> Response:
+        return JSONOut(_get(journal, call_id).to_dict())
+
+    @api.get("/calls/{call_id}/raw", tags=["calls"], response_class=Response)
+    async def get_raw(call_id: str) -> Response:
+        """The call's body byte-exact: an email's message source, a webhook's payload."""
+        call = _get(journal, call_id)
+        content_type = "message/rfc822" if call.service == "smtp" else call.headers.get("content-type")
+        return Response(call.body, media_type=content_type or "application/octet-stream")
+
+    @api.delete("/calls", response_model=DeletedOut, tags=["calls"])
+    async def delete_calls(f: Filter) -> Response:
+        """Forget the matching calls (all without filters). Faults and stubs stay."""
+        return JSONOut({"deleted": journal.clear(f)})
+
+    # -- faults ------------------------------------------------------------------------------------
+
+    @api.post("/faults", response_model=Fault, status_code=201, tags=["faults"])
+    async def add_fault(spec: FaultSpec) -> Response:
+        return JSONOut(rules.add_fault(spec).model(), 201)
+
+    @api.get("/faults", response_model=FaultList, tags=["faults"])
+    async def list_faults(namespace: str | None = None) -> Response:
+        faults = [r.model() for r in rules.faults(namespace)]
+        return JSONOut(FaultList(faults=faults, count=len(faults)))
+
+    @api.get("/faults/{fault_id}", response_model=Fault, tags=["faults"])
+    async def get_fault(fault_id: str) -> Response:
+        rule = rules.fault(fault_id)
+        if rule is None:
+            raise ApiError(404, "fault_not_found", f"no fault rule {fault_id}")
+        return JSONOut(rule.model())
+
+    @api.delete("/faults/{fault_id}", response_model=DeletedOut, tags=["faults"])
+    async def delete_fault(fault_id: str) -> Response:
+        if not rules.remove_fault(fault_id):
+            raise ApiError(404, "fault_not_found", f"no fault rule {fault_id}")
+        return JSONOut({"deleted": 1})
+
+    @api.delete("/faults", response_model=DeletedOut, tags=["faults"])
+    async def clear_faults(namespace: str | None = None) -> Response:
+        return JSONOut({"deleted": rules.clear_faults(namespace)})
+
+    # -- stubs -------------------------------------------------------------------------------------
+
+    @api.post("/stubs", response_model=Stub, status_code=201, tags=["stubs"])
+    async def add_stub(spec: StubSpec) -> Response:
+        return JSONOut(rules.add_stub(spec).model(), 201)
+
+    @api.get("/stubs", response_model=StubList, tags=["stubs"])
+    async def list_stubs(namespace: str | None = None) -> Response:
+        stubs = [r.model() for r in rules.stubs(namespace)]
+        return JSONOut(StubList(stubs=stubs, count=len(stubs)))
+
+    @api.get("/stubs/{stub_id}", response_model=Stub, tags=["stubs"])
+    async def get_stub(stub_id: str) -> Response:
+        rule = rules.stub(stub_id)
+        if rule is None:
+            raise ApiError(404, "stub_not_found", f"no stub {stub_id}")
+        return JSONOut(rule.model())
+
+    @api.delete("/stubs/{stub_id}", response_model=DeletedOut, tags=["stubs"])
+    async def delete_stub(stub_id: str) -> Response:
+        if not rules.remove_stub(stub_id):
+            raise ApiError(404, "stub_not_found", f"no stub {stub_id}")
+        return JSONOut({"deleted": 1})
+
+    @api.delete("/stubs", response_model=DeletedOut, tags=["stubs"])
+    async def clear_stubs(namespace: str | None = None) -> Response:
+        return JSONOut({"deleted": rules.clear_stubs(namespace)})
+
+    # -- reset and health --------------------------------------------------------------------------
+
+    @api.post("/reset", response_model=ResetOut, tags=["admin"])
+    async def reset(namespace: str | None = None) -> Response:
+        """Forget calls, faults and stubs (only those of `namespace` when given)."""
+        calls = journal.clear(CallFilter(namespace=namespace) if namespace else None)
+        return JSONOut({"calls": calls, "faults": rules.clear_faults(namespace), "stubs": rules.clear_stubs(namespace)})
+
+    @api.get("/health", response_model=HealthOut, tags=["admin"])
+    async def health() -> Response:
+        return JSONOut(state.health())
+
+    @api.get("/livez", tags=["admin"])
+    async def livez() -> Response:
+        return JSONOut({"status": "ok"})
+
+    @api.get("/readyz", tags=["admin"])
+    async def readyz() -> Response:
+        info = state.health()
+        if info["status"] != "ok":
+            return JSONOut({"status": info["status"]}, 503)
+        return JSONOut({"status": "ok"})
+
+    return api
+
+
+def _get(journal: Journal, call_id: str) -> Call:
+    call = journal.get(call_id)
+    if call is None:
+        raise ApiError(404, "call_not_found", f"no call {call_id} (never recorded, forgotten or evicted)")
+    return call
+
+
+def _sse(call: Call) -> bytes:
+    return b"id: %d\nevent: call\ndata: %s\n\n" % (call.seq, orjson.dumps(call.to_dict()))

@@ -1,0 +1,448 @@
+"""The journal: every call mockhub receives, in arrival order.
+
+The journal is touched by one event loop only (see DESIGN.md), so it uses no locks. Appending is on
+the hot path of every fake: it does constant work per call, whatever the journal's size, apart from
+one predicate test per registered waiter or subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import fnmatch
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "Call",
+    "CallFilter",
+    "Journal",
+    "ResponseRecord",
+    "Subscription",
+    "encode_body",
+    "new_id",
+]
+
+_B32_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
+def new_id(prefix: str) -> str:
+    """A ULID-like id: 48 bits of milliseconds then 80 random bits, Crockford base32, so ids sort by time."""
+    raw = (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)
+    return prefix + base64.b32encode(raw)[:26].translate(_B32_TO_CROCKFORD).decode("ascii")
+
+
+def encode_body(body: bytes) -> tuple[str, str]:
+    """Render bytes for JSON: UTF-8 text as is, anything else byte-exact as base64."""
+    try:
+        return body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), "base64"
+
+
+def format_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(slots=True)
+class ResponseRecord:
+    """What mockhub answered."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+
+
+# Fields of `data` that hold recipients (for the `to` filter) and human text (for `contains`).
+_RECIPIENT_KEYS = ("to", "cc", "bcc", "rcpt_to", "channel", "recipients")
+_TEXT_KEYS = ("subject", "text", "html", "body", "reply", "summary")
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    """One recorded call: the record of SPEC section 3."""
+
+    service: str
+    method: str
+    path: str
+    namespace: str = "default"
+    direction: str = "inbound"
+    query: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    data: dict[str, Any] = field(default_factory=dict)
+    response: ResponseRecord | None = None
+    fault: dict[str, Any] | None = None
+    stub: dict[str, Any] | None = None
+    duration_ms: float = 0.0
+    time: float = field(default_factory=time.time)
+    id: str = ""
+    seq: int = 0
+    # Caches for the filters; derived from body and data, filled on first use.
+    _text: str | None = None
+    _recipients: frozenset[str] | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes of body this call holds, for the journal's byte budget."""
+        return len(self.body) + (len(self.response.body) if self.response else 0)
+
+    def search_text(self) -> str:
+        """The text `contains` searches: the body, plus decoded text fields (an email's MIME parts)."""
+        if self._text is None:
+            parts = [self.body.decode("utf-8", "replace")]
+            for key in _TEXT_KEYS:
+                value = self.data.get(key)
+                if isinstance(value, str):
+                    parts.append(value)
+            self._text = "\n".join(parts)
+        return self._text
+
+    def recipients(self) -> frozenset[str]:
+        """Every recipient named in `data`, normalised for the `to` filter."""
+        if self._recipients is None:
+            found: set[str] = set()
+            for key in _RECIPIENT_KEYS:
+                value = self.data.get(key)
+                if isinstance(value, str):
+                    found.add(_norm_recipient(value))
+                elif isinstance(value, list):
+                    found.update(_norm_recipient(v) for v in value if isinstance(v, str))
+            self._recipients = frozenset(found)
+        return self._recipients
+
+    def invalidate(self) -> None:
+        """Forget derived caches after `data` or `body` changed (a stream finished, say)."""
+        self._text = None
+        self._recipients = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body, encoding = encode_body(self.body)
+        response: dict[str, Any] | None = None
+        if self.response is not None:
+            rbody, rencoding = encode_body(self.response.body)
+            response = {
+                "status": self.response.status,
+                "headers": self.response.headers,
+                "body": rbody,
+                "body_encoding": rencoding,
+            }
+        return {
+            "id": self.id,
+            "seq": self.seq,
+            "time": format_time(self.time),
+            "service": self.service,
+            "namespace": self.namespace,
+            "direction": self.direction,
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": self.headers,
+            "body": body,
+            "body_encoding": encoding,
+            "data": self.data,
+            "response": response,
+            "fault": self.fault,
+            "stub": self.stub,
+            "duration_ms": round(self.duration_ms, 3),
+        }
+
+
+def _norm_recipient(value: str) -> str:
+    value = value.strip().lower()
+    # "Ops Team <ops@example.com>" -> "ops@example.com"; "#alerts" -> "alerts"
+    if value.endswith(">") and "<" in value:
+        value = value[value.rindex("<") + 1 : -1]
+    return value.lstrip("#")
+
+
+@dataclass(slots=True, frozen=True)
+class CallFilter:
+    """The `/calls` filters; also what fault and stub rules match on. Every field is optional (AND)."""
+
+    service: str | None = None
+    namespace: str | None = None
+    method: str | None = None
+    path: str | None = None
+    direction: str | None = None
+    contains: str | None = None
+    to: str | None = None
+    subject: str | None = None
+    after: int | None = None
+    _path_re: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.path is not None and any(c in self.path for c in "*?["):
+            object.__setattr__(self, "_path_re", re.compile(fnmatch.translate(self.path)))
+        if self.method is not None:
+            object.__setattr__(self, "method", self.method.upper())
+
+    def matches(self, call: Call) -> bool:
+        if self.service is not None and call.service != self.service:
+            return False
+        if self.namespace is not None and call.namespace != self.namespace:
+            return False
+        if self.after is not None and call.seq <= self.after:
+            return False
+        if self.method is not None and call.method != self.method:
+            return False
+        if self.direction is not None and call.direction != self.direction:
+            return False
+        if self.path is not None:
+            if self._path_re is not None:
+                if self._path_re.match(call.path) is None:
+                    return False
+            elif call.path != self.path:
+                return False
+        if self.to is not None and _norm_recipient(self.to) not in call.recipients():
+            return False
+        if self.subject is not None:
+            subject = call.data.get("subject")
+            if not isinstance(subject, str) or self.subject.lower() not in subject.lower():
+                return False
+        return self.contains is None or self.contains in call.search_text()
+
+
+class _Waiter:
+    __slots__ = ("filter", "future", "remaining")
+
+    def __init__(self, call_filter: CallFilter, remaining: int, future: asyncio.Future[None]) -> None:
+        self.filter = call_filter
+        self.remaining = remaining
+        self.future = future
+
+
+class Subscription:
+    """A live feed of new calls matching a filter (for SSE). Iterate it; close it when done."""
+
+    def __init__(self, journal: Journal, call_filter: CallFilter, maxsize: int) -> None:
+        self.filter = call_filter
+        self.queue: asyncio.Queue[Call | None] = asyncio.Queue(maxsize)
+        self._journal = journal
+        self.overflowed = False
+
+    def offer(self, call: Call) -> None:
+        try:
+            self.queue.put_nowait(call)
+        except asyncio.QueueFull:
+            # A consumer that cannot keep up is cut off rather than letting memory grow without bound.
+            self.overflowed = True
+            self._journal.unsubscribe(self)
+
+    async def get(self, timeout: float | None = None) -> Call | None:
+        """The next call, or None on timeout (the caller sends a heartbeat) or when cut off."""
+        if self.overflowed and self.queue.empty():
+            return None
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    def close(self) -> None:
+        self._journal.unsubscribe(self)
+
+
+Sink = Callable[[Call], None]
+
+
+class Journal:
+    """Ordered, bounded, queryable store of calls, with waiters and subscribers."""
+
+    def __init__(self, max_calls: int = 100_000, max_bytes: int = 512 * 1024 * 1024) -> None:
+        self.max_calls = max_calls
+        self.max_bytes = max_bytes
+        self._calls: deque[Call] = deque()
+        self._by_id: dict[str, Call] = {}
+        # Per-service and per-namespace views keep the common filtered queries from scanning everything.
+        self._by_service: dict[str, deque[Call]] = {}
+        self._by_namespace: dict[str, deque[Call]] = {}
+        self._waiters: list[_Waiter] = []
+        self._subscribers: set[Subscription] = set()
+        self._sinks: list[Sink] = []
+        self._seq = 0
+        self._bytes = 0
+        self.evicted = 0
+
+    # -- writing -------------------------------------------------------------------------------
+    def add_sink(self, sink: Sink) -> None:
+        """Call `sink(call)` synchronously on every append, before the fake answers."""
+        self._sinks.append(sink)
+
+    def append(self, call: Call) -> Call:
+        self._seq += 1
+        call.seq = self._seq
+        if not call.id:
+            call.id = new_id("c_")
+        for sink in self._sinks:
+            sink(call)
+        self._store(call)
+        if self._waiters:
+            self._wake(call)
+        if self._subscribers:
+            for sub in tuple(self._subscribers):
+                if sub.filter.matches(call):
+                    sub.offer(call)
+        return call
+
+    def restore(self, calls: Iterable[Call]) -> int:
+        """Load calls recorded earlier (replay), keeping their seq; new calls continue after them."""
+        loaded = 0
+        for call in sorted(calls, key=lambda c: c.seq):
+            if call.seq <= self._seq:
+                call.seq = self._seq + 1
+            self._seq = call.seq
+            if not call.id:
+                call.id = new_id("c_")
+            self._store(call)
+            loaded += 1
+        return loaded
+
+    def _store(self, call: Call) -> None:
+        self._calls.append(call)
+        self._by_id[call.id] = call
+        self._index(call)
+        self._bytes += call.size
+        while len(self._calls) > self.max_calls or (self._bytes > self.max_bytes and len(self._calls) > 1):
+            self._evict_oldest()
+
+    def _index(self, call: Call) -> None:
+        by_service = self._by_service.get(call.service)
+        if by_service is None:
+            by_service = self._by_service[call.service] = deque()
+        by_service.append(call)
+        by_namespace = self._by_namespace.get(call.namespace)
+        if by_namespace is None:
+            by_namespace = self._by_namespace[call.namespace] = deque()
+        by_namespace.append(call)
+
+    def _evict_oldest(self) -> None:
+        call = self._calls.popleft()
+        del self._by_id[call.id]
+        # The oldest call overall is also the oldest in its own views.
+        self._by_service[call.service].popleft()
+        self._by_namespace[call.namespace].popleft()
+        self._bytes -= call.size
+        self.evicted += 1
+
+    def resized(self, call: Call, old_size: int) -> None:
+        """Account for a call whose bodies grew after it was appended (a finished stream)."""
+        self._bytes += call.size - old_size
+
+    def _wake(self, call: Call) -> None:
+        still: list[_Waiter] = []
+        for waiter in self._waiters:
+            if waiter.future.done():
+                continue
+            if waiter.filter.matches(call):
+                waiter.remaining -= 1
+                if waiter.remaining <= 0:
+                    waiter.future.set_result(None)
+                    continue
+            still.append(waiter)
+        self._waiters = still
+
+    def clear(self, call_filter: CallFilter | None = None) -> int:
+        """Forget the calls matching `call_filter` (all when None); returns how many were forgotten."""
+        if call_filter is None or call_filter == CallFilter():
+            removed = len(self._calls)
+            self._calls.clear()
+            self._by_id.clear()
+            self._by_service.clear()
+            self._by_namespace.clear()
+            self._bytes = 0
+            return removed
+        doomed_ids = {c.id for c in self._candidates(call_filter) if call_filter.matches(c)}
+        if not doomed_ids:
+            return 0
+        remaining = [c for c in self._calls if c.id not in doomed_ids]
+        self._calls = deque(remaining)
+        self._by_service.clear()
+        self._by_namespace.clear()
+        for call in remaining:
+            self._index(call)
+        for cid in doomed_ids:
+            del self._by_id[cid]
+        self._bytes = sum(c.size for c in remaining)
+        return len(doomed_ids)
+
+    # -- reading -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    @property
+    def body_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, call_id: str) -> Call | None:
+        return self._by_id.get(call_id)
+
+    def _candidates(self, f: CallFilter) -> deque[Call]:
+        """The smallest stored view that can hold every call matching `f`."""
+        best = self._calls
+        if f.service is not None:
+            best = min(best, self._by_service.get(f.service, deque()), key=len)
+        if f.namespace is not None:
+            best = min(best, self._by_namespace.get(f.namespace, deque()), key=len)
+        return best
+
+    def iter_matching(self, f: CallFilter, newest_first: bool = False) -> Iterator[Call]:
+        source = self._candidates(f)
+        if f.after is not None and not newest_first:
+            # Calls after a seq are at the right end: walk back to the first one, then forward.
+            tail: list[Call] = []
+            for call in reversed(source):
+                if call.seq <= f.after:
+                    break
+                tail.append(call)
+            tail.reverse()
+            return (c for c in tail if f.matches(c))
+        ordered: Iterable[Call] = reversed(source) if newest_first else source
+        return (c for c in ordered if f.matches(c))
+
+    def query(self, f: CallFilter, limit: int | None = None, newest_first: bool = False) -> list[Call]:
+        result: list[Call] = []
+        for call in self.iter_matching(f, newest_first):
+            result.append(call)
+            if limit is not None and len(result) >= limit:
+                break
+        return result
+
+    def count(self, f: CallFilter) -> int:
+        if f == CallFilter():
+            return len(self._calls)
+        return sum(1 for _ in self.iter_matching(f))
+
+    async def wait(self, f: CallFilter, min_count: int, timeout: float) -> bool:
+        """Wait until at least `min_count` calls match `f`; False if `timeout` ran out first."""
+        have = self.count(f)
+        if have >= min_count:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(f, min_count - have, future)
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def subscribe(self, f: CallFilter, maxsize: int = 10_000) -> Subscription:
+        sub = Subscription(self, f, maxsize)
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscribers.discard(sub)

@@ -1,0 +1,330 @@
+"""The shared recorder: every HTTP call to a fake goes through `Recorder.handle`.
+
+1. read the body and build the call; the route's parser fills `data`;
+2. ask the rule book for a fault (error, delay, transport faults) and then for a stub;
+3. otherwise the fake answers;
+4. append the finished call to the journal (sinks write it to disk), then send the answer.
+
+This is the hot path of every fake, so it works on raw ASGI messages rather than a framework's
+request and response objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from mockhub import transport
+from mockhub.journal import Call, Journal, ResponseRecord
+from mockhub.rules import FaultRule, RuleBook, StubResponse
+from mockhub.services.base import BadRequest, Reply, Request, Route, Service
+
+__all__ = ["Recorder", "Router"]
+
+log = logging.getLogger("mockhub")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+class Router:
+    """Finds the fake and route for a path, trying only the routes that share its first segment."""
+
+    def __init__(self, services: Iterable[Service]) -> None:
+        self._by_segment: dict[str, list[tuple[Service, Route]]] = {}
+        self._anywhere: list[tuple[Service, Route]] = []
+        for service in services:
+            for r in service.routes():
+                segment = r.first_segment
+                bucket = self._anywhere if segment is None else self._by_segment.setdefault(segment, [])
+                bucket.append((service, r))
+
+    def match(self, path: str, method: str) -> tuple[Service, Route | None, dict[str, str]] | None:
+        """(service, route, params); route is None when the path is known but the method is not."""
+        end = path.find("/", 1)
+        segment = path[1:] if end < 0 else path[1:end]
+        candidates = self._by_segment.get(segment)
+        wrong_method: Service | None = None
+        for bucket in (candidates, self._anywhere):
+            if not bucket:
+                continue
+            for service, r in bucket:
+                m = r.regex.match(path)
+                if m is None:
+                    continue
+                if r.methods is not None and method not in r.methods:
+                    wrong_method = wrong_method or service
+                    continue
+                return service, r, m.groupdict()
+        return (wrong_method, None, {}) if wrong_method else None
+
+
+class _ClientGone(Exception):
+    pass
+
+
+def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for k, v in raw:
+        key = k.decode("latin-1")
+        value = v.decode("latin-1")
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+def _query(query_string: bytes) -> dict[str, Any]:
+    if not query_string:
+        return {}
+    from urllib.parse import parse_qsl
+
+    out: dict[str, Any] = {}
+    for k, v in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if k in out:
+            prev = out[k]
+            out[k] = [*prev, v] if isinstance(prev, list) else [prev, v]
+        else:
+            out[k] = v
+    return out
+
+
+def raw_stub_reply(response: StubResponse) -> Reply:
+    if response.json_body is not None:
+        body = orjson.dumps(response.json_body)
+        content_type = "application/json"
+    else:
+        body = (response.body or "").encode()
+        content_type = "text/plain; charset=utf-8"
+    headers = {"content-type": content_type, **{k.lower(): v for k, v in response.headers.items()}}
+    return Reply(response.status, body, list(headers.items()))
+
+
+def fault_error_reply(service: Service, rule: FaultRule, request: Request) -> Reply:
+    """A fault's `error` answer: the fake's own preset, with any status/body/headers given overriding it."""
+    spec = rule.spec
+    if spec.preset is not None:
+        reply = service.preset(spec.preset, request)
+    else:
+        reply = service.error(spec.status or 500, f"mockhub fault {rule.id}")
+    if spec.status is not None:
+        reply.status = spec.status
+    if spec.body is not None:
+        reply.body = spec.body.encode() if isinstance(spec.body, str) else orjson.dumps(spec.body)
+        if not isinstance(spec.body, str):
+            reply.headers = [h for h in reply.headers if h[0].lower() != "content-type"]
+            reply.headers.append(("content-type", "application/json"))
+    if spec.headers:
+        names = {k.lower() for k in spec.headers}
+        reply.headers = [h for h in reply.headers if h[0].lower() not in names]
+        reply.headers.extend((k.lower(), v) for k, v in spec.headers.items())
+    return reply
+
+
+class Recorder:
+    """Runs a call to a fake through parse, rules, answer and record."""
+
+    def __init__(self, journal: Journal, rules: RuleBook, max_body_bytes: int, spawn: Any) -> None:
+        self.journal = journal
+        self.rules = rules
+        self.max_body_bytes = max_body_bytes
+        self.spawn = spawn
+        self._random = random.Random()
+
+    async def _read_body(self, receive: Any) -> tuple[bytes, bool]:
+        """The request body, and whether it was cut at the size limit."""
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False) and len(body) <= self.max_body_bytes:
+            return body, False
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body", False) and size <= self.max_body_bytes:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+        if size > self.max_body_bytes:
+            return data[: self.max_body_bytes], True
+        return data, False
+
+    async def handle(
+        self,
+        service: Service,
+        route: Route | None,
+        params: dict[str, str],
+        path: str,
+        namespace: str | None,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+    ) -> None:
+        started = time.perf_counter()
+        headers = _headers(scope["headers"])
+        try:
+            body, too_large = await self._read_body(receive)
+        except _ClientGone:
+            return
+        call = Call(
+            service=service.name,
+            method=scope["method"],
+            path=path,
+            namespace=namespace or headers.get("x-mockhub-namespace") or "default",
+            query=_query(scope["query_string"]),
+            headers=headers,
+            body=body,
+        )
+        host = headers.get("host", "localhost")
+        request = Request(
+            method=call.method,
+            path=path,
+            path_params=params,
+            query_string=scope["query_string"],
+            headers=headers,
+            body=body,
+            namespace=call.namespace,
+            base_url=f"{scope.get('scheme', 'http')}://{host}",
+            call=call,
+        )
+        reply: Reply | None = None
+        if too_large:
+            reply = service.error(413, f"request body larger than {self.max_body_bytes} bytes", code="too_large")
+            call.data = {"error": "body_too_large"}
+        elif route is None:
+            reply = service.error(405, f"{call.method} is not allowed on {path}", code="method_not_allowed")
+        elif route.parse is not None:
+            try:
+                call.data = route.parse(request)
+            except BadRequest as exc:
+                reply = exc.reply
+                call.data = exc.data
+            request.data = call.data
+
+        cut_after: int | None = None
+        rule = self.rules.fault_for(call)
+        if rule is not None:
+            spec = rule.spec
+            call.fault = rule.summary()
+            action = spec.action
+            if action == "error":
+                reply = fault_error_reply(service, rule, request)
+            elif action == "delay":
+                jitter = self._random.uniform(0, spec.jitter_ms) if spec.jitter_ms else 0.0
+                await asyncio.sleep(((spec.delay_ms or 0) + jitter) / 1000)
+            elif action == "cut_stream":
+                cut_after = spec.after_chunks
+            elif action in ("timeout", "reset", "empty", "malformed"):
+                await self._transport_fault(rule, call, scope, started, send)
+                return
+
+        if reply is None and route is not None:
+            hit = self.rules.stub_for(call)
+            if hit is not None:
+                call.stub = hit.summary()
+            if hit is not None and hit.response is not None:
+                reply = raw_stub_reply(hit.response)
+            else:
+                request.stub = hit
+                try:
+                    reply = await route.handle(request)
+                except BadRequest as exc:
+                    reply = exc.reply
+                    call.data.update(exc.data)
+                except Exception as exc:  # a bug in a fake must not take the server down
+                    log.exception("fake %s failed on %s %s", service.name, call.method, path)
+                    reply = service.error(500, f"mockhub internal error: {exc!r}", code="mockhub_error")
+        assert reply is not None
+
+        call.duration_ms = (time.perf_counter() - started) * 1000
+        if reply.stream is None:
+            call.response = ResponseRecord(reply.status, dict(reply.headers), reply.body)
+            self.journal.append(call)
+            await _send_reply(send, reply)
+        else:
+            await self._stream(call, reply, cut_after, scope, send)
+        if reply.after is not None:
+            self.spawn(reply.after())
+
+    async def _stream(self, call: Call, reply: Reply, cut_after: int | None, scope: Scope, send: Any) -> None:
+        """Send a streamed answer chunk by chunk; the call is recorded first and its body completed after."""
+        assert reply.stream is not None
+        call.response = ResponseRecord(reply.status, dict(reply.headers), b"")
+        self.journal.append(call)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": reply.status,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers],
+            }
+        )
+        sent: list[bytes] = []
+        cut = False
+        try:
+            async for chunk in reply.stream:
+                if cut_after is not None and len(sent) >= cut_after:
+                    cut = True
+                    break
+                sent.append(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except OSError:
+            cut = True  # the client went away mid-stream
+        finally:
+            old = call.size
+            call.response.body = b"".join(sent)
+            call.invalidate()
+            self.journal.resized(call, old)
+        if cut:
+            if call.fault is not None:
+                call.fault["reason"] = f"stream cut after {len(sent)} chunks"
+            conn = transport.get_transport(scope)
+            if conn is not None:
+                await transport.close_after(conn)
+                return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _transport_fault(self, rule: FaultRule, call: Call, scope: Scope, started: float, send: Any) -> None:
+        """Record the call with no response, then break the connection the way the rule says."""
+        action = rule.spec.action
+        assert call.fault is not None
+        call.fault["reason"] = {
+            "timeout": "held without an answer, then closed",
+            "reset": "connection reset",
+            "empty": "connection closed with no answer",
+            "malformed": "answered bytes that are not HTTP",
+        }[action]
+        call.duration_ms = (time.perf_counter() - started) * 1000
+        self.journal.append(call)
+        conn = transport.get_transport(scope)
+        if conn is None:  # not our protocol class (should not happen): degrade to an error answer
+            await _send_reply(send, Reply(502, b"mockhub: transport faults need MockhubProtocol"))
+            return
+        if action == "reset":
+            await transport.reset(conn)
+        elif action == "empty":
+            await transport.close_after(conn)
+        elif action == "malformed":
+            if rule.spec.body is not None or rule.spec.status is not None:
+                # A well-formed HTTP response whose JSON body is broken.
+                body = rule.spec.body if isinstance(rule.spec.body, str) else '{"ok": tru'
+                reply = Reply(rule.spec.status or 200, body.encode(), [("content-type", "application/json")])
+                await _send_reply(send, reply)
+                return
+            await transport.malformed(conn)
+        else:
+            await transport.close_after(conn, (rule.spec.delay_ms if rule.spec.delay_ms is not None else 60_000) / 1000)
+
+
+async def _send_reply(send: Any, reply: Reply) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+    headers.append((b"content-length", str(len(reply.body)).encode()))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})

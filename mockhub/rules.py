@@ -1,0 +1,374 @@
+"""The rule book: fault rules and stubs, and which one applies to a call.
+
+Rules match on the same fields as the `/calls` filters (a `Match` becomes a `CallFilter`), so "the
+calls a fault hits" and "the calls a query finds" can never disagree. The fakes ask the rule book;
+the rule book knows nothing of the fakes.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mockhub.journal import Call, CallFilter, format_time, new_id
+
+__all__ = [
+    "Fault",
+    "FaultSpec",
+    "Match",
+    "Preset",
+    "RuleBook",
+    "Stub",
+    "StubReply",
+    "StubResponse",
+    "StubSpec",
+    "ToolCall",
+]
+
+Preset = Literal["rate_limited", "server_error", "unavailable", "overloaded", "unauthorized"]
+FaultAction = Literal[
+    "error", "delay", "timeout", "reset", "empty", "malformed", "cut_stream", "smtp_reply", "disconnect"
+]
+SmtpStage = Literal["connect", "ehlo", "auth", "mail", "rcpt", "data"]
+# Actions that only make sense on the SMTP listener.
+SMTP_ACTIONS = frozenset({"smtp_reply", "disconnect"})
+
+
+class Match(BaseModel):
+    """Which calls a rule applies to; the same fields as the `/calls` filters, all optional (AND)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str | None = None
+    path: str | None = Field(None, description="glob, e.g. /services/*")
+    contains: str | None = Field(None, description="substring of the body (decoded text for email)")
+    regex: str | None = Field(None, description="regular expression searched in the body / decoded text")
+    to: str | None = Field(None, description="any recipient: email address, phone number, Slack channel")
+    subject: str | None = None
+    namespace: str | None = None
+    data: dict[str, Any] | None = Field(
+        None, description="fields that must equal the call's parsed `data` fields (e.g. {'model': 'gpt-4o'})"
+    )
+
+    @model_validator(mode="after")
+    def _regex_compiles(self) -> Match:
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"match.regex is not a valid regular expression: {exc}") from exc
+        return self
+
+
+class _Rule:
+    """What faults and stubs share: a service, a compiled match, counters."""
+
+    def __init__(self, service: str | None, match: Match) -> None:
+        self.service = service
+        self.namespace = match.namespace
+        self.filter = CallFilter(
+            service=service,
+            namespace=match.namespace,
+            method=match.method,
+            path=match.path,
+            contains=match.contains,
+            to=match.to,
+            subject=match.subject,
+        )
+        self.regex = re.compile(match.regex) if match.regex else None
+        self.data = match.data
+        self.created = time.time()
+
+    def applies_to(self, call: Call) -> bool:
+        if not self.filter.matches(call):
+            return False
+        if self.regex is not None and self.regex.search(call.search_text()) is None:
+            return False
+        if self.data:
+            return all(call.data.get(key) == value for key, value in self.data.items())
+        return True
+
+
+# --------------------------------------------------------------------------------------------------
+# Faults
+
+
+class FaultSpec(BaseModel):
+    """A fault rule as posted to `POST /faults` (SPEC section 5)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str | None = Field(None, description="journal name of the fake; none = every service")
+    match: Match = Field(default_factory=Match)
+    action: FaultAction = "error"
+    preset: Preset | None = None
+    status: Annotated[int, Field(ge=100, le=599)] | None = None
+    body: str | dict[str, Any] | list[Any] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    delay_ms: Annotated[int, Field(ge=0, le=3_600_000)] | None = None
+    jitter_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 0
+    times: Annotated[int, Field(ge=1)] | None = 1
+    after: Annotated[int, Field(ge=0)] = 0
+    probability: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    after_chunks: Annotated[int, Field(ge=0)] = 0
+    stage: SmtpStage | None = None
+    code: Annotated[int, Field(ge=200, le=599)] | None = None
+    message: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FaultSpec:
+        if self.action == "error" and self.preset is None and self.status is None:
+            raise ValueError("action 'error' needs a 'preset' or a 'status'")
+        if self.action == "delay" and self.delay_ms is None:
+            raise ValueError("action 'delay' needs 'delay_ms'")
+        if self.action in SMTP_ACTIONS and self.service not in (None, "smtp"):
+            raise ValueError(f"action '{self.action}' only applies to service 'smtp'")
+        if self.action == "smtp_reply" and self.code is None:
+            raise ValueError("action 'smtp_reply' needs a 'code' (e.g. 421, 451, 550)")
+        return self
+
+
+class Fault(FaultSpec):
+    """A fault rule as the API shows it: the spec plus its id and counters."""
+
+    id: str
+    created: str
+    seen: int = Field(0, description="matching calls seen (including those let through by `after`)")
+    fired: int = Field(0, description="calls this rule failed")
+    remaining: int | None = Field(None, description="failures left; null = until deleted")
+
+
+class FaultRule(_Rule):
+    def __init__(self, spec: FaultSpec, rule_id: str | None = None) -> None:
+        super().__init__(spec.service, spec.match)
+        self.spec = spec
+        self.id = rule_id or new_id("f_")
+        self.seen = 0
+        self.fired = 0
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.spec.times is None else max(self.spec.times - self.fired, 0)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.spec.times is not None and self.fired >= self.spec.times
+
+    def stage_applies(self, stage: str | None) -> bool:
+        # HTTP calls have no stage; SMTP rules without one act on the message (the DATA stage).
+        if stage is None:
+            return self.spec.stage is None and self.spec.action not in SMTP_ACTIONS
+        return (self.spec.stage or "data") == stage
+
+    def summary(self) -> dict[str, Any]:
+        """What a call hit by this rule records in its `fault` field."""
+        return {"id": self.id, "action": self.spec.action, "preset": self.spec.preset}
+
+    def model(self) -> Fault:
+        return Fault(
+            **self.spec.model_dump(),
+            id=self.id,
+            created=format_time(self.created),
+            seen=self.seen,
+            fired=self.fired,
+            remaining=self.remaining,
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Stubs
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+    id: str | None = None
+
+
+class StubReply(BaseModel):
+    """A service-level reply that the fake renders in its provider's format (LLMs, Twilio outcomes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: str | None = Field(None, description="LLM reply text")
+    tool_calls: list[ToolCall] = Field(default_factory=list, description="LLM tool calls")
+    finish_reason: str | None = Field(None, description="override the stop/finish reason")
+    status: str | None = Field(None, description="Twilio: final message status, e.g. undelivered")
+    error_code: int | None = Field(None, description="Twilio: ErrorCode of a failed delivery, e.g. 30003")
+    error: str | None = Field(None, description="Slack Web API: an error code answered as ok=false")
+
+
+class StubResponse(BaseModel):
+    """A raw HTTP answer, for any HTTP fake."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    status: Annotated[int, Field(ge=100, le=599)] = 200
+    json_body: Any = Field(None, alias="json")
+    body: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class StubSpec(BaseModel):
+    """A stub as posted to `POST /stubs` (SPEC section 7)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str | None = None
+    match: Match = Field(default_factory=Match)
+    reply: StubReply | None = None
+    response: StubResponse | None = None
+    sequence: list[StubReply] | None = Field(
+        None, description="replies answered in turn; the last one repeats until `times` runs out"
+    )
+    times: Annotated[int, Field(ge=1)] | None = None
+    chunk_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+
+    @model_validator(mode="after")
+    def _has_answer(self) -> StubSpec:
+        given = sum(x is not None for x in (self.reply, self.response, self.sequence))
+        if given != 1:
+            raise ValueError("a stub needs exactly one of 'reply', 'response' or 'sequence'")
+        if self.sequence is not None and not self.sequence:
+            raise ValueError("'sequence' needs at least one reply")
+        return self
+
+
+class Stub(StubSpec):
+    id: str
+    created: str
+    hits: int = 0
+
+
+class StubRule(_Rule):
+    def __init__(self, spec: StubSpec, rule_id: str | None = None) -> None:
+        super().__init__(spec.service, spec.match)
+        self.spec = spec
+        self.id = rule_id or new_id("s_")
+        self.hits = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.spec.times is not None and self.hits >= self.spec.times
+
+    def take(self) -> StubHit:
+        index = self.hits
+        self.hits += 1
+        spec = self.spec
+        reply = spec.reply
+        if spec.sequence is not None:
+            reply = spec.sequence[min(index, len(spec.sequence) - 1)]
+        return StubHit(self, reply, spec.response, index)
+
+    def model(self) -> Stub:
+        return Stub(
+            **self.spec.model_dump(by_alias=True), id=self.id, created=format_time(self.created), hits=self.hits
+        )
+
+
+class StubHit:
+    """The answer a stub gives to one call."""
+
+    __slots__ = ("index", "reply", "response", "rule")
+
+    def __init__(self, rule: StubRule, reply: StubReply | None, response: StubResponse | None, index: int) -> None:
+        self.rule = rule
+        self.reply = reply
+        self.response = response
+        self.index = index
+
+    @property
+    def chunk_delay_ms(self) -> int:
+        return self.rule.spec.chunk_delay_ms
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.rule.id, "index": self.index}
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+class RuleBook:
+    """Every fault rule and stub, newest first when several match."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._faults: dict[str, FaultRule] = {}
+        self._stubs: dict[str, StubRule] = {}
+        # One generator for every probabilistic fault: with a seed, a run's sequence of hits repeats.
+        self._random = random.Random(seed)
+
+    # -- faults --------------------------------------------------------------------------------
+    def add_fault(self, spec: FaultSpec) -> FaultRule:
+        rule = FaultRule(spec)
+        self._faults[rule.id] = rule
+        return rule
+
+    def fault(self, rule_id: str) -> FaultRule | None:
+        return self._faults.get(rule_id)
+
+    def faults(self, namespace: str | None = None) -> list[FaultRule]:
+        return [r for r in self._faults.values() if namespace is None or r.namespace == namespace]
+
+    def remove_fault(self, rule_id: str) -> bool:
+        return self._faults.pop(rule_id, None) is not None
+
+    def clear_faults(self, namespace: str | None = None) -> int:
+        doomed = [r.id for r in self.faults(namespace)]
+        for rule_id in doomed:
+            del self._faults[rule_id]
+        return len(doomed)
+
+    def fault_for(self, call: Call, stage: str | None = None) -> FaultRule | None:
+        """The fault to apply to `call` (at an SMTP `stage`), counting it as seen/fired; or None."""
+        if not self._faults:
+            return None
+        for rule in reversed(self._faults.values()):
+            if rule.exhausted or not rule.stage_applies(stage) or not rule.applies_to(call):
+                continue
+            rule.seen += 1
+            if rule.seen <= rule.spec.after:
+                continue
+            if rule.spec.probability < 1.0 and self._random.random() >= rule.spec.probability:
+                continue
+            rule.fired += 1
+            return rule
+        return None
+
+    # -- stubs ---------------------------------------------------------------------------------
+    def add_stub(self, spec: StubSpec) -> StubRule:
+        rule = StubRule(spec)
+        self._stubs[rule.id] = rule
+        return rule
+
+    def stub(self, rule_id: str) -> StubRule | None:
+        return self._stubs.get(rule_id)
+
+    def stubs(self, namespace: str | None = None) -> list[StubRule]:
+        return [r for r in self._stubs.values() if namespace is None or r.namespace == namespace]
+
+    def remove_stub(self, rule_id: str) -> bool:
+        return self._stubs.pop(rule_id, None) is not None
+
+    def clear_stubs(self, namespace: str | None = None) -> int:
+        doomed = [r.id for r in self.stubs(namespace)]
+        for rule_id in doomed:
+            del self._stubs[rule_id]
+        return len(doomed)
+
+    def stub_for(self, call: Call) -> StubHit | None:
+        if not self._stubs:
+            return None
+        for rule in reversed(self._stubs.values()):
+            if not rule.exhausted and rule.applies_to(call):
+                return rule.take()
+        return None
+
+    def reset(self, namespace: str | None = None) -> None:
+        self.clear_faults(namespace)
+        self.clear_stubs(namespace)

@@ -1,0 +1,221 @@
+"""Builds one mockhub (journal, rules, fakes, API) and serves it: HTTP and SMTP in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+import uvicorn
+
+from mockhub import __version__
+from mockhub.api import ApiState, create_api
+from mockhub.journal import Journal
+from mockhub.recorder import Recorder, Router
+from mockhub.rules import RuleBook
+from mockhub.services import SERVICES
+from mockhub.services.base import ServiceContext
+from mockhub.settings import Settings
+from mockhub.transport import MockhubProtocol
+
+__all__ = ["Hub", "MockhubServer", "bind_socket", "run"]
+
+log = logging.getLogger("mockhub")
+
+_NOT_FOUND = b'{"error":{"code":"not_found","message":"no fake at this path"}}'
+
+
+class Hub:
+    """One mockhub: the journal, the rule book, the fakes, and the ASGI app in front of them."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.journal = Journal(self.settings.max_calls, self.settings.max_journal_bytes)
+        self.rules = RuleBook(self.settings.seed)
+        self._tasks: set[asyncio.Task[None]] = set()
+        ctx = ServiceContext(self.settings, self.journal, self.rules, self.spawn)
+        self.services = [cls(ctx) for cls in SERVICES]
+        self.router = Router(self.services)
+        self.recorder = Recorder(self.journal, self.rules, self.settings.max_body_bytes, self.spawn)
+        self.api = create_api(ApiState(self.journal, self.rules, self.health), __version__)
+        self.http_port = 0
+        self.ready = False
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run background work (callbacks) that must not delay an answer; kept until done."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def listeners(self) -> dict[str, int]:
+        ports: dict[str, int] = {"http_port": self.http_port}
+        for service in self.services:
+            ports.update(service.listeners())
+        return ports
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.ready else "starting",
+            "version": __version__,
+            **self.listeners(),
+            "calls": len(self.journal),
+            "evicted": self.journal.evicted,
+            "last_seq": self.journal.last_seq,
+            "body_bytes": self.journal.body_bytes,
+        }
+
+    async def startup(self) -> None:
+        for service in self.services:
+            await service.start()
+
+    async def shutdown(self) -> None:
+        for service in reversed(self.services):
+            await service.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            namespace: str | None = None
+            if path.startswith("/ns/"):
+                namespace, _, rest = path[4:].partition("/")
+                path = "/" + rest
+            found = self.router.match(path, scope["method"])
+            if found is not None:
+                service, route, params = found
+                await self.recorder.handle(service, route, params, path, namespace, scope, receive, send)
+                return
+            if namespace is not None:
+                await send(
+                    {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]}
+                )
+                await send({"type": "http.response.body", "body": _NOT_FOUND})
+                return
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        await self.api(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class MockhubServer(uvicorn.Server):
+    """uvicorn's server, marking the hub ready (and announcing it) once every listener accepts."""
+
+    def __init__(self, config: uvicorn.Config, hub: Hub, announce: bool = True) -> None:
+        super().__init__(config)
+        self.hub = hub
+        self.announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit:
+            return
+        self.hub.ready = True
+        if self.announce:
+            host = self.hub.settings.host
+            parts = [f"http://{host}:{self.hub.http_port}"]
+            for name, port in self.hub.listeners().items():
+                if name != "http_port":
+                    parts.append(f"{name.removesuffix('_port')}://{host}:{port}")
+            print(f"mockhub {__version__} ready: " + "  ".join(parts), file=sys.stderr, flush=True)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def make_server(hub: Hub, announce: bool = True) -> tuple[MockhubServer, socket.socket]:
+    """A server for `hub` with its HTTP socket already bound (so port 0 is resolved before start)."""
+    settings = hub.settings
+    sock = bind_socket(settings.host, settings.http_port)
+    hub.http_port = sock.getsockname()[1]
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it on every platform we support
+        loop = "asyncio"
+    config = uvicorn.Config(
+        hub,
+        http=MockhubProtocol,
+        loop=loop,
+        lifespan="on",
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=30,
+    )
+    return MockhubServer(config, hub, announce), sock
+
+
+def run(settings: Settings) -> None:
+    """Serve until SIGTERM / SIGINT."""
+    hub = Hub(settings)
+    server, sock = make_server(hub)
+    server.run(sockets=[sock])
+
+
+class ThreadedHub:
+    """A real mockhub serving from a background thread (tests, the pytest plugin's in-process mode)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        import threading
+
+        self.hub = Hub(settings or Settings(host="127.0.0.1", http_port=0, smtp_port=0))
+        self.server, sock = make_server(self.hub, announce=False)
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, name="mockhub", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.hub.http_port}"
+
+    @property
+    def smtp_port(self) -> int:
+        return self.hub.listeners()["smtp_port"]
+
+    def start(self, timeout: float = 10.0) -> ThreadedHub:
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.hub.ready:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("mockhub did not start")
+            time.sleep(0.005)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout)
+
+    def __enter__(self) -> ThreadedHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

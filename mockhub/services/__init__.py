@@ -1,0 +1,14 @@
+"""The registry of fakes: the only place that lists them."""
+
+from __future__ import annotations
+
+from mockhub.services.base import Service
+from mockhub.services.smtp import SmtpService
+from mockhub.services.webhooks import WebhookService
+
+__all__ = ["SERVICES"]
+
+SERVICES: list[type[Service]] = [
+    WebhookService,
+    SmtpService,
+]

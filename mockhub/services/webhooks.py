@@ -1,0 +1,39 @@
+"""Generic webhooks: any method on `/webhooks/{name...}`, answered 200 `{"ok": true}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mockhub.services.base import BadRequest, Reply, Request, Route, Service, json_reply, route
+
+__all__ = ["WebhookService"]
+
+_OK = json_reply({"ok": True})
+
+
+class WebhookService(Service):
+    """Records whatever arrives; JSON and form bodies are parsed into `data`, other bodies kept as bytes."""
+
+    name = "webhook"
+
+    def routes(self) -> list[Route]:
+        return [route(None, "/webhooks/{name:path}", self.answer, self.parse)]
+
+    def parse(self, request: Request) -> dict[str, Any]:
+        content_type = request.content_type
+        if not request.body:
+            return {}
+        if content_type == "application/json" or content_type.endswith("+json"):
+            try:
+                parsed = request.json()
+            except ValueError as exc:
+                raise BadRequest(
+                    self.error(400, f"body is not valid JSON: {exc}", code="invalid_json"), {"error": "invalid_json"}
+                ) from exc
+            return parsed if isinstance(parsed, dict) else {"json": parsed}
+        if content_type == "application/x-www-form-urlencoded":
+            return {k: v[0] if len(v) == 1 else v for k, v in request.form().items()}
+        return {}
+
+    async def answer(self, request: Request) -> Reply:
+        return Reply(_OK.status, _OK.body, list(_OK.headers))
