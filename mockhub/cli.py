@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+import inspect
+import types
+import typing
+from typing import Any
 
 import typer
 
 from mockhub import __version__
+from mockhub.settings import Settings
 
 app = typer.Typer(
     name="mockhub",
@@ -25,32 +28,37 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[
+    version: typing.Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """mockhub: fakes for SMTP, Slack, Twilio, webhooks, OpenAI, Anthropic and more, with an inspection API."""
 
 
-@app.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind [env MOCKHUB_HOST; default 0.0.0.0].")] = None,
-    http_port: Annotated[int | None, typer.Option(help="HTTP port, 0 = any free [MOCKHUB_HTTP_PORT; 8080].")] = None,
-    smtp_port: Annotated[int | None, typer.Option(help="SMTP port, 0 = any free [MOCKHUB_SMTP_PORT; 1025].")] = None,
-    smtps_port: Annotated[int | None, typer.Option(help="SMTPS port; off unless set [MOCKHUB_SMTPS_PORT].")] = None,
-    max_calls: Annotated[int | None, typer.Option(help="Calls kept in memory [MOCKHUB_MAX_CALLS; 100000].")] = None,
-    max_body_bytes: Annotated[
-        int | None, typer.Option(help="Largest HTTP request body [MOCKHUB_MAX_BODY_BYTES; 25 MiB].")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for probabilistic faults [MOCKHUB_SEED].")] = None,
-    record_dir: Annotated[
-        Path | None, typer.Option(help="Append every call to JSON Lines here [MOCKHUB_RECORD_DIR].")
-    ] = None,
-    log_level: Annotated[str | None, typer.Option(help="Log level [MOCKHUB_LOG_LEVEL; warning].")] = None,
-) -> None:
-    """Start mockhub: HTTP (fakes, inspection API, UI) and SMTP in one process."""
+def _serve(**given: Any) -> None:
     from mockhub.server import run
-    from mockhub.settings import Settings
 
-    given: dict[str, Any] = {k: v for k, v in locals().items() if v is not None and k not in ("run", "Settings")}
-    run(Settings(**given))
+    # Only flags actually given override the environment (MOCKHUB_*) and the defaults.
+    run(Settings(**{k: v for k, v in given.items() if v is not None}))
+
+
+def _serve_signature() -> inspect.Signature:
+    """One `--flag` per Settings field, so a new setting is a flag without touching this file."""
+    params = []
+    for name, field in Settings.model_fields.items():
+        annotation: Any = field.annotation
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        default = "off" if field.default is None else field.default
+        flag = "--" + name.replace("_", "-")
+        decls = [f"{flag}/--no-{flag[2:]}"] if annotation is bool else [flag]
+        option = typer.Option(None, *decls, help=f"{field.description} (env MOCKHUB_{name.upper()}; default {default})")
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation | None)
+        )
+    return inspect.Signature(params)
+
+
+_serve.__signature__ = _serve_signature()  # type: ignore[attr-defined]
+_serve.__doc__ = "Start mockhub: HTTP (fakes, inspection API, UI) and SMTP in one process."
+app.command("serve")(_serve)

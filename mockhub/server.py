@@ -41,6 +41,10 @@ class Hub:
         self.router = Router(self.services)
         self.recorder = Recorder(self.journal, self.rules, self.settings.max_body_bytes, self.spawn)
         self.api = create_api(ApiState(self.journal, self.rules, self.health), __version__)
+        for service in self.services:
+            router = service.api_router()
+            if router is not None:
+                self.api.include_router(router)
         self.http_port = 0
         self.ready = False
 

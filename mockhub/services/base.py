@@ -20,6 +20,8 @@ from mockhub.journal import Call, Journal
 from mockhub.rules import Preset, RuleBook, StubHit
 
 if TYPE_CHECKING:
+    from fastapi import APIRouter
+
     from mockhub.settings import Settings
 
 __all__ = ["BadRequest", "Reply", "Request", "Route", "Service", "ServiceContext", "json_reply", "text_reply"]
@@ -174,6 +176,10 @@ class Service:
     def listeners(self) -> dict[str, int]:
         """Ports of the fake's own listeners, reported by `/health` (e.g. {"smtp_port": 1025})."""
         return {}
+
+    def api_router(self) -> APIRouter | None:
+        """Inspection routes of this fake's own (an email's attachments), added to the inspection API."""
+        return None
 
 
 _PLAIN_PRESETS: dict[str, tuple[int, str]] = {
