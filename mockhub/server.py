@@ -7,6 +7,7 @@ import logging
 import socket
 import sys
 from collections.abc import Coroutine
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -129,6 +130,12 @@ class MockhubServer(uvicorn.Server):
         super().__init__(config)
         self.hub = hub
         self.announce = announce
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after shutting down, so the process would die *by* SIGTERM
+        # (exit 143). Ours shuts down gracefully and then exits 0, as container runtimes expect.
+        self._captured_signals.clear()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

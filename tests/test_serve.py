@@ -1,0 +1,74 @@
+"""`mockhub serve` as a real process: free ports, settings from the environment, clean SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+READY = re.compile(r"ready: http://[^:]+:(\d+)\s+smtp://[^:]+:(\d+)")
+
+
+def _start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int, int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mockhub", "serve", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        match = READY.search(line)
+        if match:
+            return proc, int(match.group(1)), int(match.group(2))
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"mockhub serve did not announce its ports: {proc.stderr.read()}")
+
+
+def test_serve_on_free_ports_then_sigterm_exits_cleanly() -> None:
+    proc, http_port, smtp_port = _start("--host", "127.0.0.1", "--http-port", "0", "--smtp-port", "0")
+    try:
+        assert http_port > 0 and smtp_port > 0
+        health = httpx.get(f"http://127.0.0.1:{http_port}/health").json()
+        assert (health["status"], health["http_port"], health["smtp_port"]) == ("ok", http_port, smtp_port)
+        httpx.post(f"http://127.0.0.1:{http_port}/webhooks/x", json={}).raise_for_status()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+
+
+def test_settings_come_from_the_environment() -> None:
+    env = {"MOCKHUB_HOST": "127.0.0.1", "MOCKHUB_HTTP_PORT": "0", "MOCKHUB_SMTP_PORT": "0", "MOCKHUB_MAX_CALLS": "2"}
+    proc, http_port, _ = _start(env=env)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{http_port}") as client:
+            for _ in range(3):
+                client.post("/webhooks/x", json={}).raise_for_status()
+            assert client.get("/health").json()["evicted"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_a_flag_overrides_the_environment() -> None:
+    env = {"MOCKHUB_HOST": "127.0.0.1", "MOCKHUB_HTTP_PORT": "1", "MOCKHUB_SMTP_PORT": "0"}
+    proc, http_port, _ = _start("--http-port", "0", env=env)
+    try:
+        assert http_port not in (0, 1)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "mockhub", "--version"], capture_output=True, text=True, check=True)
+    assert re.fullmatch(r"\d+\.\d+\.\d+\n", out.stdout)
