@@ -180,6 +180,7 @@ def make_server(hub: Hub, announce: bool = True) -> tuple[MockhubServer, socket.
         log_level=settings.log_level,
         access_log=False,
         server_header=False,
+        proxy_headers=False,
         timeout_keep_alive=30,
     )
     return MockhubServer(config, hub, announce), sock

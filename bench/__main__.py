@@ -1,0 +1,246 @@
+"""`python -m bench`: measure mockhub on this machine and print a table and JSON.
+
+Server on core 0, load on core 1 (taskset). Needs `wrk` (apt-get install -y wrk).
+`--quick` shortens every run (for a smoke check, not for figures worth quoting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from bench.harness import LOAD_CPU, Server, mockhub, pinned, post_lua, starlette_baseline, wrk
+
+WEBHOOK_BODY = '{"severity":"critical","summary":"disk full on db-1","host":"db-1"}'
+Results = dict[str, Any]
+
+
+def _saturate(server: Server, path: str, lua: str, seconds: int) -> Results:
+    before = httpx.get(server.url + "/health").json().get("last_seq")  # None for the baseline app
+    result = wrk(server.url + path, lua, seconds=seconds)
+    out: Results = {
+        "calls_per_s": round(result.rps),
+        "p50_ms": round(result.p50_ms, 2),
+        "p99_ms": round(result.p99_ms, 2),
+        "errors": result.errors,
+    }
+    health = httpx.get(server.url + "/health").json()
+    if "last_seq" in health and before is not None:
+        # Every answered call must be in the journal: recorded == requests wrk completed (± in flight).
+        out["recorded"] = health["last_seq"] - before
+        out["wrk_requests"] = result.requests
+    return out
+
+
+def bench_webhooks(seconds: int) -> Results:
+    lua = post_lua(WEBHOOK_BODY)
+    results: Results = {}
+    with mockhub() as server:
+        wrk(server.url + "/webhooks/warmup", lua, seconds=2)
+        results["mockhub_webhook"] = _saturate(server, "/webhooks/alerts", lua, seconds)
+        fixed = subprocess.run(
+            pinned(
+                LOAD_CPU,
+                [sys.executable, "-m", "bench.fixed_rate", server.url + "/webhooks/steady", "1000", str(seconds)],
+            ),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results["mockhub_webhook_at_1000_per_s"] = json.loads(fixed.stdout)
+    with starlette_baseline() as server:
+        wrk(server.url + "/webhooks/warmup", lua, seconds=2)
+        results["starlette_baseline_webhook"] = _saturate(server, "/webhooks/alerts", lua, seconds)
+    return results
+
+
+def _fake_present(server: Server, path: str, body: str, headers: dict[str, str]) -> bool:
+    r = httpx.post(server.url + path, content=body, headers={"content-type": "application/json", **headers})
+    return r.status_code < 400
+
+
+def bench_fakes(seconds: int) -> Results:
+    scenarios = {
+        "slack_webhook": ("/services/T000/B000/XXXX", '{"text":"disk full on db-1"}', {}),
+        "openai_chat": (
+            "/v1/chat/completions",
+            '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"summarise: disk full"}]}',
+            {"Authorization": "Bearer sk-bench"},
+        ),
+        "openai_chat_stream": (
+            "/v1/chat/completions",
+            '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"summarise: disk full"}]}',
+            {"Authorization": "Bearer sk-bench"},
+        ),
+        "anthropic_messages": (
+            "/v1/messages",
+            '{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"summarise"}]}',
+            {"x-api-key": "bench", "anthropic-version": "2023-06-01"},
+        ),
+    }
+    results: Results = {}
+    with mockhub() as server:
+        for name, (path, body, headers) in scenarios.items():
+            if not _fake_present(server, path, body, headers):
+                results[name] = "n/a (fake not present)"
+                continue
+            results[name] = _saturate(server, path, post_lua(body, headers=headers), seconds)
+    return results
+
+
+def bench_smtp(messages: int) -> Results:
+    with mockhub() as server:
+        out = subprocess.run(
+            pinned(LOAD_CPU, [sys.executable, "-m", "bench.smtp_load", str(server.smtp_port), str(messages)]),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results: Results = json.loads(out.stdout)
+        results["recorded"] = httpx.get(server.url + "/calls/count", params={"service": "smtp"}).json()["count"]
+    return results
+
+
+def _fill(server: Server, total: int) -> None:
+    """Post webhooks spread over 100 namespaces until the journal holds `total` calls."""
+    lua = (
+        post_lua(WEBHOOK_BODY)
+        + """
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, "/ns/ns-" .. (n % 100) .. "/webhooks/fill/" .. n)
+end
+"""
+    )
+    while True:
+        have = httpx.get(server.url + "/health").json()["calls"]
+        if have >= total:
+            return
+        wrk(server.url + "/", lua, seconds=max(1, min(10, (total - have) // 8000 + 1)))
+
+
+def _timed(fn: Callable[[], object], repeat: int = 30) -> dict[str, float]:
+    fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    samples.sort()
+    return {"median_ms": round(statistics.median(samples), 2), "p90_ms": round(samples[int(len(samples) * 0.9)], 2)}
+
+
+def _wakeup(client: httpx.Client, url: str, tries: int = 30) -> dict[str, float]:
+    samples = []
+    for i in range(tries):
+        got: dict[str, float] = {}
+
+        def poll(i: int = i, got: dict[str, float] = got) -> None:
+            with httpx.Client(base_url=url, timeout=30) as poller:
+                poller.get("/calls", params={"path": f"/webhooks/wake/{i}", "wait": 10})
+                got["at"] = time.perf_counter()
+
+        t = threading.Thread(target=poll)
+        t.start()
+        time.sleep(0.05)  # let the long poll register
+        sent = time.perf_counter()
+        client.post(f"/webhooks/wake/{i}", json={})
+        t.join()
+        samples.append((got["at"] - sent) * 1000)
+    samples.sort()
+    return {"median_ms": round(statistics.median(samples), 2), "p90_ms": round(samples[int(len(samples) * 0.9)], 2)}
+
+
+def bench_journal(sizes: list[int]) -> Results:
+    results: Results = {}
+    with mockhub("--max-calls", str(max(sizes) + 1000)) as server, httpx.Client(base_url=server.url) as client:
+        rss0 = server.rss_bytes()
+        for size in sizes:
+            _fill(server, size)
+            health = client.get("/health").json()
+            last = health["last_seq"]
+            queries: dict[str, Callable[[], object]] = {
+                "namespace_limit_100": lambda: client.get("/calls", params={"namespace": "ns-7", "limit": 100}),
+                "count_namespace": lambda: client.get("/calls/count", params={"namespace": "ns-7"}),
+                "recent_after_seq": lambda last=last: client.get("/calls", params={"after": last - 10}),
+                "namespace_and_path_glob": lambda: client.get(
+                    "/calls", params={"namespace": "ns-7", "path": "/webhooks/fill/1*", "limit": 50}
+                ),
+                "full_scan_contains_no_match": lambda: client.get("/calls", params={"contains": "needle-not-there"}),
+            }
+            entry: Results = {"calls": health["calls"]}
+            for name, query in queries.items():
+                entry[name] = _timed(query, repeat=20)
+            entry["long_poll_wakeup"] = _wakeup(client, server.url)
+            rss = server.rss_bytes()
+            entry["rss_mb"] = round(rss / 2**20, 1)
+            entry["bytes_per_call"] = round((rss - rss0) / max(1, health["calls"]))
+            entry["body_bytes_per_call"] = round(health["body_bytes"] / max(1, health["calls"]))
+            results[f"at_{size}"] = entry
+    return results
+
+
+def bench_startup(runs: int = 5) -> Results:
+    ready, healthy = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        with mockhub() as server:
+            healthy.append((time.perf_counter() - started) * 1000)
+            ready.append(server.started_s * 1000)
+    return {
+        "start_to_ready_ms": round(statistics.median(ready)),
+        "start_to_first_health_ms": round(statistics.median(healthy)),
+    }
+
+
+def _table(results: Results, prefix: str = "") -> list[str]:
+    rows = []
+    for key, value in results.items():
+        if isinstance(value, dict):
+            rows.extend(_table(value, f"{prefix}{key}."))
+        else:
+            rows.append(f"{prefix}{key:<40} {value}")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs: a smoke check, not figures to quote")
+    parser.add_argument("--only", nargs="*", choices=["webhooks", "fakes", "smtp", "journal", "startup"])
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    seconds = 3 if args.quick else 10
+    sizes = [10_000] if args.quick else [10_000, 100_000]
+    todo = args.only or ["webhooks", "fakes", "smtp", "journal", "startup"]
+    results: Results = {}
+    for name in todo:
+        print(f"... {name}", file=sys.stderr, flush=True)
+        if name == "webhooks":
+            results[name] = bench_webhooks(seconds)
+        elif name == "fakes":
+            results[name] = bench_fakes(seconds)
+        elif name == "smtp":
+            results[name] = bench_smtp(500 if args.quick else 5000)
+        elif name == "journal":
+            results[name] = bench_journal(sizes)
+        elif name == "startup":
+            results[name] = bench_startup()
+    print("\n".join(_table(results)))
+    print(json.dumps(results, indent=2))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Processes for benchmarks: a server pinned to one core, load generators pinned to the other."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+READY = re.compile(r"ready: http://[^:]+:(\d+)(?:\s+smtp://[^:]+:(\d+))?")
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+
+
+def pinned(cpu: str, argv: list[str]) -> list[str]:
+    """Pin a process to one core (when taskset exists and the machine has two), so server and load don't share."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", cpu, *argv]
+    return argv
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[str]
+    http_port: int
+    smtp_port: int | None
+    started_s: float
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+
+@contextmanager
+def mockhub(*args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """`mockhub serve` on free loopback ports, pinned to the server core."""
+    argv = [sys.executable, "-m", "mockhub", "serve", "--host", "127.0.0.1", "--http-port", "0", "--smtp-port", "0"]
+    with _serve(pinned(SERVER_CPU, [*argv, *args]), env) as server:
+        yield server
+
+
+@contextmanager
+def starlette_baseline() -> Iterator[Server]:
+    """A bare Starlette app doing what a webhook fake must (parse, keep, answer), for comparison."""
+    argv = [sys.executable, "-m", "bench.baseline_starlette"]
+    with _serve(pinned(SERVER_CPU, argv), None) as server:
+        yield server
+
+
+@contextmanager
+def _serve(argv: list[str], env: dict[str, str] | None) -> Iterator[Server]:
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, cwd=Path(__file__).parent.parent
+    )
+    assert proc.stderr is not None
+    try:
+        while True:
+            line = proc.stderr.readline()
+            if not line:
+                raise RuntimeError(f"server exited: {argv}")
+            match = READY.search(line)
+            if match:
+                smtp = int(match.group(2)) if match.group(2) else None
+                server = Server(proc, int(match.group(1)), smtp, time.perf_counter() - started)
+                break
+        # Ready means the listeners accept; confirm over HTTP like a user would.
+        httpx.get(server.url + "/health").raise_for_status()
+        yield server
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(url: str, lua: str, seconds: int = 10, connections: int = 50, threads: int = 1) -> WrkResult:
+    """Run wrk (Debian's package) on the load core with a Lua script that shapes the request."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed: apt-get install -y wrk")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua)
+    try:
+        argv = [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            script.name,
+            url,
+        ]
+        out = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    requests = int(re.search(r"(\d+) requests in ([\d.]+)(\w+)", out).group(1))  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    for m in re.finditer(r"(?:Non-2xx or 3xx responses|Socket errors:.*?timeout)\s*:?\s*(\d+)", out):
+        errors += int(m.group(1))
+    return WrkResult(requests, seconds, rps, p50, p99, errors)
+
+
+def post_lua(body: str, content_type: str = "application/json", headers: dict[str, str] | None = None) -> str:
+    lines = ['wrk.method = "POST"', f"wrk.body = [==[{body}]==]", f'wrk.headers["Content-Type"] = "{content_type}"']
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items()]
+    return "\n".join(lines) + "\n"
