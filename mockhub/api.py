@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from mockhub.journal import Call, CallFilter, Journal
 from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec
@@ -24,8 +24,8 @@ from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec
 __all__ = ["ApiState", "create_api"]
 
 
-class JSONOut(Response):
-    media_type = "application/json"
+class JSONOut(JSONResponse):
+    """JSON rendered by orjson (a JSONResponse, so FastAPI documents the route's response model)."""
 
     def render(self, content: Any) -> bytes:
         if isinstance(content, BaseModel):
