@@ -128,7 +128,10 @@ def fault_error_reply(service: Service, rule: FaultRule, request: Request) -> Re
 class Recorder:
     """Runs a call to a fake through parse, rules, answer and record."""
 
-    def __init__(self, journal: Journal, rules: RuleBook, max_body_bytes: int, spawn: Any) -> None:
+    def __init__(
+        self, journal: Journal, rules: RuleBook, max_body_bytes: int, spawn: Any, body_timeout: float = 30.0
+    ) -> None:
+        self.body_timeout = body_timeout
         self.journal = journal
         self.rules = rules
         self.max_body_bytes = max_body_bytes
@@ -145,13 +148,16 @@ class Recorder:
             return body, False
         chunks = [body]
         size = len(body)
-        while message.get("more_body", False) and size <= self.max_body_bytes:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
+        # Only bodies that arrive in pieces can be slow; a deadline keeps a trickling client from
+        # holding its request open forever.
+        async with asyncio.timeout(self.body_timeout):
+            while message.get("more_body", False) and size <= self.max_body_bytes:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _ClientGone
+                chunk = message.get("body", b"")
+                chunks.append(chunk)
+                size += len(chunk)
         data = b"".join(chunks)
         if size > self.max_body_bytes:
             return data[: self.max_body_bytes], True
@@ -170,10 +176,13 @@ class Recorder:
     ) -> None:
         started = time.perf_counter()
         headers = _headers(scope["headers"])
+        too_slow = False
         try:
             body, too_large = await self._read_body(receive)
         except _ClientGone:
             return
+        except TimeoutError:
+            body, too_large, too_slow = b"", False, True
         call = Call(
             service=service.name,
             method=scope["method"],
@@ -196,9 +205,15 @@ class Recorder:
             call=call,
         )
         reply: Reply | None = None
-        if too_large:
-            reply = service.error(413, f"request body larger than {self.max_body_bytes} bytes", code="too_large")
-            call.data = {"error": "body_too_large"}
+        if too_slow or too_large:
+            if too_slow:
+                reply = service.error(408, f"request body not received within {self.body_timeout} s", code="timeout")
+                call.data = {"error": "body_timeout"}
+            else:
+                reply = service.error(413, f"request body larger than {self.max_body_bytes} bytes", code="too_large")
+                call.data = {"error": "body_too_large"}
+            # The rest of the body is still on the wire: the connection cannot carry another request.
+            reply.headers.append(("connection", "close"))
         elif route is None:
             reply = service.error(405, f"{call.method} is not allowed on {path}", code="method_not_allowed")
         elif route.parse is not None:

@@ -40,7 +40,9 @@ class Hub:
         ctx = ServiceContext(self.settings, self.journal, self.rules, self.spawn)
         self.services = [cls(ctx) for cls in SERVICES]
         self.router = Router(self.services)
-        self.recorder = Recorder(self.journal, self.rules, self.settings.max_body_bytes, self.spawn)
+        self.recorder = Recorder(
+            self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
+        )
         self.api = create_api(ApiState(self.journal, self.rules, self.health), __version__)
         for service in self.services:
             router = service.api_router()
@@ -172,9 +174,19 @@ def make_server(hub: Hub, announce: bool = True) -> tuple[MockhubServer, socket.
         loop = "uvloop"
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it on every platform we support
         loop = "asyncio"
+    protocol = type(
+        "MockhubProtocol",
+        (MockhubProtocol,),
+        {
+            "header_timeout": settings.header_timeout,
+            "max_header_count": settings.max_header_count,
+            "max_header_bytes": settings.max_header_bytes,
+        },
+    )
     config = uvicorn.Config(
         hub,
-        http=MockhubProtocol,
+        http=protocol,
+        limit_concurrency=settings.max_connections,
         loop=loop,
         lifespan="on",
         log_level=settings.log_level,

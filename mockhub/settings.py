@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         25 * 1024 * 1024, ge=1, description="largest HTTP request body; larger ones get 413 in the provider's shape"
     )
+    header_timeout: float = Field(10.0, gt=0, description="seconds a client has to send a request head (408 after)")
+    body_timeout: float = Field(30.0, gt=0, description="seconds a client has to send a request body (408 after)")
+    max_header_count: int = Field(100, ge=1, description="most headers in a request (431 beyond)")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request head in bytes (431 beyond)")
+    max_connections: int = Field(2048, ge=1, description="concurrent connections and requests (503 beyond)")
     seed: int | None = Field(None, description="seed for probabilistic faults, so runs repeat")
     credentials: str | None = Field(
         None, description="comma-separated credentials the fakes accept (any non-empty one when unset)"
