@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import socket
 import sys
 from collections.abc import Coroutine
 from types import FrameType
 from typing import Any
+from urllib.parse import parse_qs
 
 import uvicorn
 
@@ -27,6 +29,12 @@ __all__ = ["Hub", "MockhubServer", "bind_socket", "run"]
 log = logging.getLogger("mockhub")
 
 _NOT_FOUND = b'{"error":{"code":"not_found","message":"no fake at this path"}}'
+_UNAUTHORIZED = (
+    b'{"error":{"code":"unauthorized","message":"this mockhub requires its admin token: '
+    b'Authorization: Bearer <token>, X-Mockhub-Token: <token> or ?token=<token>"}}'
+)
+# Container healthchecks and orchestrators probe these without credentials.
+_OPEN_PATHS = frozenset({"/health", "/livez", "/readyz"})
 
 
 class Hub:
@@ -50,6 +58,19 @@ class Hub:
                 self.api.include_router(router)
         self.http_port = 0
         self.ready = False
+        self._token = self.settings.admin_token
+
+    def _authorized(self, scope: dict[str, Any]) -> bool:
+        """The admin token, from a header (clients) or the query string (the UI's EventSource cannot set headers)."""
+        token = self._token
+        assert token is not None
+        for name, value in scope["headers"]:
+            if name == b"authorization" and value.decode("latin-1") == f"Bearer {token}":
+                return True
+            if name == b"x-mockhub-token" and hmac.compare_digest(value.decode("latin-1"), token):
+                return True
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        return any(hmac.compare_digest(given, token) for given in query.get("token", []))
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run background work (callbacks) that must not delay an answer; kept until done."""
@@ -123,6 +144,12 @@ class Hub:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _send_json(send: Any, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class MockhubServer(uvicorn.Server):

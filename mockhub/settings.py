@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     max_header_count: int = Field(100, ge=1, description="most headers in a request (431 beyond)")
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request head in bytes (431 beyond)")
     max_connections: int = Field(2048, ge=1, description="concurrent connections and requests (503 beyond)")
+    admin_token: str | None = Field(
+        None, description="when set, the inspection API and UI require it (Bearer, X-Mockhub-Token or ?token=)"
+    )
+    callback_allow: str | None = Field(
+        None, description="comma-separated host globs outbound callbacks may reach (any when unset)"
+    )
     seed: int | None = Field(None, description="seed for probabilistic faults, so runs repeat")
     credentials: str | None = Field(
         None, description="comma-separated credentials the fakes accept (any non-empty one when unset)"
