@@ -120,10 +120,10 @@ class Hub:
                 await self.recorder.handle(service, route, params, path, namespace, scope, receive, send)
                 return
             if namespace is not None:
-                await send(
-                    {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]}
-                )
-                await send({"type": "http.response.body", "body": _NOT_FOUND})
+                await _send_json(send, 404, _NOT_FOUND)
+                return
+            if self._token is not None and path not in _OPEN_PATHS and not self._authorized(scope):
+                await _send_json(send, 401, _UNAUTHORIZED)
                 return
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
