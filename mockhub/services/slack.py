@@ -13,6 +13,7 @@ import hashlib
 import time
 from email.parser import BytesParser
 from email.policy import HTTP
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -71,6 +72,7 @@ def _has_content(payload: dict[str, Any]) -> bool:
     return any(payload.get(key) for key in ("text", "blocks", "attachments"))
 
 
+@lru_cache(maxsize=4096)
 def _channel_id(channel: str) -> str:
     """Slack answers channel IDs even when posting to `#name`: derive a stable one from the name."""
     if len(channel) >= 9 and channel[0] in "CGD" and channel.isalnum() and channel.isupper():
@@ -173,7 +175,7 @@ class SlackService(Service):
     # -- Web API -------------------------------------------------------------------------------
     def _api_args(self, request: Request) -> dict[str, Any]:
         """The method's arguments from the query string and a JSON, form or multipart body."""
-        args: dict[str, Any] = {k: v[0] for k, v in request.query.items()}
+        args: dict[str, Any] = {k: v[0] for k, v in request.query.items()} if request.query_string else {}
         content_type = request.content_type
         if not request.body:
             return args

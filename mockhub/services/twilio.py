@@ -24,6 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -90,8 +91,14 @@ def sign(token: str, url: str, params: dict[str, str]) -> str:
     return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
 
 
+@lru_cache(maxsize=256)
+def _rfc2822_second(second: int) -> str:
+    return format_datetime(datetime.fromtimestamp(second, UTC))
+
+
 def _rfc2822(epoch: float | None) -> str | None:
-    return None if epoch is None else format_datetime(datetime.fromtimestamp(int(epoch), UTC))
+    # Cached per second: every message created within one second shares its date strings.
+    return None if epoch is None else _rfc2822_second(int(epoch))
 
 
 def _valid_address(value: str, sender: bool) -> bool:
@@ -176,6 +183,7 @@ class TwilioService(Service):
         self._messages: OrderedDict[str, _Message] = OrderedDict()
         self._by_account: dict[tuple[str, str], OrderedDict[str, _Message]] = {}
         self._client: httpx.AsyncClient | None = None
+        self._last_auth: tuple[str, tuple[str, str] | None] = ("", None)
 
     def routes(self) -> list[Route]:
         base = f"/{API_VERSION}/Accounts/{{account}}/Messages"
@@ -222,6 +230,13 @@ class TwilioService(Service):
     def _credentials(self, request: Request) -> tuple[str, str] | None:
         """(user, password) of a Basic auth header the fake accepts, or None."""
         header = request.headers.get("authorization", "")
+        if header == self._last_auth[0]:  # clients send the same header every time: decode it once
+            return self._last_auth[1]
+        creds = self._decode_credentials(header)
+        self._last_auth = (header, creds)
+        return creds
+
+    def _decode_credentials(self, header: str) -> tuple[str, str] | None:
         if header[:6].lower() != "basic ":
             return None
         try:
