@@ -42,3 +42,23 @@ class Settings(BaseSettings):
     record_dir: Path | None = Field(None, description="append every call to a JSON Lines file in this folder")
     fsync: bool = Field(False, description="fsync each recorded call (power-loss safety)")
     log_level: str = Field("warning", description="uvicorn / mockhub log level")
+    slack_retry_after: int = Field(
+        1, ge=0, le=3600, description="Retry-After (whole seconds) of Slack's rate_limited preset"
+    )
+    twilio_callback_delay_ms: int = Field(
+        50, ge=0, le=600_000, description="Twilio: pause before each status step (sent, delivered) and its callback"
+    )
+    twilio_final_status: str = Field(
+        "delivered",
+        pattern="^(delivered|undelivered|failed)$",
+        description="Twilio: how messages end unless a stub says otherwise (delivered, undelivered, failed)",
+    )
+    twilio_error_code: int | None = Field(
+        None, description="Twilio: ErrorCode of undelivered/failed messages (default 30003)"
+    )
+    twilio_auth_token: str | None = Field(
+        None, description="Twilio: auth token that signs status callbacks (default: the Basic auth password)"
+    )
+    twilio_max_messages: int = Field(
+        10_000, ge=1, description="Twilio: messages kept for fetch and list; older ones are forgotten"
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from mockhub.services.base import Service
+from mockhub.services.slack import SlackService
 from mockhub.services.smtp import SmtpService
+from mockhub.services.twilio import TwilioService
 from mockhub.services.webhooks import WebhookService
 
 __all__ = ["SERVICES"]
@@ -11,4 +13,6 @@ __all__ = ["SERVICES"]
 SERVICES: list[type[Service]] = [
     WebhookService,
     SmtpService,
+    SlackService,
+    TwilioService,
 ]

@@ -1,0 +1,521 @@
+"""Twilio Messaging: create, fetch and list messages, with signed status callbacks.
+
+Wire formats follow what the `twilio` package sends and parses: form-encoded creates with HTTP
+Basic auth, 201 with the full Message resource (RFC 2822 dates, string counts), errors as
+`{code, message, more_info, status}` (raised as `TwilioRestException`), list pages with exactly one
+resource key beside the paging fields and relative page URIs (joined to the client's base URL).
+
+A message's status advances with time (`queued` → `sent` → `delivered`, one step every
+`twilio_callback_delay_ms`) whether or not anyone asks; with a `StatusCallback`, each step after
+the first is POSTed there, signed with `X-Twilio-Signature`, and recorded as an outbound call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import math
+import re
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from mockhub.journal import Call, ResponseRecord
+from mockhub.rules import Preset
+from mockhub.services.base import BadRequest, Reply, Request, Route, Service, ServiceContext, json_reply, route
+
+__all__ = ["TwilioService"]
+
+API_VERSION = "2010-04-01"
+_CALLBACK_TIMEOUT_S = 10.0
+# Bodies of callback targets' answers kept in the journal; a callback target is not the thing under test.
+_MAX_RECORDED_ANSWER = 64 * 1024
+
+_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+_CHANNEL = re.compile(r"^(whatsapp|messenger|rcs):(.+)$")
+_SHORT_CODE = re.compile(r"^\d{3,8}$")
+_ALPHA_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+_GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
+    "abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
+
+_ERROR_MESSAGES = {
+    30001: "Queue overflow",
+    30003: "Unreachable destination handset",
+    30004: "Message blocked",
+    30005: "Unknown destination handset",
+    30006: "Landline or unreachable carrier",
+    30007: "Message filtered",
+    30008: "Unknown error",
+}
+
+# Generic Twilio codes for HTTP-level errors (wrong method, body too large, fault presets).
+_STATUS_CODES = {401: 20003, 403: 20003, 404: 20404, 405: 20004, 429: 20429, 500: 20500, 503: 20503}
+_PRESETS: dict[str, tuple[int, int, str]] = {
+    "rate_limited": (429, 20429, "Too Many Requests"),
+    "server_error": (500, 20500, "An internal server error has occurred"),
+    "unavailable": (503, 20503, "Service is unavailable. Please try again"),
+    "overloaded": (503, 20503, "Service is unavailable. Please try again"),
+    "unauthorized": (401, 20003, "Authenticate"),
+}
+
+
+def num_segments(body: str) -> int:
+    """SMS segments of `body`: GSM-7 (160, or 153 per part) when it fits, else UCS-2 (70 / 67)."""
+    if not body:
+        return 1
+    if all(c in _GSM_BASIC or c in _GSM_EXTENDED for c in body):
+        units = len(body) + sum(c in _GSM_EXTENDED for c in body)
+        return 1 if units <= 160 else math.ceil(units / 153)
+    units = len(body.encode("utf-16-le")) // 2
+    return 1 if units <= 70 else math.ceil(units / 67)
+
+
+def sign(token: str, url: str, params: dict[str, str]) -> str:
+    """Twilio's request signature: HMAC-SHA1 of the URL plus each sorted name and value, base64."""
+    payload = url + "".join(name + params[name] for name in sorted(params))
+    return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
+
+
+@lru_cache(maxsize=256)
+def _rfc2822_second(second: int) -> str:
+    return format_datetime(datetime.fromtimestamp(second, UTC))
+
+
+def _rfc2822(epoch: float | None) -> str | None:
+    # Cached per second: every message created within one second shares its date strings.
+    return None if epoch is None else _rfc2822_second(int(epoch))
+
+
+def _valid_address(value: str, sender: bool) -> bool:
+    m = _CHANNEL.match(value)
+    if m is not None:
+        value = m.group(2)
+        return bool(_E164.match(value)) or m.group(1) != "whatsapp"
+    if _E164.match(value):
+        return True
+    return sender and bool(_SHORT_CODE.match(value) or _ALPHA_SENDER.match(value))
+
+
+@dataclass(slots=True)
+class _Message:
+    sid: str
+    account_sid: str
+    namespace: str
+    to: str
+    from_: str | None
+    body: str
+    media_urls: list[str]
+    messaging_service_sid: str | None
+    status_callback: str | None
+    created: float
+    initial: str
+    # The statuses it moves through after `initial`, one every `delay` seconds.
+    steps: list[tuple[str, int | None]]
+    delay: float
+    segments: str
+
+    def state(self, now: float) -> tuple[str, int | None, float, float | None]:
+        """(status, error_code, date_updated, date_sent) at time `now`."""
+        status, code, updated, sent = self.initial, None, self.created, None
+        for i, (step, step_code) in enumerate(self.steps):
+            at = self.created + self.delay * (i + 1)
+            if at > now:
+                break
+            status, code, updated = step, step_code, at
+            if step == "sent":
+                sent = at
+        return status, code, updated, sent
+
+    def resource(self, now: float) -> dict[str, Any]:
+        status, code, updated, sent = self.state(now)
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{self.sid}"
+        return {
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "body": self.body,
+            "date_created": _rfc2822(self.created),
+            "date_sent": _rfc2822(sent),
+            "date_updated": _rfc2822(updated),
+            "direction": "outbound-api",
+            "error_code": code,
+            "error_message": _ERROR_MESSAGES.get(code) if code else None,
+            "from": self.from_,
+            "messaging_service_sid": self.messaging_service_sid,
+            "num_media": str(len(self.media_urls)),
+            "num_segments": self.segments,
+            "price": None,
+            "price_unit": "USD",
+            "sid": self.sid,
+            "status": status,
+            "subresource_uris": {"media": f"{uri}/Media.json", "feedback": f"{uri}/Feedback.json"},
+            "to": self.to,
+            "uri": f"{uri}.json",
+        }
+
+
+class TwilioService(Service):
+    """Messages.json create/fetch/list with Twilio's validation, errors, paging and status callbacks."""
+
+    name = "twilio"
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx)
+        settings = ctx.settings
+        creds = settings.credentials
+        self._pinned = frozenset(c.strip() for c in creds.split(",") if c.strip()) if creds else None
+        self._max_messages = settings.twilio_max_messages
+        # Every stored message by sid (oldest first, for eviction), and per (namespace, account) for lists.
+        self._messages: OrderedDict[str, _Message] = OrderedDict()
+        self._by_account: dict[tuple[str, str], OrderedDict[str, _Message]] = {}
+        self._client: httpx.AsyncClient | None = None
+        self._last_auth: tuple[str, tuple[str, str] | None] = ("", None)
+
+    def routes(self) -> list[Route]:
+        base = f"/{API_VERSION}/Accounts/{{account}}/Messages"
+        return [
+            route("POST", base + ".json", self.create, self.parse_create),
+            route("GET", base + ".json", self.list, self.parse_list),
+            route("GET", base + "/{message}.json", self.fetch, self.parse_fetch),
+        ]
+
+    async def start(self) -> None:
+        self._client = self._new_client()
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @staticmethod
+    def _new_client() -> httpx.AsyncClient:
+        # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback callbacks.
+        return httpx.AsyncClient(timeout=_CALLBACK_TIMEOUT_S, follow_redirects=False, trust_env=False)
+
+    # -- errors --------------------------------------------------------------------------------
+    def twilio_error(self, status: int, code: int, message: str) -> Reply:
+        more_info = f"https://www.twilio.com/docs/errors/{code}"
+        body = {"code": code, "message": message, "more_info": more_info, "status": status}
+        headers = [("www-authenticate", 'Basic realm="Twilio API"')] if status == 401 else []
+        return json_reply(body, status, headers)
+
+    def error(self, status: int, message: str, code: str | None = None) -> Reply:
+        return self.twilio_error(status, _STATUS_CODES.get(status, 20001), message)
+
+    def preset(self, name: Preset, request: Request) -> Reply:
+        status, code, message = _PRESETS[name]
+        reply = self.twilio_error(status, code, message)
+        if status == 429:
+            reply.headers.append(("retry-after", "1"))
+        return reply
+
+    def _bad(self, data: dict[str, Any], status: int, code: int, message: str) -> BadRequest:
+        return BadRequest(self.twilio_error(status, code, message), {**data, "error_code": code})
+
+    # -- auth ----------------------------------------------------------------------------------
+    def _credentials(self, request: Request) -> tuple[str, str] | None:
+        """(user, password) of a Basic auth header the fake accepts, or None."""
+        header = request.headers.get("authorization", "")
+        if header == self._last_auth[0]:  # clients send the same header every time: decode it once
+            return self._last_auth[1]
+        creds = self._decode_credentials(header)
+        self._last_auth = (header, creds)
+        return creds
+
+    def _decode_credentials(self, header: str) -> tuple[str, str] | None:
+        if header[:6].lower() != "basic ":
+            return None
+        try:
+            pair = base64.b64decode(header[6:].strip(), validate=True).decode()
+        except ValueError:
+            return None
+        user, sep, password = pair.partition(":")
+        if not sep or not user or not password:
+            return None
+        if self._pinned is not None and pair not in self._pinned and password not in self._pinned:
+            return None
+        return user, password
+
+    def _authenticate(self, request: Request, data: dict[str, Any]) -> tuple[str, str]:
+        creds = self._credentials(request)
+        if creds is None:
+            raise self._bad(data, 401, 20003, "Authenticate")
+        return creds
+
+    def _signing_token(self, account_sid: str, user: str, password: str) -> str:
+        """The auth token that signs callbacks: set explicitly, else the account's own (Basic password)."""
+        if self.ctx.settings.twilio_auth_token:
+            return self.ctx.settings.twilio_auth_token
+        if user.startswith("SK") and self._pinned is not None:
+            # API key auth: the account's token may be pinned as "AC...:token".
+            for entry in self._pinned:
+                sid, sep, token = entry.partition(":")
+                if sep and sid == account_sid:
+                    return token
+        return password
+
+    # -- create --------------------------------------------------------------------------------
+    def parse_create(self, request: Request) -> dict[str, Any]:
+        form = request.form()
+
+        def first(name: str) -> str | None:
+            values = form.get(name)
+            return values[0] if values else None
+
+        to, from_, body = first("To"), first("From"), first("Body")
+        media = [u for u in form.get("MediaUrl", []) if u]
+        callback, service_sid = first("StatusCallback"), first("MessagingServiceSid")
+        data: dict[str, Any] = {
+            "account_sid": request.path_params["account"],
+            "to": to,
+            "from": from_,
+            "body": body,
+            "media_url": media,
+            "status_callback": callback,
+            "messaging_service_sid": service_sid,
+            "message_sid": None,
+        }
+        self._authenticate(request, data)
+        if not to:
+            raise self._bad(data, 400, 21604, "A 'To' phone number is required.")
+        if not _valid_address(to, sender=False):
+            raise self._bad(data, 400, 21211, f"Invalid 'To' Phone Number: {to}")
+        if not from_ and not service_sid:
+            raise self._bad(data, 400, 21603, "A 'From' phone number is required.")
+        if from_ and not _valid_address(from_, sender=True):
+            raise self._bad(
+                data,
+                400,
+                21212,
+                f"The 'From' number {from_} is not a valid phone number, shortcode, or alphanumeric sender ID.",
+            )
+        if from_ == to:
+            raise self._bad(data, 400, 21266, "'To' and 'From' number cannot be the same")
+        if not body and not media and not first("ContentSid"):
+            raise self._bad(data, 400, 21602, "Message body is required.")
+        if body and len(body) > 1600:
+            raise self._bad(data, 400, 21617, "The concatenated message body exceeds the 1600 character limit.")
+        if len(media) > 10:
+            raise self._bad(data, 400, 21623, "Number of media files exceeds allowed limit")
+        if any(not u.startswith(("http://", "https://")) for u in media):
+            raise self._bad(data, 400, 21620, "Invalid media URL(s)")
+        if callback and not callback.startswith(("http://", "https://")):
+            raise self._bad(data, 400, 21609, f"Invalid StatusCallback url: {callback}")
+        return data
+
+    def _outcome(self, request: Request) -> list[tuple[str, int | None]]:
+        """The statuses a new message moves through: from a stub's reply, else from the settings."""
+        settings = self.ctx.settings
+        final, code = settings.twilio_final_status, settings.twilio_error_code
+        reply = request.stub.reply if request.stub is not None else None
+        if reply is not None and (reply.status or reply.error_code):
+            final = reply.status or "undelivered"
+            code = reply.error_code
+        code = (code or 30003) if final in ("undelivered", "failed") else None
+        if final in ("failed", "canceled"):
+            return [(final, code)]
+        if final == "sent":
+            return [("sent", None)]
+        if final == "read":
+            return [("sent", None), ("delivered", None), ("read", None)]
+        return [("sent", None), (final, code)]
+
+    async def create(self, request: Request) -> Reply:
+        data = request.data
+        account = request.path_params["account"]
+        user, password = self._authenticate(request, data)
+        now = time.time()
+        message = _Message(
+            sid="SM" + uuid.uuid4().hex,
+            account_sid=account,
+            namespace=request.namespace,
+            to=data["to"],
+            from_=data["from"],
+            body=data["body"] or "",
+            media_urls=data["media_url"],
+            messaging_service_sid=data["messaging_service_sid"],
+            status_callback=data["status_callback"],
+            created=now,
+            initial="accepted" if data["messaging_service_sid"] else "queued",
+            steps=self._outcome(request),
+            delay=self.ctx.settings.twilio_callback_delay_ms / 1000,
+            segments=str(num_segments(data["body"] or "")),
+        )
+        data["message_sid"] = message.sid
+        self._store(message)
+        reply = json_reply(message.resource(now), 201)
+        if message.status_callback:
+            token = self._signing_token(account, user, password)
+            reply.after = lambda: self._deliver(message, token)
+        return reply
+
+    def _store(self, message: _Message) -> None:
+        key = (message.namespace, message.account_sid)
+        self._messages[message.sid] = message
+        self._by_account.setdefault(key, OrderedDict())[message.sid] = message
+        while len(self._messages) > self._max_messages:
+            _, old = self._messages.popitem(last=False)
+            old_key = (old.namespace, old.account_sid)
+            index = self._by_account[old_key]
+            del index[old.sid]
+            if not index:
+                del self._by_account[old_key]
+
+    # -- status callbacks ----------------------------------------------------------------------
+    async def _deliver(self, message: _Message, token: str) -> None:
+        for status, code in message.steps:
+            await asyncio.sleep(message.delay)
+            await self._callback(message, status, code, token)
+
+    async def _callback(self, message: _Message, status: str, code: int | None, token: str) -> None:
+        url = message.status_callback
+        assert url is not None
+        params = {
+            "AccountSid": message.account_sid,
+            "ApiVersion": API_VERSION,
+            "To": message.to,
+            "MessageSid": message.sid,
+            "MessageStatus": status,
+            "SmsSid": message.sid,
+            "SmsStatus": status,
+        }
+        if message.from_:
+            params["From"] = message.from_
+        if message.messaging_service_sid:
+            params["MessagingServiceSid"] = message.messaging_service_sid
+        if code:
+            params["ErrorCode"] = str(code)
+        body = urlencode(params).encode()
+        headers = {
+            "content-type": "application/x-www-form-urlencoded",
+            "x-twilio-signature": sign(token, url, params),
+            "i-twilio-idempotency-token": str(uuid.uuid4()),
+            "user-agent": "TwilioProxy/1.1",
+        }
+        call = Call(
+            service=self.name,
+            method="POST",
+            path=url,
+            namespace=message.namespace,
+            direction="outbound",
+            headers=headers,
+            body=body,
+            data={
+                "message_sid": message.sid,
+                "status": status,
+                "error_code": code,
+                "to": message.to,
+                "from": message.from_,
+                "status_callback": url,
+            },
+        )
+        started = time.perf_counter()
+        try:
+            if self._client is None:  # a Hub used without its lifespan (start) still delivers
+                self._client = self._new_client()
+            answer = await self._client.post(url, content=body, headers=headers)
+            call.response = ResponseRecord(
+                answer.status_code, dict(answer.headers.items()), answer.content[:_MAX_RECORDED_ANSWER]
+            )
+        except Exception as exc:  # an unreachable or broken target is recorded, never raised
+            call.data["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        call.duration_ms = (time.perf_counter() - started) * 1000
+        self.ctx.journal.append(call)
+
+    # -- fetch and list ------------------------------------------------------------------------
+    def parse_fetch(self, request: Request) -> dict[str, Any]:
+        data = {"account_sid": request.path_params["account"], "message_sid": request.path_params["message"]}
+        self._authenticate(request, data)
+        return data
+
+    async def fetch(self, request: Request) -> Reply:
+        key = (request.namespace, request.path_params["account"])
+        index = self._by_account.get(key)
+        message = index.get(request.path_params["message"]) if index is not None else None
+        if message is None:
+            return self.twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+        return json_reply(message.resource(time.time()))
+
+    def parse_list(self, request: Request) -> dict[str, Any]:
+        query = {k: v[0] for k, v in request.query.items()}
+        data: dict[str, Any] = {"account_sid": request.path_params["account"], "filters": query}
+        self._authenticate(request, data)
+        for name in ("DateSent", "DateSent<", "DateSent>"):
+            if name in query and not _DATE.match(query[name]):
+                raise self._bad(data, 400, 20001, f"Invalid {name}: {query[name]}")
+        for name in ("PageSize", "Page"):
+            if name in query and not query[name].isdigit():
+                raise self._bad(data, 400, 20001, f"Invalid {name}: {query[name]}")
+        return data
+
+    async def list(self, request: Request) -> Reply:
+        query: dict[str, str] = request.data["filters"]
+        account = request.path_params["account"]
+        page_size = min(max(int(query.get("PageSize", "50")), 1), 1000)
+        page = int(query.get("Page", "0"))
+        token = query.get("PageToken", "")
+        now = time.time()
+        to, from_ = query.get("To"), query.get("From")
+        on, before, after = query.get("DateSent"), query.get("DateSent<"), query.get("DateSent>")
+
+        matching: list[_Message] = []
+        index = self._by_account.get((request.namespace, account))
+        for message in reversed(index.values()) if index is not None else ():
+            if (to is not None and message.to != to) or (from_ is not None and message.from_ != from_):
+                continue
+            if on is not None or before is not None or after is not None:
+                day = datetime.fromtimestamp(message.state(now)[3] or message.created, UTC).strftime("%Y-%m-%d")
+                if (
+                    (on is not None and day != on[:10])
+                    or (before is not None and day > before[:10])
+                    or (after is not None and day < after[:10])
+                ):
+                    continue
+            matching.append(message)
+
+        start = page * page_size
+        if token.startswith("PA"):
+            # A page token names the last message of the previous page, so paging is stable while
+            # new messages arrive at the front.
+            for i, message in enumerate(matching):
+                if message.sid == token[2:]:
+                    start = i + 1
+                    break
+        records = matching[start : start + page_size]
+
+        path = f"/{API_VERSION}/Accounts/{account}/Messages.json"
+        filters = {k: v for k, v in query.items() if k not in ("PageSize", "Page", "PageToken")}
+
+        def uri(number: int, page_token: str | None = None) -> str:
+            params = {**filters, "PageSize": str(page_size), "Page": str(number)}
+            if page_token:
+                params["PageToken"] = page_token
+            return f"{path}?{urlencode(params)}"
+
+        has_next = start + page_size < len(matching)
+        body = {
+            "messages": [m.resource(now) for m in records],
+            "end": start + max(len(records) - 1, 0),
+            "first_page_uri": uri(0),
+            "next_page_uri": uri(page + 1, "PA" + records[-1].sid) if has_next and records else None,
+            "page": page,
+            "page_size": page_size,
+            "previous_page_uri": uri(page - 1) if page > 0 else None,
+            "start": start,
+            "uri": uri(page, token or None),
+        }
+        return json_reply(body)
