@@ -416,3 +416,19 @@ def test_settings_final_status_and_api_key_signing(pinned: ThreadedHub) -> None:
     ]
     assert all(RequestValidator(TOKEN).validate(hook, c["data"], c["headers"]["x-twilio-signature"]) for c in received)
     assert client.messages(sid).fetch().error_code == 30007
+
+
+def test_callbacks_only_reach_allowed_hosts() -> None:
+    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, callback_allow="127.0.0.1, *.example.test")
+    with ThreadedHub(settings) as hub, httpx.Client(base_url=hub.url) as api:
+        twilio = client_for(hub.url)
+        twilio.messages.create(to=TO, from_=FROM, body="ok", status_callback=f"{hub.url}/webhooks/allowed")
+        twilio.messages.create(to=TO, from_=FROM, body="no", status_callback="http://localhost:9/blocked")
+        outbound = wait_calls(api, 4, service="twilio", direction="outbound")
+        allowed = [c for c in outbound if c["path"].endswith("/allowed")]
+        blocked = [c for c in outbound if c["path"].endswith("/blocked")]
+        assert [c["response"]["status"] for c in allowed] == [200, 200]
+        assert all(c["response"] is None and "MOCKHUB_CALLBACK_ALLOW" in c["data"]["error"] for c in blocked)
+        assert len(blocked) == 2
+        # The allowed callbacks did arrive at the target (mockhub's own webhook fake).
+        assert api.get("/calls/count", params={"path": "/webhooks/allowed"}).json()["count"] == 2

@@ -8,11 +8,12 @@ the same steps: parse, rules, answer, record.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
@@ -141,6 +142,16 @@ class ServiceContext:
     journal: Journal
     rules: RuleBook
     spawn: Callable[[Coroutine[Any, Any, None]], None]
+
+    def outbound_allowed(self, url: str) -> bool:
+        """Whether a fake may call `url` (a status callback): its host must match MOCKHUB_CALLBACK_ALLOW."""
+        allow = self.settings.callback_allow
+        if not allow:
+            return True
+        host = (urlsplit(url).hostname or "").lower()
+        return any(
+            fnmatch.fnmatchcase(host, pattern.strip().lower()) for pattern in allow.split(",") if pattern.strip()
+        )
 
 
 class Service:

@@ -424,6 +424,10 @@ class TwilioService(Service):
             },
         )
         started = time.perf_counter()
+        if not self.ctx.outbound_allowed(url):
+            call.data["error"] = "callback host not allowed by MOCKHUB_CALLBACK_ALLOW"
+            self.ctx.journal.append(call)
+            return
         try:
             if self._client is None:  # a Hub used without its lifespan (start) still delivers
                 self._client = self._new_client()
