@@ -1,7 +1,7 @@
 // mockhub web UI: plain JavaScript, no build step, no dependencies.
 //
-// Safety rules this file keeps: call data only ever reaches the page as text (textContent / text
-// nodes, never innerHTML), secret header values are masked, and an email's HTML is shown only in an
+// Safety rules this file keeps: call data only ever reaches the page as text (textContent and text
+// nodes, never parsed as markup), secret header values are masked, and an email's HTML is shown only in an
 // iframe with sandbox="" (no scripts, opaque origin) whose own CSP loads nothing.
 "use strict";
 
