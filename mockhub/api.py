@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -205,12 +206,17 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         order: Annotated[Literal["asc", "desc"], Query(description="asc = oldest first")] = "asc",
         wait: Annotated[float | None, Query(ge=0, le=300, description="long poll: seconds to wait")] = None,
         min: Annotated[int, Query(ge=1, description="long poll: how many matching calls to wait for")] = 1,  # noqa: A002
+        before: Annotated[int | None, Query(ge=1, description="only calls with a smaller seq (paging back)")] = None,
     ) -> Response:
         """List calls, oldest first; with `wait`, answer as soon as `min` calls match (long poll)."""
         timed_out: bool | None = None
         if wait is not None:
             timed_out = not await journal.wait(f, min, wait)
-        calls = journal.query(f, limit=limit, newest_first=order == "desc")
+        if before is None:
+            calls = journal.query(f, limit=limit, newest_first=order == "desc")
+        else:
+            older = (c for c in journal.iter_matching(f, newest_first=order == "desc") if c.seq < before)
+            calls = list(islice(older, limit))
         return JSONOut(_calls_body(calls, timed_out))
 
     @api.get("/calls/count", response_model=CountOut, tags=["calls"])
@@ -258,7 +264,8 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         """The call's body byte-exact: an email's message source, a webhook's payload."""
         call = _get(journal, call_id)
         content_type = "message/rfc822" if call.service == "smtp" else call.headers.get("content-type")
-        return Response(call.body, media_type=content_type or "application/octet-stream")
+        # Recorded bytes are untrusted: opened in a browser they must never run on mockhub's origin.
+        return Response(call.body, media_type=content_type or "application/octet-stream", headers=_UNTRUSTED)
 
     @api.delete("/calls", response_model=DeletedOut, tags=["calls"])
     async def delete_calls(f: Filter) -> Response:
@@ -345,6 +352,9 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         return JSONOut({"status": "ok"})
 
     return api
+
+
+_UNTRUSTED = {"content-security-policy": "sandbox; default-src 'none'", "x-content-type-options": "nosniff"}
 
 
 def _get(journal: Journal, call_id: str) -> Call:

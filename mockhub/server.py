@@ -23,6 +23,7 @@ from mockhub.services import SERVICES
 from mockhub.services.base import ServiceContext
 from mockhub.settings import Settings
 from mockhub.transport import MockhubProtocol
+from mockhub.ui import ui_router
 
 __all__ = ["Hub", "MockhubServer", "bind_socket", "run"]
 
@@ -56,6 +57,7 @@ class Hub:
             router = service.api_router()
             if router is not None:
                 self.api.include_router(router)
+        self.api.include_router(ui_router())
         self.http_port = 0
         self.ready = False
         self._token = self.settings.admin_token
