@@ -124,7 +124,7 @@ class Hub:
             if namespace is not None:
                 await _send_json(send, 404, _NOT_FOUND)
                 return
-            if self._token is not None and path not in _OPEN_PATHS and not self._authorized(scope):
+            if self._token is not None and not _is_open(path) and not self._authorized(scope):
                 await _send_json(send, 401, _UNAUTHORIZED)
                 return
         elif scope["type"] == "lifespan":
@@ -146,6 +146,12 @@ class Hub:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _is_open(path: str) -> bool:
+    # The UI's script and stylesheet hold no data (every call they make carries the token), and
+    # a browser loads them from <script>/<link> tags that cannot add one. The page itself is gated.
+    return path in _OPEN_PATHS or (path.startswith("/ui/") and path != "/ui/")
 
 
 async def _send_json(send: Any, status: int, body: bytes) -> None:

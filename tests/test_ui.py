@@ -468,3 +468,19 @@ def test_stays_usable_with_ten_thousand_calls(watched: Watched, server: Threaded
     expect(page.locator("#detail pre.json").first).to_contain_text('"i":')
     assert time.monotonic() - started < 60  # generous: usable, not a benchmark
     screenshot(page, "ui-10k.png")
+
+
+@pytest.mark.browser
+@browser_test
+def test_the_ui_works_behind_the_admin_token(watched: Watched) -> None:
+    from mockhub.settings import Settings
+
+    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, admin_token="ui-s3cret")
+    with ThreadedHub(settings) as guarded:
+        assert httpx.get(f"{guarded.url}/ui").status_code == 401
+        page = watched.open_ui(guarded.url, "?token=ui-s3cret")
+        httpx.post(f"{guarded.url}/webhooks/guarded", json={"summary": "behind the token"})
+        expect(rows(page)).to_have_count(1)
+        expect(rows(page).first).to_contain_text("behind the token")
+        rows(page).first.click()
+        expect(page.locator("body")).to_contain_text("/webhooks/guarded")

@@ -70,8 +70,14 @@
     return node;
   }
 
+  // With MOCKHUB_ADMIN_TOKEN set, the page is opened as /ui?token=...; every request carries it
+  // (EventSource and download links cannot set headers, so it travels in the query string).
+  const TOKEN = new URLSearchParams(location.search).get("token");
+  const withToken = (url) =>
+    TOKEN ? `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(TOKEN)}` : url;
+
   async function getJSON(url, init) {
-    const res = await fetch(url, Object.assign({ headers: { accept: "application/json" } }, init));
+    const res = await fetch(withToken(url), Object.assign({ headers: { accept: "application/json" } }, init));
     if (!res.ok) {
       let message = `${res.status} ${res.statusText}`;
       try {
@@ -84,7 +90,7 @@
     return res.json();
   }
 
-  const callUrl = (id, rest) => `/calls/${encodeURIComponent(id)}${rest || ""}`;
+  const callUrl = (id, rest) => withToken(`/calls/${encodeURIComponent(id)}${rest || ""}`);
   const cssName = (name) => (/^[a-z0-9_-]{1,32}$/i.test(name) ? name.toLowerCase() : "other");
   const cut = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
   const asList = (v) => (Array.isArray(v) ? v : v === null || v === undefined || v === "" ? [] : [v]);
@@ -358,7 +364,7 @@
     closeStream();
     const p = filterParams();
     p.set("after", String(state.maxSeq));
-    const es = new EventSource(`/calls/stream?${p}`);
+    const es = new EventSource(withToken(`/calls/stream?${p}`));
     state.es = es;
     setConn("connecting", "connecting…");
     es.addEventListener("open", () => setConn("live", "● live"));
