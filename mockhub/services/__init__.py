@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from mockhub.services.base import Service
+from mockhub.services.chat import DiscordService, TeamsService
+from mockhub.services.mailgun import MailgunService
+from mockhub.services.pagerduty import PagerDutyService
+from mockhub.services.sendgrid import SendGridService
 from mockhub.services.smtp import SmtpService
 from mockhub.services.webhooks import WebhookService
 
@@ -11,4 +15,9 @@ __all__ = ["SERVICES"]
 SERVICES: list[type[Service]] = [
     WebhookService,
     SmtpService,
+    PagerDutyService,
+    TeamsService,
+    DiscordService,
+    SendGridService,
+    MailgunService,
 ]
