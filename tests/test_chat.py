@@ -252,7 +252,8 @@ def test_discord_get_webhook_and_namespace(api: httpx.Client) -> None:
 
 @pytest.fixture(scope="module")
 def pinned() -> Iterator[ThreadedHub]:
-    with ThreadedHub(Settings(host="127.0.0.1", http_port=0, smtp_port=0, credentials="good-token")) as running:
+    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, credentials="good-token", max_body_bytes=64 * 1024)
+    with ThreadedHub(settings) as running:
         yield running
 
 
@@ -262,3 +263,14 @@ def test_discord_pinned_tokens(pinned: ThreadedHub) -> None:
         assert r.status_code == 401
         assert r.json() == {"message": "Invalid Webhook Token", "code": 50027}
         assert client.post(f"/api/webhooks/{WEBHOOK_ID}/good-token", json={"content": "x"}).status_code == 204
+
+
+def test_discord_body_too_large(pinned: ThreadedHub) -> None:
+    with httpx.Client(base_url=pinned.url) as client:
+        r = client.post(
+            f"/api/webhooks/{WEBHOOK_ID}/good-token",
+            data={"payload_json": '{"content": "big"}'},
+            files={"files[0]": ("big.bin", b"x" * 100_000)},
+        )
+        assert r.status_code == 413
+        assert r.json() == {"message": "Request entity too large", "code": 40005}

@@ -30,6 +30,15 @@ _ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 _TEAMS_MAX_BYTES = 28 * 1024  # the documented size limit of a connector message
 _TEAMS_BAD_PAYLOAD = "Bad payload received by generic incoming webhook."
 _TEAMS_NO_TEXT = "Summary or Text is required."
+# MessageCard keys lifted into `data`, and their names there.
+_MESSAGE_CARD_FIELDS = (
+    ("title", "title"),
+    ("summary", "summary"),
+    ("text", "text"),
+    ("themeColor", "theme_color"),
+    ("sections", "sections"),
+    ("potentialAction", "actions"),
+)
 
 
 def _teams_delivery_failed(status: int) -> str:
@@ -81,12 +90,9 @@ class TeamsService(Service):
             return self._parse_attachments(message, attachments, data)
         # A MessageCard ("@type" may be missing: the connector treats any other object as one).
         data["card_type"] = "MessageCard"
-        for key, field in (("title", "title"), ("summary", "summary"), ("text", "text"), ("themeColor", "theme_color")):
+        for key, field in _MESSAGE_CARD_FIELDS:
             if key in message:
                 data[field] = message[key]
-        for key in ("sections", "potentialAction"):
-            if key in message:
-                data["sections" if key == "sections" else "actions"] = message[key]
         if not any(isinstance(message.get(k), str) and message[k].strip() for k in ("summary", "text")):
             data["error"] = "no_text"
             raise BadRequest(text_reply(_TEAMS_NO_TEXT, 400), data)
@@ -345,6 +351,8 @@ class DiscordService(Service):
         )
 
     def error(self, status: int, message: str, code: str | None = None) -> Reply:
+        if status == 413:
+            return json_reply({"message": "Request entity too large", "code": 40005}, 413)
         return json_reply({"message": f"{status}: {message}", "code": 0}, status)
 
     def preset(self, name: Preset, request: Request) -> Reply:
