@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from mockhub.services.base import Service
+from mockhub.services.chat import DiscordService, TeamsService
+from mockhub.services.mailgun import MailgunService
+from mockhub.services.pagerduty import PagerDutyService
+from mockhub.services.sendgrid import SendGridService
 from mockhub.services.slack import SlackService
 from mockhub.services.smtp import SmtpService
 from mockhub.services.twilio import TwilioService
@@ -13,6 +17,12 @@ __all__ = ["SERVICES"]
 SERVICES: list[type[Service]] = [
     WebhookService,
     SmtpService,
+    # Discord before Slack: both live under /api/, Discord's routes are the more specific.
+    DiscordService,
     SlackService,
     TwilioService,
+    PagerDutyService,
+    TeamsService,
+    SendGridService,
+    MailgunService,
 ]

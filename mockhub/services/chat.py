@@ -1,0 +1,370 @@
+"""Chat webhooks: Microsoft Teams incoming webhooks (`teams`) and Discord webhooks (`discord`).
+
+Teams: `POST /teams/{...}` takes a MessageCard or a message with Adaptive Card attachments and
+answers 200 with the body `1`, or 400 with a plain-text reason, like the Office 365 connector.
+Discord: `POST /api/webhooks/{id}/{token}` (also `/api/v10/...`) takes JSON, a form, or multipart
+with `payload_json` and `files[n]`; it answers 204, or 200 with the message object when `?wait=true`,
+and errors as `{"message", "code"}` JSON.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from mockhub.rules import Preset
+from mockhub.services.base import BadRequest, Reply, Request, Route, Service, json_reply, route, text_reply
+from mockhub.services.forms import MultipartError, parse_multipart
+
+__all__ = ["DiscordService", "TeamsService"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Microsoft Teams
+
+_ADAPTIVE = "application/vnd.microsoft.card.adaptive"
+_TEAMS_MAX_BYTES = 28 * 1024  # the documented size limit of a connector message
+_TEAMS_BAD_PAYLOAD = "Bad payload received by generic incoming webhook."
+_TEAMS_NO_TEXT = "Summary or Text is required."
+# MessageCard keys lifted into `data`, and their names there.
+_MESSAGE_CARD_FIELDS = (
+    ("title", "title"),
+    ("summary", "summary"),
+    ("text", "text"),
+    ("themeColor", "theme_color"),
+    ("sections", "sections"),
+    ("potentialAction", "actions"),
+)
+
+
+def _teams_delivery_failed(status: int) -> str:
+    # The text Teams connectors answer when the message could not be posted.
+    return (
+        "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error "
+        f"{status} with ContextId tcid=0,server=mockhub,cv=mockhub.0.."
+    )
+
+
+def _card_texts(element: Any, out: list[str]) -> None:
+    """The text of an Adaptive Card's TextBlocks and RichTextBlocks, depth first, for `data.text`."""
+    if isinstance(element, dict):
+        kind = element.get("type")
+        if kind in ("TextBlock", "TextRun") and isinstance(element.get("text"), str):
+            out.append(element["text"])
+        for key in ("body", "items", "columns", "inlines", "facts", "card"):
+            _card_texts(element.get(key), out)
+        if kind == "Fact":
+            out.append(f"{element.get('title', '')}: {element.get('value', '')}")
+    elif isinstance(element, list):
+        for item in element:
+            if isinstance(item, dict) and "title" in item and "value" in item and "type" not in item:
+                out.append(f"{item['title']}: {item['value']}")  # FactSet facts carry no type
+            else:
+                _card_texts(item, out)
+
+
+class TeamsService(Service):
+    """Microsoft Teams incoming webhook (Office 365 connector)."""
+
+    name = "teams"
+
+    def routes(self) -> list[Route]:
+        return [route("POST", "/teams/{webhook:path}", self.post, self.parse)]
+
+    def parse(self, request: Request) -> dict[str, Any]:
+        if len(request.body) > _TEAMS_MAX_BYTES:
+            raise BadRequest(text_reply(_teams_delivery_failed(413), 413), {"error": "too_large"})
+        try:
+            message = request.json()
+        except ValueError as exc:
+            raise BadRequest(text_reply(_TEAMS_BAD_PAYLOAD, 400), {"error": "invalid_json"}) from exc
+        if not isinstance(message, dict):
+            raise BadRequest(text_reply(_TEAMS_BAD_PAYLOAD, 400), {"error": "invalid_payload"})
+        data: dict[str, Any] = {"webhook": request.path_params["webhook"]}
+        attachments = message.get("attachments")
+        if message.get("type") == "message" or attachments is not None:
+            return self._parse_attachments(message, attachments, data)
+        # A MessageCard ("@type" may be missing: the connector treats any other object as one).
+        data["card_type"] = "MessageCard"
+        for key, field in _MESSAGE_CARD_FIELDS:
+            if key in message:
+                data[field] = message[key]
+        if not any(isinstance(message.get(k), str) and message[k].strip() for k in ("summary", "text")):
+            data["error"] = "no_text"
+            raise BadRequest(text_reply(_TEAMS_NO_TEXT, 400), data)
+        return data
+
+    def _parse_attachments(self, message: dict[str, Any], attachments: Any, data: dict[str, Any]) -> dict[str, Any]:
+        data["card_type"] = "AdaptiveCard"
+        if not isinstance(attachments, list) or not attachments:
+            if isinstance(message.get("text"), str) and message["text"].strip():
+                data.update(card_type="message", text=message["text"])
+                return data
+            data["error"] = "no_text"
+            raise BadRequest(text_reply(_TEAMS_NO_TEXT, 400), data)
+        texts: list[str] = []
+        cards: list[Any] = []
+        for attachment in attachments:
+            content = attachment.get("content") if isinstance(attachment, dict) else None
+            if not isinstance(content, dict) or not isinstance(attachment.get("contentType"), str):
+                data["error"] = "invalid_attachment"
+                raise BadRequest(text_reply(_TEAMS_BAD_PAYLOAD, 400), data)
+            if attachment["contentType"] == _ADAPTIVE and (
+                content.get("type") != "AdaptiveCard" or not isinstance(content.get("body", []), list)
+            ):
+                data["error"] = "invalid_adaptive_card"
+                raise BadRequest(text_reply(_TEAMS_BAD_PAYLOAD, 400), data)
+            cards.append(content)
+            _card_texts(content, texts)
+        data["attachments"] = cards
+        data["text"] = "\n".join(texts)
+        if texts:
+            data["title"] = texts[0]
+        return data
+
+    async def post(self, request: Request) -> Reply:
+        return text_reply("1")
+
+    def error(self, status: int, message: str, code: str | None = None) -> Reply:
+        return text_reply(message if status < 500 else _teams_delivery_failed(status), status)
+
+    def preset(self, name: Preset, request: Request) -> Reply:
+        status = {"rate_limited": 429, "server_error": 500, "unavailable": 503, "overloaded": 503}.get(name, 401)
+        reply = text_reply(_teams_delivery_failed(status), status)
+        if name == "rate_limited":
+            reply.headers.append(("retry-after", "1"))
+        return reply
+
+
+# --------------------------------------------------------------------------------------------------
+# Discord
+
+_DISCORD_EPOCH_MS = 1_420_070_400_000
+_MAX_CONTENT = 2000
+_MAX_EMBEDS = 10
+_RATE_LIMIT = 5  # Discord's per-webhook bucket: 5 requests per 2 seconds
+
+
+def _form_error(field: str, code: str, message: str) -> Reply:
+    return json_reply(
+        {
+            "message": "Invalid Form Body",
+            "code": 50035,
+            "errors": {field: {"_errors": [{"code": code, "message": message}]}},
+        },
+        400,
+    )
+
+
+class DiscordService(Service):
+    """Discord's execute-webhook endpoint."""
+
+    name = "discord"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        pinned = self.ctx.settings.credentials
+        self._tokens = frozenset(c.strip() for c in pinned.split(",") if c.strip()) if pinned else None
+        self._counter = itertools.count()
+
+    def routes(self) -> list[Route]:
+        return [
+            route("POST", "/api/webhooks/{id}/{token}", self.execute, self.parse),
+            route("POST", "/api/v{version}/webhooks/{id}/{token}", self.execute, self.parse),
+            route("GET", "/api/webhooks/{id}/{token}", self.webhook, self.parse_get),
+            route("GET", "/api/v{version}/webhooks/{id}/{token}", self.webhook, self.parse_get),
+        ]
+
+    def _snowflake(self) -> str:
+        return str(((int(time.time() * 1000) - _DISCORD_EPOCH_MS) << 22) | (next(self._counter) & 0xFFF))
+
+    def _check_webhook(self, request: Request) -> dict[str, Any]:
+        webhook_id, token = request.path_params["id"], request.path_params["token"]
+        data: dict[str, Any] = {"webhook_id": webhook_id, "channel": webhook_id}
+        if not webhook_id.isdigit():
+            data["error"] = "invalid_webhook_id"
+            raise BadRequest(
+                _form_error("webhook_id", "NUMBER_TYPE_COERCE", f'Value "{webhook_id}" is not snowflake.'), data
+            )
+        if self._tokens is not None and token not in self._tokens:
+            data["error"] = "invalid_token"
+            raise BadRequest(json_reply({"message": "Invalid Webhook Token", "code": 50027}, 401), data)
+        return data
+
+    def parse_get(self, request: Request) -> dict[str, Any]:
+        return self._check_webhook(request)
+
+    def parse(self, request: Request) -> dict[str, Any]:
+        data = self._check_webhook(request)
+        query = request.query
+        if "thread_id" in query:
+            data["thread_id"] = query["thread_id"][0]
+        data["wait"] = query.get("wait", ["false"])[0].lower() == "true"
+        payload, files = self._payload(request, data)
+        for key in ("content", "username", "avatar_url", "tts", "embeds", "components", "allowed_mentions", "flags"):
+            if key in payload:
+                data[key] = payload[key]
+        if "thread_name" in payload:
+            data["thread_name"] = payload["thread_name"]
+        if files:
+            data["attachments"] = files
+        content = payload.get("content")
+        embeds = payload.get("embeds")
+        if content is not None and not isinstance(content, str):
+            content = str(content)
+        if content and len(content) > _MAX_CONTENT:
+            data["error"] = "content_too_long"
+            raise BadRequest(
+                _form_error("content", "BASE_TYPE_MAX_LENGTH", f"Must be {_MAX_CONTENT} or fewer in length."), data
+            )
+        if isinstance(embeds, list) and len(embeds) > _MAX_EMBEDS:
+            data["error"] = "too_many_embeds"
+            raise BadRequest(
+                _form_error("embeds", "BASE_TYPE_MAX_LENGTH", f"Must be {_MAX_EMBEDS} or fewer in length."), data
+            )
+        username = payload.get("username")
+        if isinstance(username, str):
+            for banned in ("discord", "clyde"):
+                if banned in username.lower():
+                    data["error"] = "invalid_username"
+                    raise BadRequest(
+                        _form_error("username", "USERNAME_INVALID_CONTAINS", f'Username cannot contain "{banned}"'),
+                        data,
+                    )
+        has_content = isinstance(content, str) and content.strip() != ""
+        if not (has_content or embeds or files or payload.get("components") or payload.get("poll")):
+            data["error"] = "empty_message"
+            raise BadRequest(json_reply({"message": "Cannot send an empty message", "code": 50006}, 400), data)
+        if has_content:
+            data["text"] = content
+        return data
+
+    def _payload(self, request: Request, data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The JSON payload and the uploaded files, from whichever body encoding the client chose."""
+        invalid_json = BadRequest(
+            json_reply({"message": "The request body contains invalid JSON.", "code": 50109}, 400),
+            {**data, "error": "invalid_json"},
+        )
+        content_type = request.content_type
+        files: list[dict[str, Any]] = []
+        if content_type == "multipart/form-data":
+            try:
+                parts = parse_multipart(request.headers.get("content-type", ""), request.body)
+            except MultipartError as exc:
+                raise BadRequest(
+                    json_reply({"message": "400: Bad Request", "code": 0}, 400), {**data, "error": "bad_multipart"}
+                ) from exc
+            payload: Any = {}
+            for part in parts:
+                if part.name == "payload_json":
+                    try:
+                        payload = orjson.loads(part.value)
+                    except ValueError as exc:
+                        raise invalid_json from exc
+                elif part.filename is not None:
+                    files.append(
+                        {"filename": part.filename, "content_type": part.content_type, "size": len(part.value)}
+                    )
+                else:
+                    payload[part.name] = part.text
+        elif content_type == "application/x-www-form-urlencoded":
+            payload = {k: v[0] for k, v in request.form().items()}
+        else:
+            try:
+                payload = request.json()
+            except ValueError as exc:
+                raise invalid_json from exc
+        if not isinstance(payload, dict):
+            raise BadRequest(
+                json_reply({"message": "Invalid Form Body", "code": 50035, "errors": {}}, 400),
+                {**data, "error": "invalid_payload"},
+            )
+        return payload, files
+
+    def _rate_headers(self, remaining: int) -> list[tuple[str, str]]:
+        return [
+            ("x-ratelimit-bucket", "mockhub0000000000000000000000000"),
+            ("x-ratelimit-limit", str(_RATE_LIMIT)),
+            ("x-ratelimit-remaining", str(remaining)),
+            ("x-ratelimit-reset", f"{time.time() + 2:.3f}"),
+            ("x-ratelimit-reset-after", "2.000" if remaining else "0.500"),
+        ]
+
+    async def execute(self, request: Request) -> Reply:
+        headers = self._rate_headers(_RATE_LIMIT - 1)
+        if not request.data.get("wait"):
+            return Reply(204, b"", headers)
+        data = request.data
+        webhook_id = data["webhook_id"]
+        message = {
+            "id": self._snowflake(),
+            "type": 0,
+            "content": data.get("content") or "",
+            "channel_id": data.get("thread_id") or webhook_id,
+            "author": {
+                "bot": True,
+                "id": webhook_id,
+                "username": data.get("username") or "Captain Hook",
+                "avatar": None,
+                "discriminator": "0000",
+            },
+            "attachments": [
+                {
+                    "id": self._snowflake(),
+                    "filename": f["filename"],
+                    "size": f["size"],
+                    "content_type": f["content_type"],
+                }
+                for f in data.get("attachments", [])
+            ],
+            "embeds": data.get("embeds") or [],
+            "mentions": [],
+            "mention_roles": [],
+            "pinned": False,
+            "mention_everyone": False,
+            "tts": bool(data.get("tts")),
+            "timestamp": datetime.now(UTC).isoformat(),
+            "edited_timestamp": None,
+            "flags": data.get("flags") or 0,
+            "components": data.get("components") or [],
+            "webhook_id": webhook_id,
+        }
+        return json_reply(message, 200, headers)
+
+    async def webhook(self, request: Request) -> Reply:
+        webhook_id = request.data["webhook_id"]
+        return json_reply(
+            {
+                "id": webhook_id,
+                "type": 1,
+                "name": "mockhub",
+                "avatar": None,
+                "channel_id": webhook_id,
+                "guild_id": webhook_id,
+                "application_id": None,
+                "token": request.path_params["token"],
+            }
+        )
+
+    def error(self, status: int, message: str, code: str | None = None) -> Reply:
+        if status == 413:
+            return json_reply({"message": "Request entity too large", "code": 40005}, 413)
+        return json_reply({"message": f"{status}: {message}", "code": 0}, status)
+
+    def preset(self, name: Preset, request: Request) -> Reply:
+        if name == "rate_limited":
+            # Discord's 429: seconds as a float in the body and in the reset headers, whole seconds in
+            # Retry-After. Half a second keeps client retry tests fast.
+            headers = [*self._rate_headers(0), ("retry-after", "1"), ("x-ratelimit-scope", "user")]
+            return json_reply(
+                {"message": "You are being rate limited.", "retry_after": 0.5, "global": False}, 429, headers
+            )
+        if name == "unauthorized":
+            return json_reply({"message": "Invalid Webhook Token", "code": 50027}, 401)
+        status = {"server_error": 500, "unavailable": 503, "overloaded": 503}[name]
+        message = "500: Internal Server Error" if status == 500 else "503: Service Unavailable"
+        return json_reply({"message": message, "code": 0}, status)

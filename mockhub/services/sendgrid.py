@@ -1,0 +1,277 @@
+"""SendGrid v3 Mail Send: `POST /v3/mail/send` with a Bearer API key.
+
+Answers 202 with an empty body and `X-Message-Id` (200 in sandbox mode), or SendGrid's error list
+`{"errors": [{"message", "field", "help"}]}` naming every problem at once, like the real API.
+The email lands in `data` with the same keys as an SMTP message (`from`, `to`, `cc`, `bcc`,
+`subject`, `text`, `html`, `attachments`), so the `to` / `subject` / `contains` filters find it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import time
+from typing import Any
+
+from mockhub.rules import Preset
+from mockhub.services.base import BadRequest, Reply, Request, Route, Service, json_reply, route
+
+__all__ = ["SendGridService"]
+
+_HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _errors(status: int, *errors: tuple[str | None, str, str | None]) -> Reply:
+    return json_reply(
+        {"errors": [{"message": message, "field": field, "help": help_} for field, message, help_ in errors]}, status
+    )
+
+
+def _message_id() -> str:
+    # SendGrid's ids are 22 URL-safe characters.
+    return "".join(_ID_ALPHABET[b & 63] for b in os.urandom(22))
+
+
+class SendGridService(Service):
+    """Validates a mail send like SendGrid and records the email it describes."""
+
+    name = "sendgrid"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        pinned = self.ctx.settings.credentials
+        self._keys = frozenset(c.strip() for c in pinned.split(",") if c.strip()) if pinned else None
+
+    def routes(self) -> list[Route]:
+        return [route("POST", "/v3/mail/send", self.send, self.parse)]
+
+    def _authorize(self, request: Request) -> None:
+        auth = request.headers.get("authorization", "")
+        scheme, _, key = auth.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise BadRequest(_errors(401, (None, "authorization required", None)), {"error": "unauthorized"})
+        if self._keys is not None and key.strip() not in self._keys:
+            raise BadRequest(
+                _errors(401, (None, "The provided authorization grant is invalid, expired, or revoked", None)),
+                {"error": "unauthorized"},
+            )
+
+    def parse(self, request: Request) -> dict[str, Any]:
+        self._authorize(request)
+        try:
+            mail = request.json()
+        except ValueError as exc:
+            raise BadRequest(_errors(400, (None, "Bad Request", None)), {"error": "invalid_json"}) from exc
+        if not isinstance(mail, dict):
+            raise BadRequest(_errors(400, (None, "Bad Request", None)), {"error": "invalid_json"})
+        problems: list[tuple[str | None, str, str | None]] = []
+        data: dict[str, Any] = {"to": [], "cc": [], "bcc": []}
+
+        sender = mail.get("from")
+        if not isinstance(sender, dict) or not sender.get("email"):
+            problems.append(
+                (
+                    "from",
+                    "The from object must be provided for every email send. It is an object that requires an email "
+                    "parameter, but may also contain a name parameter.",
+                    f"{_HELP}#message.from",
+                )
+            )
+        elif not isinstance(sender["email"], str) or not _EMAIL.match(sender["email"]):
+            problems.append(("from.email", "The from email does not contain a valid address.", f"{_HELP}#message.from"))
+        else:
+            data["from"] = sender["email"]
+            if sender.get("name"):
+                data["from_name"] = sender["name"]
+
+        personalizations = mail.get("personalizations")
+        subjects: list[str] = []
+        if not isinstance(personalizations, list) or not personalizations:
+            problems.append(
+                (
+                    "personalizations",
+                    "The personalizations field is required and must have at least one personalization.",
+                    f"{_HELP}#-Personalizations-Errors",
+                )
+            )
+            personalizations = []
+        for i, person in enumerate(personalizations):
+            if not isinstance(person, dict):
+                person = {}
+            if not isinstance(person.get("to"), list) or not person["to"]:
+                problems.append(
+                    (
+                        f"personalizations.{i}.to",
+                        "The to array is required for all personalization objects, and must have at least one "
+                        "email object with a valid email address.",
+                        f"{_HELP}#message.personalizations.to",
+                    )
+                )
+            for kind in ("to", "cc", "bcc"):
+                people = person.get(kind)
+                for j, who in enumerate(people if isinstance(people, list) else []):
+                    address = who.get("email") if isinstance(who, dict) else None
+                    if not isinstance(address, str) or not _EMAIL.match(address):
+                        problems.append(
+                            (
+                                f"personalizations.{i}.{kind}.{j}.email",
+                                "Does not contain a valid address.",
+                                f"{_HELP}#message.personalizations.{kind}",
+                            )
+                        )
+                    else:
+                        data[kind].append(address)
+            if isinstance(person.get("subject"), str) and person["subject"]:
+                subjects.append(person["subject"])
+
+        template_id = mail.get("template_id")
+        subject = mail.get("subject")
+        if isinstance(subject, str) and subject:
+            data["subject"] = subject
+        else:
+            if subjects:
+                data["subject"] = subjects[0]
+            if not template_id and (not subjects or len(subjects) < len(personalizations)):
+                problems.append(
+                    (
+                        "subject",
+                        "The subject is required. You can get around this requirement if you use a template with a "
+                        "subject defined or if every personalization has a subject defined.",
+                        f"{_HELP}#message.subject",
+                    )
+                )
+
+        content = mail.get("content")
+        if isinstance(content, list) and content:
+            for i, block in enumerate(content):
+                value = block.get("value") if isinstance(block, dict) else None
+                content_type = block.get("type") if isinstance(block, dict) else None
+                if not isinstance(value, str) or not value:
+                    problems.append(
+                        (
+                            f"content.{i}.value",
+                            "The content value must be a string at least one character in length.",
+                            f"{_HELP}#message.content.value",
+                        )
+                    )
+                elif content_type == "text/plain":
+                    data.setdefault("text", value)
+                elif content_type == "text/html":
+                    data.setdefault("html", value)
+                elif not isinstance(content_type, str) or not content_type:
+                    problems.append(
+                        (
+                            f"content.{i}.type",
+                            "The content type must be provided and must be a string.",
+                            f"{_HELP}#message.content.type",
+                        )
+                    )
+        elif not template_id:
+            problems.append(
+                (
+                    "content",
+                    "Unless a valid template_id is provided, the content parameter is required. There must be at "
+                    "least one defined content block. We typically suggest both text/plain and text/html blocks are "
+                    "included, but only one block is required.",
+                    f"{_HELP}#message.content",
+                )
+            )
+
+        attachments = mail.get("attachments")
+        if isinstance(attachments, list):
+            data["attachments"] = self._attachments(attachments, problems)
+
+        for key in ("template_id", "categories", "custom_args", "send_at", "batch_id", "headers", "asm"):
+            if key in mail:
+                data[key] = mail[key]
+        reply_to = mail.get("reply_to")
+        if isinstance(reply_to, dict) and reply_to.get("email"):
+            data["reply_to"] = reply_to["email"]
+        data["personalizations"] = personalizations
+        settings = mail.get("mail_settings")
+        sandbox = settings.get("sandbox_mode") if isinstance(settings, dict) else None
+        data["sandbox"] = bool(isinstance(sandbox, dict) and sandbox.get("enable"))
+        if problems:
+            data["errors"] = [message for _, message, _ in problems]
+            raise BadRequest(_errors(400, *problems), data)
+        data["message_id"] = _message_id()
+        return data
+
+    @staticmethod
+    def _attachments(
+        attachments: list[Any], problems: list[tuple[str | None, str, str | None]]
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for i, attachment in enumerate(attachments):
+            attachment = attachment if isinstance(attachment, dict) else {}
+            content, filename = attachment.get("content"), attachment.get("filename")
+            size = 0
+            if not isinstance(content, str) or not content:
+                problems.append(
+                    (
+                        f"attachments.{i}.content",
+                        "The attachment content is required.",
+                        f"{_HELP}#message.attachments.content",
+                    )
+                )
+            else:
+                try:
+                    size = len(base64.b64decode(content, validate=True))
+                except (binascii.Error, ValueError):
+                    problems.append(
+                        (
+                            f"attachments.{i}.content",
+                            "The attachment content must be base64 encoded.",
+                            f"{_HELP}#message.attachments.content",
+                        )
+                    )
+            if not isinstance(filename, str) or not filename:
+                problems.append(
+                    (
+                        f"attachments.{i}.filename",
+                        "The attachment filename parameter is required.",
+                        f"{_HELP}#message.attachments.filename",
+                    )
+                )
+            found.append(
+                {
+                    "filename": filename,
+                    "content_type": attachment.get("type") or "application/octet-stream",
+                    "size": size,
+                    "disposition": attachment.get("disposition") or "attachment",
+                }
+            )
+        return found
+
+    async def send(self, request: Request) -> Reply:
+        # Sandbox mode validates without sending: 200 instead of 202, and no message id.
+        if request.data.get("sandbox"):
+            return Reply(200, b"", [])
+        return Reply(202, b"", [("x-message-id", request.data["message_id"])])
+
+    def error(self, status: int, message: str, code: str | None = None) -> Reply:
+        return _errors(status, (None, message, None))
+
+    def preset(self, name: Preset, request: Request) -> Reply:
+        if name == "rate_limited":
+            reply = _errors(429, (None, "too many requests", None))
+            reset = int(time.time()) + 1
+            reply.headers += [
+                ("x-ratelimit-limit", "600"),
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", str(reset)),
+                ("retry-after", "1"),
+            ]
+            return reply
+        if name == "unauthorized":
+            return _errors(401, (None, "The provided authorization grant is invalid, expired, or revoked", None))
+        status, message = {
+            "server_error": (500, "internal error"),
+            "unavailable": (503, "service unavailable"),
+            "overloaded": (503, "service unavailable"),
+        }[name]
+        return _errors(status, (None, message, None))
