@@ -265,6 +265,7 @@ class Journal:
         self._waiters: list[_Waiter] = []
         self._subscribers: set[Subscription] = set()
         self._sinks: list[Sink] = []
+        self._update_sinks: list[Sink] = []
         self._seq = 0
         self._bytes = 0
         self.evicted = 0
@@ -273,6 +274,10 @@ class Journal:
     def add_sink(self, sink: Sink) -> None:
         """Call `sink(call)` synchronously on every append, before the fake answers."""
         self._sinks.append(sink)
+
+    def add_update_sink(self, sink: Sink) -> None:
+        """Call `sink(call)` when a call recorded earlier is completed (a stream that finished)."""
+        self._update_sinks.append(sink)
 
     def append(self, call: Call) -> Call:
         self._seq += 1
@@ -333,6 +338,8 @@ class Journal:
     def resized(self, call: Call, old_size: int) -> None:
         """Account for a call whose bodies grew after it was appended (a finished stream)."""
         self._bytes += call.size - old_size
+        for sink in self._update_sinks:
+            sink(call)
 
     def _wake(self, call: Call) -> None:
         still: list[_Waiter] = []
