@@ -63,7 +63,10 @@ def _body(record: dict[str, Any], base: Path | None) -> bytes:
     if body_file is not None:
         if base is None:
             raise ValueError(f"body_file {body_file!r} but no folder to read it from")
-        return (base / body_file).read_bytes()
+        name = str(body_file)
+        if name.startswith("/") or ".." in Path(name).parts:
+            raise ValueError(f"body_file {name!r} must be a path inside the record folder")
+        return Path(base, name).read_bytes()
     text = record.get("body") or ""
     if record.get("body_encoding") == "base64":
         return base64.b64decode(str(text))
