@@ -356,7 +356,9 @@ def _har_entry(call: Call) -> dict[str, Any]:
         text, _ = encode_body(call.body)
         request["postData"] = {"mimeType": call.headers.get("content-type", "application/octet-stream"), "text": text}
     entry: dict[str, Any] = {
-        "startedDateTime": datetime.fromtimestamp(call.time, UTC).isoformat(timespec="milliseconds"),
+        "startedDateTime": datetime.fromtimestamp(call.time, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
         "time": round(call.duration_ms, 3),
         "request": request,
         "cache": {},
@@ -460,6 +462,9 @@ def _parse_file(file: Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start is not None:
+            problem += f" ({context} at line {start.line + 1} column {start.column + 1})"
         raise RecordingError(f"{file}: invalid YAML{where}: {problem}") from exc
 
 
