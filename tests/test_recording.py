@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mockhub.journal import Call, Journal, ResponseRecord
-from mockhub.recording import JsonlRecorder, RecordingError, load_journal, load_rule_files
+from mockhub.journal import Call, Journal, ResponseRecord, format_time
+from mockhub.recording import JsonlRecorder, RecordingError, call_from_dict, load_journal, load_rule_files
 from mockhub.server import ThreadedHub
 from mockhub.services import SERVICES
 from mockhub.settings import Settings
@@ -530,3 +532,12 @@ def test_unwritable_record_dir_is_a_clear_error(tmp_path: Path) -> None:
 
 if os.name != "posix":  # pragma: no cover
     pytestmark = pytest.mark.skip("kill -9 semantics need POSIX")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_record_times_match_datetime_and_round_trip(epoch: float) -> None:
+    text = format_time(epoch)
+    assert text == datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    call = Call(service="webhook", method="POST", path="/", id="c_1", seq=1, time=epoch)
+    assert call_from_dict(call.to_dict()).to_dict() == call.to_dict()
