@@ -523,6 +523,27 @@ def test_record_file_is_complete_after_sigterm(tmp_path: Path) -> None:
     assert [line["data"]["i"] for line in _lines(tmp_path)] == list(range(5))
 
 
+def test_a_call_the_disk_refuses_is_not_acknowledged(tmp_path: Path, hub_factory: Any) -> None:
+    hub = hub_factory(record_dir=tmp_path)
+    with httpx.Client(base_url=hub.url) as c:
+        assert c.post("/webhooks/ok", json={"i": 1}).status_code == 200
+        recording = hub.hub.recording
+        assert recording is not None
+        full = os.open("/dev/full", os.O_WRONLY)  # every write fails with ENOSPC, like a full disk
+        saved = os.dup(recording._fd)
+        os.dup2(full, recording._fd)
+        try:
+            assert c.post("/webhooks/lost", json={"i": 2}).status_code == 500
+        finally:
+            os.dup2(saved, recording._fd)
+            os.close(saved)
+            os.close(full)
+        assert c.post("/webhooks/ok", json={"i": 3}).status_code == 200
+        assert [x["data"]["i"] for x in c.get("/calls").json()["calls"]] == [1, 3]
+        assert c.get("/health").json()["status"] == "ok"
+    assert [line["data"]["i"] for line in _lines(tmp_path)] == [1, 3]
+
+
 def test_unwritable_record_dir_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
