@@ -467,14 +467,48 @@ def test_serve_exits_with_a_clear_error_on_an_invalid_stub_file(tmp_path: Path) 
 def test_shipped_example_files_load() -> None:
     specs = load_rule_files(ROOT / "recordings")
     assert len(specs) >= 10
-    services = {s.service for s in specs}
-    assert services == {"openai", "anthropic", "slack", "twilio"}
-    registered = {cls.name for cls in SERVICES}
-    if not services <= registered:
-        pytest.skip(f"fakes not in this build yet: {sorted(services - registered)}")
-    with ThreadedHub(_settings(stubs=ROOT / "recordings")) as hub:
-        body = httpx.get(f"{hub.url}/stubs").json()
-        assert body["count"] == sum(1 for s in specs if type(s).__name__ == "StubSpec")
+    assert {s.service for s in specs} == {"openai", "anthropic", "slack", "twilio"}
+    with pytest.raises(RecordingError, match="unknown service"):
+        load_rule_files(ROOT / "recordings", {"webhook", "smtp"})
+
+
+def _needs(*services: str) -> None:
+    missing = set(services) - {cls.name for cls in SERVICES}
+    if missing:
+        pytest.skip(f"fakes not in this build: {sorted(missing)}")
+
+
+def test_shipped_slack_outage_scenario(tmp_path: Path, hub_factory: Any) -> None:
+    _needs("slack")
+    (tmp_path / "slack-outage.json").write_bytes((ROOT / "recordings" / "slack-outage.json").read_bytes())
+    hub = hub_factory(stubs=tmp_path)
+    with httpx.Client(base_url=hub.url) as c:
+        outage = [c.post("/ns/slack-outage/services/T1/B1/x", json={"text": "hi"}).status_code for _ in range(4)]
+        assert outage == [503, 503, 503, 200]
+        assert c.post("/services/T1/B1/x", json={"text": "hi"}).status_code == 200  # other namespaces unaffected
+
+
+def test_shipped_twilio_undelivered_scenario(tmp_path: Path, hub_factory: Any) -> None:
+    _needs("twilio")
+    (tmp_path / "twilio.yaml").write_bytes((ROOT / "recordings" / "twilio-undelivered.yaml").read_bytes())
+    hub = hub_factory(stubs=tmp_path)
+    with httpx.Client(base_url=hub.url, auth=("AC1", "token")) as c:
+        form = {
+            "To": "+15005550006",
+            "From": "+15550000000",
+            "Body": "db-1 down",
+            "StatusCallback": f"{hub.url}/webhooks/cb",
+        }
+        assert c.post("/2010-04-01/Accounts/AC1/Messages.json", data=form).status_code == 201
+        form = {"To": "+15005550010", "From": "+15550000000", "Body": "x"}
+        assert [c.post("/2010-04-01/Accounts/AC1/Messages.json", data=form).status_code for _ in range(3)] == [
+            500,
+            500,
+            201,
+        ]
+        callbacks = c.get("/calls", params={"path": "/webhooks/cb", "wait": 10, "min": 2}).json()["calls"]
+        assert callbacks[-1]["data"]["MessageStatus"] == "undelivered"
+        assert callbacks[-1]["data"]["ErrorCode"] == "30003"
 
 
 # -- memory bounds -----------------------------------------------------------------------------------
