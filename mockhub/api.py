@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from mockhub.journal import Call, CallFilter, Journal
+from mockhub.recording import jsonl_chunks, to_har
 from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec
 
 __all__ = ["ApiState", "create_api"]
@@ -121,6 +122,8 @@ class HealthOut(BaseModel):
     evicted: int = Field(description="calls evicted from memory by the max_calls / byte bounds")
     last_seq: int
     body_bytes: int
+    recorded: int | None = Field(None, description="calls written to the record file since start (when recording)")
+    record_file: str | None = Field(None, description="the JSON Lines file being written (when recording)")
 
 
 @dataclass
@@ -253,6 +256,23 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
         return StreamingResponse(
             events(), media_type="text/event-stream", headers={"cache-control": "no-cache", "x-accel-buffering": "no"}
+        )
+
+    @api.get("/calls/export", tags=["calls"], response_class=Response)
+    async def export_calls(
+        f: Filter,
+        fmt: Annotated[Literal["jsonl", "har"], Query(alias="format")] = "jsonl",
+        limit: Annotated[int | None, Query(ge=1)] = None,
+    ) -> Response:
+        """The calls in memory as JSON Lines (one `GET /calls/{id}` record a line) or a HAR 1.2 log (HTTP only)."""
+        calls = journal.query(f, limit=limit)
+        if fmt == "har":
+            disposition = {"content-disposition": 'attachment; filename="mockhub.har"'}
+            return JSONOut(to_har(calls, version), headers=disposition)
+        return StreamingResponse(
+            jsonl_chunks(calls),
+            media_type="application/x-ndjson",
+            headers={"content-disposition": 'attachment; filename="mockhub.jsonl"'},
         )
 
     @api.get("/calls/{call_id}", response_model=CallOut, tags=["calls"])

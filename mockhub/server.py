@@ -18,6 +18,7 @@ from mockhub import __version__
 from mockhub.api import ApiState, create_api
 from mockhub.journal import Journal
 from mockhub.recorder import Recorder, Router
+from mockhub.recording import RecordingError, attach
 from mockhub.rules import RuleBook
 from mockhub.services import SERVICES
 from mockhub.services.base import ServiceContext
@@ -49,6 +50,8 @@ class Hub:
         ctx = ServiceContext(self.settings, self.journal, self.rules, self.spawn)
         self.services = [cls(ctx) for cls in SERVICES]
         self.router = Router(self.services)
+        # Stub files, replay and the JSONL sink; a bad file fails here, naming the file and entry.
+        self.recording = attach(self.settings, self.journal, self.rules, {s.name for s in self.services})
         self.recorder = Recorder(
             self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
         )
@@ -87,7 +90,7 @@ class Hub:
         return ports
 
     def health(self) -> dict[str, Any]:
-        return {
+        info = {
             "status": "ok" if self.ready else "starting",
             "version": __version__,
             **self.listeners(),
@@ -96,6 +99,10 @@ class Hub:
             "last_seq": self.journal.last_seq,
             "body_bytes": self.journal.body_bytes,
         }
+        if self.recording is not None:
+            info["recorded"] = self.recording.written
+            info["record_file"] = str(self.recording.path)
+        return info
 
     async def startup(self) -> None:
         for service in self.services:
@@ -108,6 +115,8 @@ class Hub:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.recording is not None:
+            self.recording.close()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -235,7 +244,11 @@ def make_server(hub: Hub, announce: bool = True) -> tuple[MockhubServer, socket.
 
 def run(settings: Settings) -> None:
     """Serve until SIGTERM / SIGINT."""
-    hub = Hub(settings)
+    try:
+        hub = Hub(settings)
+    except RecordingError as exc:
+        print(f"mockhub: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     server, sock = make_server(hub)
     server.run(sockets=[sock])
 

@@ -62,3 +62,13 @@ class Settings(BaseSettings):
     twilio_max_messages: int = Field(
         10_000, ge=1, description="Twilio: messages kept for fetch and list; older ones are forgotten"
     )
+    replay: Path | None = Field(
+        None, description="load a recorded JSON Lines journal (a file, or a record folder) at start; seq continues"
+    )
+    stubs: Path | None = Field(None, description="load stub and fault files (*.json, *.yaml) from this folder at start")
+    record_rotate_bytes: int = Field(
+        256 * 1024 * 1024, ge=4096, description="start a new record file when the current one reaches this size"
+    )
+    record_inline_max_bytes: int = Field(
+        64 * 1024, ge=0, description="record bodies larger than this in files beside the record, not inline"
+    )
