@@ -153,7 +153,7 @@ class Fault(FaultSpec):
 
     id: str
     created: str
-    seen: int = Field(0, description="matching calls seen (including those let through by `after`)")
+    seen: int = Field(0, description="matching calls looked at while active (those let through by `after` too)")
     fired: int = Field(0, description="calls this rule failed")
     remaining: int | None = Field(None, description="failures left; null = until deleted")
 
