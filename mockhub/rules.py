@@ -322,11 +322,15 @@ class RuleBook:
         self._stubs: dict[str, StubRule] = {}
         # The default seed of probabilistic faults (MOCKHUB_SEED); each rule seeds its own generator.
         self.seed = seed
+        # Per (service, stage): the active fault rules that can apply, so a call never looks at
+        # other services' rules or exhausted ones.
+        self._fault_views: dict[tuple[str, str | None], tuple[FaultRule, ...]] = {}
 
     # -- faults --------------------------------------------------------------------------------
     def add_fault(self, spec: FaultSpec) -> FaultRule:
         rule = FaultRule(spec, seed=self.seed)
         self._faults[rule.id] = rule
+        self._fault_views.clear()
         return rule
 
     def fault(self, rule_id: str) -> FaultRule | None:
@@ -336,27 +340,45 @@ class RuleBook:
         return [r for r in self._faults.values() if namespace is None or r.namespace == namespace]
 
     def remove_fault(self, rule_id: str) -> bool:
+        self._fault_views.clear()
         return self._faults.pop(rule_id, None) is not None
 
     def clear_faults(self, namespace: str | None = None) -> int:
         doomed = [r.id for r in self.faults(namespace)]
         for rule_id in doomed:
             del self._faults[rule_id]
+        self._fault_views.clear()
         return len(doomed)
+
+    def _live_faults(self, service: str, stage: str | None) -> tuple[FaultRule, ...]:
+        """Active rules that can apply to `service` at `stage`, newest first (cached until rules change)."""
+        key = (service, stage)
+        view = self._fault_views.get(key)
+        if view is None:
+            view = tuple(
+                r
+                for r in reversed(self._faults.values())
+                if (r.service is None or r.service == service) and r.stage_applies(stage) and not r.exhausted
+            )
+            self._fault_views[key] = view
+        return view
 
     def fault_for(self, call: Call, stage: str | None = None) -> FaultRule | None:
         """The fault to apply to `call` (at an SMTP `stage`), counting it as seen/fired; or None."""
         if not self._faults:
             return None
-        for rule in reversed(self._faults.values()):
-            if rule.exhausted or not rule.stage_applies(stage) or not rule.applies_to(call):
+        for rule in self._live_faults(call.service, stage):
+            if not rule.applies_to(call):
                 continue
+            spec = rule.spec
             rule.seen += 1
-            if rule.seen <= rule.spec.after:
+            if rule.seen <= spec.after:
                 continue
-            if rule.spec.probability < 1.0 and rule.random.random() >= rule.spec.probability:
+            if spec.probability < 1.0 and rule.random.random() >= spec.probability:
                 continue
             rule.fired += 1
+            if rule.exhausted:
+                self._fault_views.clear()
             return rule
         return None
 
