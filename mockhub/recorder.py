@@ -339,6 +339,8 @@ class Recorder:
             if conn is not None:
                 await transport.close_after(conn, receive)
                 return
+        elif cut_after is not None and call.fault is not None:
+            call.fault["reason"] = f"stream ended after {len(sent)} chunks, before after_chunks={cut_after}"
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _cut_body(self, call: Call, reply: Reply, conn: asyncio.Transport, receive: Any, send: Any) -> None:
