@@ -196,8 +196,10 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         problems = []
         for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-            problems.append(f"{where}: {err.get('msg')}")
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            msg = str(err.get("msg", "")).removeprefix("Value error, ")
+            # Model-level checks (FaultSpec's) carry no location; their messages start with the field.
+            problems.append(f"{where}: {msg}" if where else msg)
         return JSONOut({"error": {"code": "invalid_request", "message": "; ".join(problems)}}, 422)
 
     # -- calls -------------------------------------------------------------------------------------
@@ -295,7 +297,15 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     # -- faults ------------------------------------------------------------------------------------
 
     @api.post("/faults", response_model=Fault, status_code=201, tags=["faults"])
-    async def add_fault(spec: FaultSpec) -> Response:
+    async def add_fault(
+        spec: FaultSpec,
+        namespace: Annotated[str | None, Query(description="shorthand for match.namespace")] = None,
+    ) -> Response:
+        """Add a fault rule; matching calls fail as it says (SPEC section 5)."""
+        if namespace is not None:
+            if spec.match.namespace not in (None, namespace):
+                raise ApiError(422, "invalid_request", f"namespace: ?namespace={namespace} contradicts match.namespace")
+            spec = spec.model_copy(update={"match": spec.match.model_copy(update={"namespace": namespace})})
         return JSONOut(rules.add_fault(spec).model(), 201)
 
     @api.get("/faults", response_model=FaultList, tags=["faults"])

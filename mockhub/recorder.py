@@ -105,24 +105,62 @@ def raw_stub_reply(response: StubResponse) -> Reply:
 
 
 def fault_error_reply(service: Service, rule: FaultRule, request: Request) -> Reply:
-    """A fault's `error` answer: the fake's own preset, with any status/body/headers given overriding it."""
+    """A fault's `error` answer: the fake's own preset, with any status/body/headers given overriding it.
+
+    Without a preset, the answer is the fake's own error shape for `status`. A JSON `body` is sent
+    as JSON; a string body verbatim (as JSON when it parses as JSON, else as text/plain).
+    """
     spec = rule.spec
     if spec.preset is not None:
         reply = service.preset(spec.preset, request)
     else:
         reply = service.error(spec.status or 500, f"mockhub fault {rule.id}")
+    if spec.status is None and spec.body is None and not spec.headers:
+        return reply
+    # A copy: a fake may hand out the same preset Reply object to every call.
+    reply = Reply(reply.status, reply.body, list(reply.headers), reply.stream, reply.after)
     if spec.status is not None:
         reply.status = spec.status
     if spec.body is not None:
-        reply.body = spec.body.encode() if isinstance(spec.body, str) else orjson.dumps(spec.body)
-        if not isinstance(spec.body, str):
-            reply.headers = [h for h in reply.headers if h[0].lower() != "content-type"]
-            reply.headers.append(("content-type", "application/json"))
+        if isinstance(spec.body, str):
+            reply.body = spec.body.encode()
+            content_type = "application/json" if _is_json(reply.body) else "text/plain; charset=utf-8"
+        else:
+            reply.body = orjson.dumps(spec.body)
+            content_type = "application/json"
+        reply.headers = [h for h in reply.headers if h[0].lower() != "content-type"]
+        reply.headers.append(("content-type", content_type))
     if spec.headers:
         names = {k.lower() for k in spec.headers}
         reply.headers = [h for h in reply.headers if h[0].lower() not in names]
         reply.headers.extend((k.lower(), v) for k, v in spec.headers.items())
     return reply
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+# The `malformed` action's well-formed HTTP variant: a response whose JSON body is cut short.
+BROKEN_JSON = '{"ok": tru'
+
+
+def malformed_reply(rule: FaultRule) -> Reply:
+    """`malformed` with a `status` or `body`: valid HTTP (200 by default) carrying broken JSON."""
+    spec = rule.spec
+    body = spec.body if isinstance(spec.body, str) else BROKEN_JSON
+    headers = {"content-type": "application/json", **{k.lower(): v for k, v in spec.headers.items()}}
+    return Reply(spec.status or 200, body.encode(), list(headers.items()))
+
+
+def _hold_seconds(rule: FaultRule, rng: random.Random, default_ms: int) -> float:
+    spec = rule.spec
+    jitter = rng.uniform(0, spec.jitter_ms) if spec.jitter_ms else 0.0
+    return ((spec.delay_ms if spec.delay_ms is not None else default_ms) + jitter) / 1000
 
 
 class Recorder:
@@ -233,12 +271,18 @@ class Recorder:
             if action == "error":
                 reply = fault_error_reply(service, rule, request)
             elif action == "delay":
-                jitter = self._random.uniform(0, spec.jitter_ms) if spec.jitter_ms else 0.0
-                await asyncio.sleep(((spec.delay_ms or 0) + jitter) / 1000)
+                if await transport.hold(scope, receive, _hold_seconds(rule, self._random, 0)):
+                    # Nobody is left to answer: record the call as the client experienced it.
+                    call.duration_ms = (time.perf_counter() - started) * 1000
+                    call.fault["reason"] = f"the connection was closed after {call.duration_ms:.0f} ms of the delay"
+                    self.journal.append(call)
+                    return
             elif action == "cut_stream":
                 cut_after = spec.after_chunks
+            elif action == "malformed" and (spec.status is not None or spec.body is not None):
+                reply = malformed_reply(rule)
             elif action in ("timeout", "reset", "empty", "malformed"):
-                await self._transport_fault(rule, call, scope, started, send)
+                await self._transport_fault(rule, call, scope, started, receive, send)
                 return
 
         if reply is None and route is not None:
@@ -261,15 +305,21 @@ class Recorder:
 
         call.duration_ms = (time.perf_counter() - started) * 1000
         if reply.stream is None:
-            call.response = ResponseRecord(reply.status, dict(reply.headers), reply.body)
-            self.journal.append(call)
-            await _send_reply(send, reply)
+            conn = transport.get_transport(scope) if cut_after is not None else None
+            if conn is not None:
+                await self._cut_body(call, reply, conn, receive, send)
+            else:
+                call.response = ResponseRecord(reply.status, dict(reply.headers), reply.body)
+                self.journal.append(call)
+                await _send_reply(send, reply)
         else:
-            await self._stream(call, reply, cut_after, scope, send)
+            await self._stream(call, reply, cut_after, scope, receive, send)
         if reply.after is not None:
             self.spawn(reply.after())
 
-    async def _stream(self, call: Call, reply: Reply, cut_after: int | None, scope: Scope, send: Any) -> None:
+    async def _stream(
+        self, call: Call, reply: Reply, cut_after: int | None, scope: Scope, receive: Any, send: Any
+    ) -> None:
         """Send a streamed answer chunk by chunk; the call is recorded first and its body completed after."""
         assert reply.stream is not None
         call.response = ResponseRecord(reply.status, dict(reply.headers), b"")
@@ -302,40 +352,78 @@ class Recorder:
                 call.fault["reason"] = f"stream cut after {len(sent)} chunks"
             conn = transport.get_transport(scope)
             if conn is not None:
-                await transport.close_after(conn)
+                await transport.close_after(conn, receive)
                 return
+        elif cut_after is not None and call.fault is not None:
+            call.fault["reason"] = f"stream ended after {len(sent)} chunks, before after_chunks={cut_after}"
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _transport_fault(self, rule: FaultRule, call: Call, scope: Scope, started: float, send: Any) -> None:
+    async def _cut_body(self, call: Call, reply: Reply, conn: asyncio.Transport, receive: Any, send: Any) -> None:
+        """`cut_stream` on an answer that is not streamed: announce the whole body, send half, close."""
+        sent = reply.body[: len(reply.body) // 2]
+        assert call.fault is not None
+        call.fault["reason"] = f"body cut after {len(sent)} of {len(reply.body)} bytes"
+        call.response = ResponseRecord(reply.status, dict(reply.headers), sent)
+        self.journal.append(call)
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+        # At least one byte announced, so that even an empty answer is visibly incomplete.
+        headers.append((b"content-length", str(max(len(reply.body), 1)).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        if sent:
+            await send({"type": "http.response.body", "body": sent, "more_body": True})
+        await transport.close_after(conn, receive)
+
+    async def _transport_fault(
+        self, rule: FaultRule, call: Call, scope: Scope, started: float, receive: Any, send: Any
+    ) -> None:
         """Record the call with no response, then break the connection the way the rule says."""
         action = rule.spec.action
         assert call.fault is not None
+        conn = transport.get_transport(scope)
+        if conn is None:  # not served by MockhubProtocol (another ASGI server): say so rather than pretend
+            reply = Reply(502, b"mockhub: transport faults need mockhub's own server (MockhubProtocol)")
+            call.fault["reason"] = "transport fault impossible: the ASGI server does not expose the transport"
+            call.response = ResponseRecord(reply.status, dict(reply.headers), reply.body)
+            self.journal.append(call)
+            await _send_reply(send, reply)
+            return
+        if action == "timeout":
+            await self._timeout(rule, call, scope, started, conn, receive)
+            return
         call.fault["reason"] = {
-            "timeout": "held without an answer, then closed",
             "reset": "connection reset",
             "empty": "connection closed with no answer",
             "malformed": "answered bytes that are not HTTP",
         }[action]
         call.duration_ms = (time.perf_counter() - started) * 1000
         self.journal.append(call)
-        conn = transport.get_transport(scope)
-        if conn is None:  # not our protocol class (should not happen): degrade to an error answer
-            await _send_reply(send, Reply(502, b"mockhub: transport faults need MockhubProtocol"))
-            return
         if action == "reset":
-            await transport.reset(conn)
+            await transport.reset(conn, receive)
         elif action == "empty":
-            await transport.close_after(conn)
-        elif action == "malformed":
-            if rule.spec.body is not None or rule.spec.status is not None:
-                # A well-formed HTTP response whose JSON body is broken.
-                body = rule.spec.body if isinstance(rule.spec.body, str) else '{"ok": tru'
-                reply = Reply(rule.spec.status or 200, body.encode(), [("content-type", "application/json")])
-                await _send_reply(send, reply)
-                return
-            await transport.malformed(conn)
+            await transport.close_after(conn, receive)
         else:
-            await transport.close_after(conn, (rule.spec.delay_ms if rule.spec.delay_ms is not None else 60_000) / 1000)
+            await transport.malformed(conn, receive)
+
+    async def _timeout(
+        self, rule: FaultRule, call: Call, scope: Scope, started: float, conn: asyncio.Transport, receive: Any
+    ) -> None:
+        """Hold the request unanswered, then close; recorded at once so a test sees it while the client waits."""
+        assert call.fault is not None
+        seconds = _hold_seconds(rule, self._random, 60_000)
+        call.fault["reason"] = f"held without an answer (for up to {seconds * 1000:.0f} ms)"
+        call.duration_ms = (time.perf_counter() - started) * 1000
+        self.journal.append(call)
+        gone = await transport.hold(scope, receive, seconds)
+        # The record is updated in memory once the hold ends (a JSONL sink keeps the first version).
+        call.duration_ms = (time.perf_counter() - started) * 1000
+        if gone:
+            call.fault["reason"] = (
+                f"held without an answer; the connection was closed after {call.duration_ms:.0f} ms, "
+                "before the hold ended"
+            )
+            return
+        call.fault["reason"] = f"held {call.duration_ms:.0f} ms without an answer, then closed"
+        await transport.close_after(conn, receive)
 
 
 async def _send_reply(send: Any, reply: Reply) -> None:

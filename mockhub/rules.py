@@ -118,17 +118,33 @@ class FaultSpec(BaseModel):
     stage: SmtpStage | None = None
     code: Annotated[int, Field(ge=200, le=599)] | None = None
     message: str | None = None
+    seed: int | None = Field(
+        None, description="seed of this rule's `probability` draws; default: the server's MOCKHUB_SEED"
+    )
 
+    # The messages name the field first: the API reports model-level errors without a location.
     @model_validator(mode="after")
     def _consistent(self) -> FaultSpec:
-        if self.action == "error" and self.preset is None and self.status is None:
-            raise ValueError("action 'error' needs a 'preset' or a 'status'")
-        if self.action == "delay" and self.delay_ms is None:
-            raise ValueError("action 'delay' needs 'delay_ms'")
-        if self.action in SMTP_ACTIONS and self.service not in (None, "smtp"):
-            raise ValueError(f"action '{self.action}' only applies to service 'smtp'")
-        if self.action == "smtp_reply" and self.code is None:
-            raise ValueError("action 'smtp_reply' needs a 'code' (e.g. 421, 451, 550)")
+        action = self.action
+        if action == "error" and self.preset is None and self.status is None:
+            raise ValueError("preset: action 'error' needs a 'preset' or a 'status'")
+        if self.preset is not None and action != "error":
+            raise ValueError(f"preset: only action 'error' takes a preset, not action '{action}'")
+        if action == "delay" and self.delay_ms is None:
+            raise ValueError("delay_ms: action 'delay' needs 'delay_ms'")
+        if self.delay_ms is not None and action not in ("delay", "timeout") and action not in SMTP_ACTIONS:
+            raise ValueError(f"delay_ms: only actions 'delay' and 'timeout' take a delay, not action '{action}'")
+        for name in ("status", "body", "headers"):
+            if getattr(self, name) and action not in ("error", "malformed"):
+                raise ValueError(f"{name}: only actions 'error' and 'malformed' take a {name}, not action '{action}'")
+        if action == "malformed" and self.body is not None and not isinstance(self.body, str):
+            raise ValueError("body: action 'malformed' sends the body verbatim; give the broken text as a string")
+        if self.after_chunks and action != "cut_stream":
+            raise ValueError(f"after_chunks: only action 'cut_stream' takes after_chunks, not action '{action}'")
+        if action in SMTP_ACTIONS and self.service not in (None, "smtp"):
+            raise ValueError(f"service: action '{action}' only applies to service 'smtp'")
+        if action == "smtp_reply" and self.code is None:
+            raise ValueError("code: action 'smtp_reply' needs a 'code' (e.g. 421, 451, 550)")
         return self
 
 
@@ -137,18 +153,22 @@ class Fault(FaultSpec):
 
     id: str
     created: str
-    seen: int = Field(0, description="matching calls seen (including those let through by `after`)")
+    seen: int = Field(0, description="matching calls looked at while active (those let through by `after` too)")
     fired: int = Field(0, description="calls this rule failed")
     remaining: int | None = Field(None, description="failures left; null = until deleted")
 
 
 class FaultRule(_Rule):
-    def __init__(self, spec: FaultSpec, rule_id: str | None = None) -> None:
+    def __init__(self, spec: FaultSpec, rule_id: str | None = None, seed: int | None = None) -> None:
         super().__init__(spec.service, spec.match)
         self.spec = spec
         self.id = rule_id or new_id("f_")
         self.seen = 0
         self.fired = 0
+        # Each rule draws from its own generator: with a seed, which matching calls it fails depends
+        # only on the seed and the order of those calls, not on other rules or earlier tests.
+        rule_seed = spec.seed if spec.seed is not None else seed
+        self.random = random.Random(rule_seed) if rule_seed is not None else random.Random()
 
     @property
     def remaining(self) -> int | None:
@@ -300,13 +320,17 @@ class RuleBook:
     def __init__(self, seed: int | None = None) -> None:
         self._faults: dict[str, FaultRule] = {}
         self._stubs: dict[str, StubRule] = {}
-        # One generator for every probabilistic fault: with a seed, a run's sequence of hits repeats.
-        self._random = random.Random(seed)
+        # The default seed of probabilistic faults (MOCKHUB_SEED); each rule seeds its own generator.
+        self.seed = seed
+        # Per (service, stage): the active fault rules that can apply, so a call never looks at
+        # other services' rules or exhausted ones.
+        self._fault_views: dict[tuple[str, str | None], tuple[FaultRule, ...]] = {}
 
     # -- faults --------------------------------------------------------------------------------
     def add_fault(self, spec: FaultSpec) -> FaultRule:
-        rule = FaultRule(spec)
+        rule = FaultRule(spec, seed=self.seed)
         self._faults[rule.id] = rule
+        self._fault_views.clear()
         return rule
 
     def fault(self, rule_id: str) -> FaultRule | None:
@@ -316,27 +340,45 @@ class RuleBook:
         return [r for r in self._faults.values() if namespace is None or r.namespace == namespace]
 
     def remove_fault(self, rule_id: str) -> bool:
+        self._fault_views.clear()
         return self._faults.pop(rule_id, None) is not None
 
     def clear_faults(self, namespace: str | None = None) -> int:
         doomed = [r.id for r in self.faults(namespace)]
         for rule_id in doomed:
             del self._faults[rule_id]
+        self._fault_views.clear()
         return len(doomed)
+
+    def _live_faults(self, service: str, stage: str | None) -> tuple[FaultRule, ...]:
+        """Active rules that can apply to `service` at `stage`, newest first (cached until rules change)."""
+        key = (service, stage)
+        view = self._fault_views.get(key)
+        if view is None:
+            view = tuple(
+                r
+                for r in reversed(self._faults.values())
+                if (r.service is None or r.service == service) and r.stage_applies(stage) and not r.exhausted
+            )
+            self._fault_views[key] = view
+        return view
 
     def fault_for(self, call: Call, stage: str | None = None) -> FaultRule | None:
         """The fault to apply to `call` (at an SMTP `stage`), counting it as seen/fired; or None."""
         if not self._faults:
             return None
-        for rule in reversed(self._faults.values()):
-            if rule.exhausted or not rule.stage_applies(stage) or not rule.applies_to(call):
+        for rule in self._live_faults(call.service, stage):
+            if not rule.applies_to(call):
                 continue
+            spec = rule.spec
             rule.seen += 1
-            if rule.seen <= rule.spec.after:
+            if rule.seen <= spec.after:
                 continue
-            if rule.spec.probability < 1.0 and self._random.random() >= rule.spec.probability:
+            if spec.probability < 1.0 and rule.random.random() >= spec.probability:
                 continue
             rule.fired += 1
+            if rule.exhausted:
+                self._fault_views.clear()
             return rule
         return None
 
