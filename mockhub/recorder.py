@@ -210,6 +210,7 @@ class Recorder:
             request.data = call.data
 
         cut_after: int | None = None
+        break_after: int | None = None
         rule = self.rules.fault_for(call)
         if rule is not None:
             spec = rule.spec
@@ -222,12 +223,15 @@ class Recorder:
                 await asyncio.sleep(((spec.delay_ms or 0) + jitter) / 1000)
             elif action == "cut_stream":
                 cut_after = spec.after_chunks
+            elif action == "malformed" and "after_chunks" in spec.model_fields_set:
+                # The answer itself goes wrong: a stream's next chunk, or a plain body, arrives broken.
+                break_after = spec.after_chunks
             elif action in ("timeout", "reset", "empty", "malformed"):
                 await self._transport_fault(rule, call, scope, started, send)
                 return
 
         if reply is None and route is not None:
-            hit = self.rules.stub_for(call)
+            hit = self.rules.stub_for(call, route.reply_stubs)
             if hit is not None:
                 call.stub = hit.summary()
             if hit is not None and hit.response is not None:
@@ -246,16 +250,25 @@ class Recorder:
 
         call.duration_ms = (time.perf_counter() - started) * 1000
         if reply.stream is None:
+            if break_after is not None:
+                reply.body = _broken(reply.body)
+                _note(call, "answered a truncated body")
             call.response = ResponseRecord(reply.status, dict(reply.headers), reply.body)
             self.journal.append(call)
             await _send_reply(send, reply)
         else:
-            await self._stream(call, reply, cut_after, scope, send)
+            await self._stream(call, reply, cut_after, break_after, scope, send)
         if reply.after is not None:
             self.spawn(reply.after())
 
-    async def _stream(self, call: Call, reply: Reply, cut_after: int | None, scope: Scope, send: Any) -> None:
-        """Send a streamed answer chunk by chunk; the call is recorded first and its body completed after."""
+    async def _stream(
+        self, call: Call, reply: Reply, cut_after: int | None, break_after: int | None, scope: Scope, send: Any
+    ) -> None:
+        """Send a streamed answer chunk by chunk; the call is recorded first and its body completed after.
+
+        `cut_after` chunks: stop and close the connection. `break_after` chunks: send the next chunk
+        broken (its JSON cut in half), then end the answer cleanly, so the client fails parsing it.
+        """
         assert reply.stream is not None
         call.response = ResponseRecord(reply.status, dict(reply.headers), b"")
         self.journal.append(call)
@@ -272,6 +285,12 @@ class Recorder:
             async for chunk in reply.stream:
                 if cut_after is not None and len(sent) >= cut_after:
                     cut = True
+                    break
+                if break_after is not None and len(sent) >= break_after:
+                    chunk = _broken(chunk)
+                    sent.append(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    _note(call, f"chunk {len(sent)} sent broken")
                     break
                 sent.append(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -321,6 +340,20 @@ class Recorder:
             await transport.malformed(conn)
         else:
             await transport.close_after(conn, (rule.spec.delay_ms if rule.spec.delay_ms is not None else 60_000) / 1000)
+
+
+def _broken(chunk: bytes) -> bytes:
+    """`chunk` with its (last) JSON payload cut in half: an SSE frame keeps its `event:` line and framing."""
+    start = chunk.rfind(b"data:")
+    if start < 0:
+        return chunk[: len(chunk) // 2]
+    payload = chunk[start:].rstrip()
+    return chunk[: start + max(7, len(payload) // 2)] + b"\n\n"
+
+
+def _note(call: Call, reason: str) -> None:
+    if call.fault is not None:
+        call.fault["reason"] = reason
 
 
 async def _send_reply(send: Any, reply: Reply) -> None:

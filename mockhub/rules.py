@@ -361,10 +361,13 @@ class RuleBook:
             del self._stubs[rule_id]
         return len(doomed)
 
-    def stub_for(self, call: Call) -> StubHit | None:
+    def stub_for(self, call: Call, replies: bool = True) -> StubHit | None:
+        """The stub answering `call`, counted as a hit; `replies=False` considers raw `response` stubs only."""
         if not self._stubs:
             return None
         for rule in reversed(self._stubs.values()):
+            if not replies and rule.spec.response is None:
+                continue
             if not rule.exhausted and rule.applies_to(call):
                 return rule.take()
         return None
