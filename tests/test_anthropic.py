@@ -354,3 +354,12 @@ def test_malformed_chunk(server: ThreadedHub, api: httpx.Client) -> None:
         for _ in stream:
             pass
     assert calls(api)[0]["fault"]["action"] == "malformed"
+
+
+def test_count_tokens_matches_message_usage(server: ThreadedHub, api: httpx.Client) -> None:
+    claude = client(server)
+    messages = user("how many tokens is this prompt?")
+    counted = claude.messages.count_tokens(model=MODEL, system="Be brief.", tools=TOOLS, messages=messages)
+    sent = claude.messages.create(model=MODEL, max_tokens=64, system="Be brief.", tools=TOOLS, messages=messages)
+    assert counted.input_tokens == sent.usage.input_tokens > 0
+    assert [c["path"] for c in calls(api)] == ["/v1/messages/count_tokens", "/v1/messages"]

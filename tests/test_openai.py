@@ -516,6 +516,17 @@ def test_malformed_chunk_breaks_the_sdk_parser(server: ThreadedHub, api: httpx.C
     assert "broken" in call["fault"]["reason"]
 
 
+def test_malformed_plain_answer_is_truncated_json(server: ThreadedHub, api: httpx.Client) -> None:
+    fault(api, action="malformed", after_chunks=0)
+    with pytest.raises(json.JSONDecodeError):
+        client(server).chat.completions.create(model=MODEL, messages=user("hello"))
+    call = calls(api)[0]
+    assert call["response"]["status"] == 200
+    assert call["response"]["body"].startswith('{"id":"chatcmpl-')
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(call["response"]["body"])
+
+
 def test_namespaced_base_url(server: ThreadedHub, api: httpx.Client) -> None:
     client(server, prefix="/ns/team-a").chat.completions.create(model=MODEL, messages=user("hi"))
     recorded = calls(api, namespace="team-a")

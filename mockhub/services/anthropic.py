@@ -67,7 +67,10 @@ class AnthropicService(Service):
         self.credentials = llm.Credentials(ctx.settings.credentials)
 
     def routes(self) -> list[Route]:
-        return [route("POST", "/v1/messages", self.messages, self.parse)]
+        return [
+            route("POST", "/v1/messages", self.messages, self.parse),
+            route("POST", "/v1/messages/count_tokens", self.count_tokens, self.parse_count, reply_stubs=False),
+        ]
 
     # -- provider shapes -----------------------------------------------------------------------
     def error(self, status: int, message: str, code: str | None = None) -> Reply:
@@ -85,7 +88,7 @@ class AnthropicService(Service):
         return reply
 
     # -- parsing (before rules) ----------------------------------------------------------------
-    def parse(self, request: Request) -> dict[str, Any]:
+    def parse(self, request: Request, count_only: bool = False) -> dict[str, Any]:
         # The SDK sends its key as `x-api-key`, or as `Authorization: Bearer` (recent SDKs, OAuth tokens).
         key = request.header("x-api-key") or llm.bearer(request.header("authorization"))
         problem = self.credentials.problem(key)
@@ -116,9 +119,11 @@ class AnthropicService(Service):
             raise _bad("messages: Field required", **data)
         if not isinstance(messages, list):
             raise _bad("messages: Input should be a valid list", **data)
-        if max_tokens is None:
+        if count_only:
+            max_tokens = None
+        elif max_tokens is None:
             raise _bad("max_tokens: Field required", **data)
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        elif not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise _bad("max_tokens: Input should be greater than or equal to 1", **data)
         turns: list[llm.Turn] = []
         system = body.get("system")
@@ -140,7 +145,15 @@ class AnthropicService(Service):
         data.update(conv.fields())
         return data
 
+    def parse_count(self, request: Request) -> dict[str, Any]:
+        # The same request as /v1/messages, minus `max_tokens`, which counting does not need.
+        return self.parse(request, count_only=True)
+
     # -- answering -----------------------------------------------------------------------------
+    async def count_tokens(self, request: Request) -> Reply:
+        tokens = request.data["usage"]["input_tokens"]
+        return json_reply({"input_tokens": tokens}, headers=[("request-id", llm.random_id("req_"))])
+
     async def messages(self, request: Request) -> Reply:
         data = request.data
         conv = llm.Conversation.from_data(data)
