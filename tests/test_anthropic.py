@@ -363,3 +363,14 @@ def test_count_tokens_matches_message_usage(server: ThreadedHub, api: httpx.Clie
     sent = claude.messages.create(model=MODEL, max_tokens=64, system="Be brief.", tools=TOOLS, messages=messages)
     assert counted.input_tokens == sent.usage.input_tokens > 0
     assert [c["path"] for c in calls(api)] == ["/v1/messages/count_tokens", "/v1/messages"]
+
+
+def test_async_client_streams(server: ThreadedHub, api: httpx.Client) -> None:
+    import asyncio
+
+    async def run() -> str:
+        claude = anthropic.AsyncAnthropic(base_url=server.url, api_key="k", max_retries=0)
+        async with claude, claude.messages.stream(model=MODEL, max_tokens=64, messages=user("async hi")) as stream:
+            return "".join([t async for t in stream.text_stream])
+
+    assert asyncio.run(run()) == "mock reply to: async hi"

@@ -531,3 +531,17 @@ def test_namespaced_base_url(server: ThreadedHub, api: httpx.Client) -> None:
     client(server, prefix="/ns/team-a").chat.completions.create(model=MODEL, messages=user("hi"))
     recorded = calls(api, namespace="team-a")
     assert len(recorded) == 1 and recorded[0]["path"] == "/v1/chat/completions"
+
+
+def test_async_client_plain_and_streamed(server: ThreadedHub, api: httpx.Client) -> None:
+    import asyncio
+
+    async def run() -> tuple[str | None, str]:
+        async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="sk-test", max_retries=0) as oai:
+            plain = await oai.chat.completions.create(model=MODEL, messages=user("async hello"))
+            stream = await oai.chat.completions.create(model=MODEL, messages=user("async hello"), stream=True)
+            text = "".join([c.choices[0].delta.content or "" async for c in stream])
+            return plain.choices[0].message.content, text
+
+    plain, streamed = asyncio.run(run())
+    assert plain == streamed == "mock reply to: async hello"
