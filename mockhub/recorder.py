@@ -263,6 +263,7 @@ class Recorder:
             request.data = call.data
 
         cut_after: int | None = None
+        break_after: int | None = None
         rule = self.rules.fault_for(call)
         if rule is not None:
             spec = rule.spec
@@ -279,6 +280,9 @@ class Recorder:
                     return
             elif action == "cut_stream":
                 cut_after = spec.after_chunks
+            elif action == "malformed" and "after_chunks" in spec.model_fields_set:
+                # The answer itself goes wrong: a stream's next chunk, or a plain body, arrives broken.
+                break_after = spec.after_chunks
             elif action == "malformed" and (spec.status is not None or spec.body is not None):
                 reply = malformed_reply(rule)
             elif action in ("timeout", "reset", "empty", "malformed"):
@@ -286,7 +290,7 @@ class Recorder:
                 return
 
         if reply is None and route is not None:
-            hit = self.rules.stub_for(call)
+            hit = self.rules.stub_for(call, route.reply_stubs)
             if hit is not None:
                 call.stub = hit.summary()
             if hit is not None and hit.response is not None:
@@ -309,18 +313,32 @@ class Recorder:
             if conn is not None:
                 await self._cut_body(call, reply, conn, receive, send)
             else:
+                if break_after is not None:
+                    reply.body = _broken(reply.body)
+                    _note(call, "answered a truncated body")
                 call.response = ResponseRecord(reply.status, dict(reply.headers), reply.body)
                 self.journal.append(call)
                 await _send_reply(send, reply)
         else:
-            await self._stream(call, reply, cut_after, scope, receive, send)
+            await self._stream(call, reply, cut_after, break_after, scope, receive, send)
         if reply.after is not None:
             self.spawn(reply.after())
 
     async def _stream(
-        self, call: Call, reply: Reply, cut_after: int | None, scope: Scope, receive: Any, send: Any
+        self,
+        call: Call,
+        reply: Reply,
+        cut_after: int | None,
+        break_after: int | None,
+        scope: Scope,
+        receive: Any,
+        send: Any,
     ) -> None:
-        """Send a streamed answer chunk by chunk; the call is recorded first and its body completed after."""
+        """Send a streamed answer chunk by chunk; the call is recorded first and its body completed after.
+
+        `cut_after` chunks: stop and close the connection. `break_after` chunks: send the next chunk
+        broken (its JSON cut in half), then end the answer cleanly, so the client fails parsing it.
+        """
         assert reply.stream is not None
         call.response = ResponseRecord(reply.status, dict(reply.headers), b"")
         self.journal.append(call)
@@ -337,6 +355,12 @@ class Recorder:
             async for chunk in reply.stream:
                 if cut_after is not None and len(sent) >= cut_after:
                     cut = True
+                    break
+                if break_after is not None and len(sent) >= break_after:
+                    chunk = _broken(chunk)
+                    sent.append(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    _note(call, f"chunk {len(sent)} sent broken")
                     break
                 sent.append(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -424,6 +448,20 @@ class Recorder:
             return
         call.fault["reason"] = f"held {call.duration_ms:.0f} ms without an answer, then closed"
         await transport.close_after(conn, receive)
+
+
+def _broken(chunk: bytes) -> bytes:
+    """`chunk` with its (last) JSON payload cut in half: an SSE frame keeps its `event:` line and framing."""
+    start = chunk.rfind(b"data:")
+    if start < 0:
+        return chunk[: len(chunk) // 2]
+    payload = chunk[start:].rstrip()
+    return chunk[: start + max(7, len(payload) // 2)] + b"\n\n"
+
+
+def _note(call: Call, reason: str) -> None:
+    if call.fault is not None:
+        call.fault["reason"] = reason
 
 
 async def _send_reply(send: Any, reply: Reply) -> None:

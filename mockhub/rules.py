@@ -139,8 +139,10 @@ class FaultSpec(BaseModel):
                 raise ValueError(f"{name}: only actions 'error' and 'malformed' take a {name}, not action '{action}'")
         if action == "malformed" and self.body is not None and not isinstance(self.body, str):
             raise ValueError("body: action 'malformed' sends the body verbatim; give the broken text as a string")
-        if self.after_chunks and action != "cut_stream":
-            raise ValueError(f"after_chunks: only action 'cut_stream' takes after_chunks, not action '{action}'")
+        if self.after_chunks and action not in ("cut_stream", "malformed"):
+            raise ValueError(
+                f"after_chunks: only actions 'cut_stream' and 'malformed' take after_chunks, not action '{action}'"
+            )
         if action in SMTP_ACTIONS and self.service not in (None, "smtp"):
             raise ValueError(f"service: action '{action}' only applies to service 'smtp'")
         if action == "smtp_reply" and self.code is None:
@@ -403,10 +405,13 @@ class RuleBook:
             del self._stubs[rule_id]
         return len(doomed)
 
-    def stub_for(self, call: Call) -> StubHit | None:
+    def stub_for(self, call: Call, replies: bool = True) -> StubHit | None:
+        """The stub answering `call`, counted as a hit; `replies=False` considers raw `response` stubs only."""
         if not self._stubs:
             return None
         for rule in reversed(self._stubs.values()):
+            if not replies and rule.spec.response is None:
+                continue
             if not rule.exhausted and rule.applies_to(call):
                 return rule.take()
         return None

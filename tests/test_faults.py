@@ -564,7 +564,10 @@ def test_many_transport_faults_in_a_row_leave_the_server_healthy(
         ({"action": "reset", "preset": "server_error"}, "preset: only action 'error' takes a preset"),
         ({"action": "reset", "status": 500}, "status: only actions 'error' and 'malformed' take a status"),
         ({"action": "empty", "delay_ms": 5}, "delay_ms: only actions 'delay' and 'timeout' take a delay"),
-        ({"action": "reset", "after_chunks": 3}, "after_chunks: only action 'cut_stream' takes after_chunks"),
+        (
+            {"action": "reset", "after_chunks": 3},
+            "after_chunks: only actions 'cut_stream' and 'malformed' take after_chunks",
+        ),
         ({"action": "malformed", "body": {"a": 1}}, "body: action 'malformed' sends the body verbatim"),
         ({"status": 99}, "status: Input should be greater than or equal to 100"),
         ({"action": "smtp_reply", "code": 451, "service": "webhook"}, "service: action 'smtp_reply' only applies"),

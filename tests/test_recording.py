@@ -422,7 +422,7 @@ def test_stub_files_are_loaded_at_start(tmp_path: Path, hub_factory: Any) -> Non
         (
             "fault.yaml",
             "faults:\n  - service: webhook\n    action: error\n",
-            r"fault\.yaml: faults\[0\] \(service 'webhook'\): invalid fault: preset: action 'error' needs a 'preset' or",
+            r"fault\.yaml: faults\[0\] \(service 'webhook'\): invalid fault: preset: action 'error' needs a 'preset'",
         ),
         (
             "type.yaml",

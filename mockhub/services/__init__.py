@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from mockhub.services.anthropic import AnthropicService
 from mockhub.services.base import Service
 from mockhub.services.chat import DiscordService, TeamsService
 from mockhub.services.mailgun import MailgunService
+from mockhub.services.openai import OpenAIService
 from mockhub.services.pagerduty import PagerDutyService
 from mockhub.services.sendgrid import SendGridService
 from mockhub.services.slack import SlackService
@@ -25,4 +27,6 @@ SERVICES: list[type[Service]] = [
     TeamsService,
     SendGridService,
     MailgunService,
+    OpenAIService,
+    AnthropicService,
 ]

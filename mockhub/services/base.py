@@ -105,12 +105,15 @@ class Route:
 
     `parse` runs first and returns the call's `data` (the fields rules and tests match on); it may
     raise `BadRequest`. `handle` then answers, unless a fault or a raw stub answered instead.
+    `reply_stubs=False` marks a route that renders no `reply` stubs (an LLM fake's embeddings or model
+    list), so such stubs neither answer its calls nor spend their `times` or `sequence` on them.
     """
 
     methods: frozenset[str] | None
     pattern: str
     handle: Handler
     parse: Parser | None = None
+    reply_stubs: bool = True
     regex: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -129,9 +132,11 @@ class Route:
         return None if "{" in head else head
 
 
-def route(methods: str | None, pattern: str, handle: Handler, parse: Parser | None = None) -> Route:
+def route(
+    methods: str | None, pattern: str, handle: Handler, parse: Parser | None = None, reply_stubs: bool = True
+) -> Route:
     """Shorthand: `route("POST", "/v1/x", self.create)`; methods are space-separated, None = any."""
-    return Route(frozenset(methods.split()) if methods else None, pattern, handle, parse)
+    return Route(frozenset(methods.split()) if methods else None, pattern, handle, parse, reply_stubs)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,257 @@
+"""The Anthropic fake: the Messages API (plain, streamed, tools) at `/v1/messages`.
+
+Point the SDK at it with `Anthropic(base_url="http://host:8080", api_key="anything")`. Reply
+selection and token counts are shared with the OpenAI fake (`services/llm.py`); this module speaks
+the wire format the `anthropic` SDK parses (`types/message.py`, `_streaming.py`, `lib/streaming`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from mockhub.rules import Preset
+from mockhub.services import llm
+from mockhub.services.base import BadRequest, Reply, Request, Route, Service, ServiceContext, json_reply, route
+
+__all__ = ["AnthropicService"]
+
+_STOP = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens", "stop_sequence": "stop_sequence"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+_PRESETS: dict[str, tuple[int, str]] = {
+    "rate_limited": (
+        429,
+        "Number of requests has exceeded your per-minute rate limit "
+        "(https://docs.anthropic.com/en/api/rate-limits). Please try again later.",
+    ),
+    "server_error": (500, "Internal server error"),
+    "unavailable": (503, "Service unavailable"),
+    "overloaded": (529, "Overloaded"),
+    "unauthorized": (401, "invalid x-api-key"),
+}
+# Retry hints small enough that the SDK's retries take milliseconds (it prefers retry-after-ms).
+_RETRY_HEADERS = [("retry-after", "1"), ("retry-after-ms", "20")]
+
+
+def _err(status: int, message: str, type_: str | None = None) -> Reply:
+    request_id = llm.random_id("req_", 12)
+    error_type = type_ or _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    obj = {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+    return json_reply(obj, status, [("request-id", request_id)])
+
+
+def _bad(message: str, **data: Any) -> BadRequest:
+    return BadRequest(_err(400, message), {"error": "invalid_request_error", **data})
+
+
+class AnthropicService(Service):
+    """Anthropic's Messages API."""
+
+    name = "anthropic"
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx)
+        self.credentials = llm.Credentials(ctx.settings.credentials)
+
+    def routes(self) -> list[Route]:
+        return [
+            route("POST", "/v1/messages", self.messages, self.parse),
+            route("POST", "/v1/messages/count_tokens", self.count_tokens, self.parse_count, reply_stubs=False),
+        ]
+
+    # -- provider shapes -----------------------------------------------------------------------
+    def error(self, status: int, message: str, code: str | None = None) -> Reply:
+        return _err(status, message)
+
+    def preset(self, name: Preset, request: Request) -> Reply:
+        status, message = _PRESETS[name]
+        reply = _err(status, message)
+        if status == 429 or status >= 500:
+            reply.headers.extend(_RETRY_HEADERS)
+        if status == 429:
+            reply.headers.extend(
+                [("anthropic-ratelimit-requests-limit", "50"), ("anthropic-ratelimit-requests-remaining", "0")]
+            )
+        return reply
+
+    # -- parsing (before rules) ----------------------------------------------------------------
+    def parse(self, request: Request, count_only: bool = False) -> dict[str, Any]:
+        # The SDK sends its key as `x-api-key`, or as `Authorization: Bearer` (recent SDKs, OAuth tokens).
+        key = request.header("x-api-key") or llm.bearer(request.header("authorization"))
+        problem = self.credentials.problem(key)
+        if problem is not None:
+            message = "x-api-key header is required" if problem == "missing" else "invalid x-api-key"
+            raise BadRequest(_err(401, message), {"error": "authentication_error"})
+        if not request.header("anthropic-version"):
+            raise _bad("anthropic-version: header is required")
+        try:
+            body = request.json()
+        except ValueError:
+            raise _bad("There was an error parsing the body of your request as JSON.") from None
+        if not isinstance(body, dict):
+            raise _bad("There was an error parsing the body of your request as JSON.")
+        model = body.get("model")
+        messages = body.get("messages")
+        max_tokens = body.get("max_tokens")
+        data: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "system": body.get("system"),
+            "stream": bool(body.get("stream")),
+            "tools": body.get("tools"),
+        }
+        if not model or not isinstance(model, str):
+            raise _bad("model: Field required", **data)
+        if messages is None:
+            raise _bad("messages: Field required", **data)
+        if not isinstance(messages, list):
+            raise _bad("messages: Input should be a valid list", **data)
+        if count_only:
+            max_tokens = None
+        elif max_tokens is None:
+            raise _bad("max_tokens: Field required", **data)
+        elif not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise _bad("max_tokens: Input should be greater than or equal to 1", **data)
+        turns: list[llm.Turn] = []
+        system = body.get("system")
+        if system:
+            turns.append(llm.Turn("system", llm.text_of(system)))
+        for i, message in enumerate(messages):
+            role = message.get("role") if isinstance(message, dict) else None
+            if role not in ("user", "assistant"):
+                raise _bad(f"messages.{i}.role: Input should be 'user' or 'assistant'", **data)
+            turns.extend(_turns(role, message.get("content")))
+        stop = body.get("stop_sequences")
+        conv = llm.conversation(
+            model,
+            turns,
+            [orjson.dumps(t).decode() for t in body.get("tools") or () if isinstance(t, dict)],
+            max_tokens,
+            stop if isinstance(stop, list) else (),
+        )
+        data.update(conv.fields())
+        return data
+
+    def parse_count(self, request: Request) -> dict[str, Any]:
+        # The same request as /v1/messages, minus `max_tokens`, which counting does not need.
+        return self.parse(request, count_only=True)
+
+    # -- answering -----------------------------------------------------------------------------
+    async def count_tokens(self, request: Request) -> Reply:
+        tokens = request.data["usage"]["input_tokens"]
+        return json_reply({"input_tokens": tokens}, headers=[("request-id", llm.random_id("req_"))])
+
+    async def messages(self, request: Request) -> Reply:
+        data = request.data
+        conv = llm.Conversation.from_data(data)
+        reply = llm.choose_reply(conv, request.stub, "toolu_")
+        stop_reason = _STOP.get(reply.finish, reply.finish)
+        llm.record_reply(data, reply, "stop_reason", stop_reason)
+        request.call.invalidate()
+        message_id = llm.random_id("msg_")
+        request_id = llm.random_id("req_")
+        headers = [("request-id", request_id)]
+        usage = {
+            "input_tokens": reply.input_tokens,
+            "output_tokens": reply.output_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+            "service_tier": "standard",
+        }
+        has_text = bool(reply.text) or not reply.tool_calls
+        message: dict[str, Any] = {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": conv.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        if not data["stream"]:
+            content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if has_text else []
+            content.extend({"type": "tool_use", "id": t.id, "name": t.name, "input": t.input} for t in reply.tool_calls)
+            message.update(content=content, stop_reason=stop_reason, stop_sequence=reply.stop_sequence)
+            return json_reply(message, headers=headers)
+
+        def event(type_: str, **fields: Any) -> bytes:
+            return llm.sse({"type": type_, **fields}, type_)
+
+        frames = [event("message_start", message={**message, "usage": {**usage, "output_tokens": 1}})]
+        index = 0
+        if has_text:
+            frames.append(event("content_block_start", index=0, content_block={"type": "text", "text": ""}))
+            frames.append(event("ping"))
+            frames.extend(
+                event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
+                for piece in reply.pieces
+            )
+            frames.append(event("content_block_stop", index=0))
+            index = 1
+        for tool in reply.tool_calls:
+            block = {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}}
+            frames.append(event("content_block_start", index=index, content_block=block))
+            if index == 0:
+                frames.append(event("ping"))
+            for fragment in ["", *llm.tokenize(tool.arguments)]:
+                delta = {"type": "input_json_delta", "partial_json": fragment}
+                frames.append(event("content_block_delta", index=index, delta=delta))
+            frames.append(event("content_block_stop", index=index))
+            index += 1
+        delta_usage = {
+            "input_tokens": reply.input_tokens,
+            "output_tokens": reply.output_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+        frames.append(
+            event(
+                "message_delta",
+                delta={"stop_reason": stop_reason, "stop_sequence": reply.stop_sequence},
+                usage=delta_usage,
+            )
+        )
+        frames.append(event("message_stop"))
+        return Reply(
+            200,
+            b"",
+            [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"), *headers],
+            stream=llm.paced(frames, reply.chunk_delay_ms),
+        )
+
+
+def _turns(role: str, content: Any) -> list[llm.Turn]:
+    """One message as turns: its text, then each tool result it carries (they answer the model's tool_use)."""
+    if isinstance(content, str):
+        return [llm.Turn(role, content)]
+    if not isinstance(content, list):
+        return [llm.Turn(role, "")]
+    texts: list[str] = []
+    results: list[llm.Turn] = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind == "tool_result":
+            results.append(llm.Turn("tool", llm.text_of(block.get("content")), block.get("tool_use_id")))
+        elif kind == "tool_use":
+            texts.append(f"{block.get('name', '')}({orjson.dumps(block.get('input', {})).decode()})")
+    turns = [llm.Turn(role, "\n".join(texts))] if texts or not results else []
+    return turns + results

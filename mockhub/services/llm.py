@@ -1,0 +1,375 @@
+"""What the LLM fakes (OpenAI, Anthropic) share: one view of a conversation, reply selection (a stub's
+scripted reply or the deterministic default), token counts, stream pacing, SSE frames, embeddings and
+API-key checks. Each provider module only translates its wire format to and from these types, so the
+matching and reply logic exists once.
+
+The `data` fields every LLM call records (stubs can match them with `match.data`):
+`model`, `messages`, `stream`, `tools`, `max_tokens`, `last_user_message` (the text of the last user
+message that is not only tool results), `has_tool_result` (a tool result follows that message: the
+model is asked to continue an agent loop), `tool_results` (`[{id, content}]`), and, once answered,
+`reply` (the reply text), `reply_tool_calls` (`[{id, name, arguments}]`), the finish/stop reason
+and `usage` (`{input_tokens, output_tokens}`).
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import hashlib
+import math
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from mockhub.rules import StubHit, StubReply
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "Conversation",
+    "Credentials",
+    "LlmReply",
+    "ToolUse",
+    "Turn",
+    "bearer",
+    "choose_reply",
+    "conversation",
+    "count_tokens",
+    "embedding",
+    "embedding_base64",
+    "paced",
+    "random_id",
+    "record_reply",
+    "sse",
+    "text_of",
+    "tokenize",
+]
+
+DEFAULT_PREFIX = "mock reply to: "
+# The default reply echoes at most this much of the prompt, so a long RAG prompt gets a short answer.
+ECHO_LIMIT = 200
+
+# A rough GPT-2-style pre-tokenizer: words with their leading space, runs of up to 3 digits, runs of
+# punctuation, whitespace. Every character falls in one alternative, so the pieces join back to the text.
+_TOKEN = re.compile(r" ?[^\W\d_]+| ?\d{1,3}| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+")
+_WORD = re.compile(r"\w+")
+
+
+def tokenize(text: str) -> list[str]:
+    """`text` in token-sized pieces (what a stream sends one per chunk); they join back to `text`."""
+    return _TOKEN.findall(text)
+
+
+def count_tokens(text: str) -> int:
+    return len(_TOKEN.findall(text)) if text else 0
+
+
+def random_id(prefix: str, nbytes: int = 12) -> str:
+    return prefix + os.urandom(nbytes).hex()
+
+
+# --------------------------------------------------------------------------------------------------
+# The request side
+
+
+@dataclass(slots=True)
+class Turn:
+    """One message of a conversation, reduced to what reply selection needs.
+
+    `role` is one of system, user, assistant, tool (a tool result: OpenAI's `tool` messages,
+    Anthropic's `tool_result` blocks).
+    """
+
+    role: str
+    text: str
+    call_id: str | None = None
+
+
+@dataclass(slots=True)
+class Conversation:
+    """A provider-neutral view of one LLM request; `fields()` records it in the call's `data`."""
+
+    model: str
+    last_user_message: str
+    has_tool_result: bool
+    tool_results: list[dict[str, Any]]
+    prompt_tokens: int
+    turn_count: int
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+    def fields(self) -> dict[str, Any]:
+        """The derived `data` fields a provider's parser adds to the call (`from_data` reads them back)."""
+        out: dict[str, Any] = {
+            "max_tokens": self.max_tokens,
+            "last_user_message": self.last_user_message,
+            "has_tool_result": self.has_tool_result,
+            "tool_results": self.tool_results,
+            "usage": {"input_tokens": self.prompt_tokens},
+        }
+        if self.stop:
+            out["stop"] = self.stop
+        return out
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Conversation:
+        """The conversation again in the fake's handler, from what its parser recorded."""
+        messages = data.get("messages")
+        return cls(
+            model=data["model"],
+            last_user_message=data["last_user_message"],
+            has_tool_result=data["has_tool_result"],
+            tool_results=data["tool_results"],
+            prompt_tokens=data["usage"]["input_tokens"],
+            turn_count=len(messages) if isinstance(messages, list) else 0,
+            max_tokens=data["max_tokens"],
+            stop=data.get("stop") or [],
+        )
+
+
+def conversation(
+    model: str,
+    turns: list[Turn],
+    extra: Iterable[str] = (),
+    max_tokens: int | None = None,
+    stop: Iterable[str] = (),
+) -> Conversation:
+    """Build the neutral view; `extra` is prompt text outside the turns (tool definitions)."""
+    last_user = -1
+    for i in range(len(turns) - 1, -1, -1):
+        if turns[i].role == "user":
+            last_user = i
+            break
+    has_tool_result = any(t.role == "tool" for t in turns[last_user + 1 :])
+    # Like OpenAI's published estimate: every message costs a few tokens of framing, plus the reply primer.
+    prompt_tokens = sum(count_tokens(t.text) + 4 for t in turns) + sum(count_tokens(x) for x in extra) + 3
+    return Conversation(
+        model=model,
+        last_user_message=turns[last_user].text if last_user >= 0 else "",
+        has_tool_result=has_tool_result,
+        tool_results=[{"id": t.call_id, "content": t.text} for t in turns if t.role == "tool"],
+        prompt_tokens=prompt_tokens,
+        turn_count=len(turns),
+        max_tokens=max_tokens,
+        stop=[s for s in stop if isinstance(s, str) and s],
+    )
+
+
+def text_of(content: Any) -> str:
+    """The text in a message's `content`: a string, or a list of parts with `text` (or `content`)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict):
+                text = part.get("text")
+                if isinstance(text, str):
+                    parts.append(text)
+                elif isinstance(part.get("content"), str | list):
+                    parts.append(text_of(part["content"]))
+        return "\n".join(p for p in parts if p)
+    return ""
+
+
+# --------------------------------------------------------------------------------------------------
+# The reply side
+
+
+@dataclass(slots=True)
+class ToolUse:
+    """A tool call in the reply: `arguments` as JSON text (OpenAI), `input` as an object (Anthropic)."""
+
+    id: str
+    name: str
+    arguments: str
+    input: dict[str, Any]
+
+
+@dataclass(slots=True)
+class LlmReply:
+    """The reply to render. `finish` is neutral: stop, tool_calls, length, stop_sequence, or a stub's own."""
+
+    text: str
+    pieces: list[str]
+    tool_calls: list[ToolUse]
+    finish: str
+    input_tokens: int
+    output_tokens: int
+    chunk_delay_ms: int = 0
+    stop_sequence: str | None = None
+    stubbed: bool = False
+
+
+# Finish reasons a stub may give in either provider's words, mapped to the neutral ones.
+_NEUTRAL_FINISH = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "tool_calls": "tool_calls",
+    "tool_use": "tool_calls",
+    "length": "length",
+    "max_tokens": "length",
+    "max_output_tokens": "length",
+    "stop_sequence": "stop_sequence",
+}
+
+
+def choose_reply(conv: Conversation, hit: StubHit | None, tool_id_prefix: str) -> LlmReply:
+    """The reply to `conv`: the stub's, else `mock reply to: <last user message>`; same request, same reply."""
+    stub: StubReply | None = hit.reply if hit is not None else None
+    if stub is not None:
+        text = stub.content or ""
+        tool_calls = [
+            _tool_use(tool_id_prefix, conv, i, tc.name, tc.arguments, tc.id) for i, tc in enumerate(stub.tool_calls)
+        ]
+    else:
+        echo = conv.last_user_message
+        if len(echo) > ECHO_LIMIT:
+            echo = echo[:ECHO_LIMIT] + "..."
+        text = DEFAULT_PREFIX + echo
+        tool_calls = []
+    finish = "tool_calls" if tool_calls else "stop"
+    stop_sequence: str | None = None
+    if conv.stop:
+        cut = min(((text.find(s), s) for s in conv.stop if s in text), default=None)
+        if cut is not None:
+            text, stop_sequence, finish, tool_calls = text[: cut[0]], cut[1], "stop_sequence", []
+    pieces = tokenize(text)
+    if conv.max_tokens is not None and len(pieces) > conv.max_tokens:
+        pieces = pieces[: conv.max_tokens]
+        text = "".join(pieces)
+        finish, tool_calls, stop_sequence = "length", [], None
+    if stub is not None and stub.finish_reason:
+        finish = _NEUTRAL_FINISH.get(stub.finish_reason, stub.finish_reason)
+    output_tokens = len(pieces) + sum(count_tokens(t.name) + count_tokens(t.arguments) + 3 for t in tool_calls)
+    return LlmReply(
+        text=text,
+        pieces=pieces,
+        tool_calls=tool_calls,
+        finish=finish,
+        input_tokens=conv.prompt_tokens,
+        output_tokens=max(output_tokens, 1),
+        chunk_delay_ms=hit.chunk_delay_ms if hit is not None else 0,
+        stop_sequence=stop_sequence,
+        stubbed=stub is not None,
+    )
+
+
+def _tool_use(
+    prefix: str, conv: Conversation, index: int, name: str, arguments: dict[str, Any] | str, given: str | None
+) -> ToolUse:
+    if isinstance(arguments, str):
+        text = arguments
+        try:
+            parsed = orjson.loads(arguments)
+        except orjson.JSONDecodeError:
+            parsed = None  # deliberately broken arguments from a stub: the app's error path is under test
+        obj = parsed if isinstance(parsed, dict) else {}
+    else:
+        text = orjson.dumps(arguments).decode()
+        obj = arguments
+    if given is None:
+        # Stable per conversation turn and call, so a repeated request gets the same ids.
+        seed = f"{conv.turn_count}:{index}:{name}:{text}".encode()
+        given = prefix + hashlib.blake2b(seed, digest_size=12).hexdigest()
+    return ToolUse(given, name, text, obj)
+
+
+def record_reply(data: dict[str, Any], reply: LlmReply, finish_key: str, finish_value: str | None) -> None:
+    """Put what was answered into the call's `data`."""
+    data["reply"] = reply.text
+    data["reply_tool_calls"] = [{"id": t.id, "name": t.name, "arguments": t.input} for t in reply.tool_calls]
+    data[finish_key] = finish_value
+    data["usage"] = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
+
+
+# --------------------------------------------------------------------------------------------------
+# Streaming
+
+
+def sse(obj: Any, event: str | None = None) -> bytes:
+    """One Server-Sent Events frame with a JSON payload (and an `event:` line when given)."""
+    data = orjson.dumps(obj)
+    if event is None:
+        return b"data: " + data + b"\n\n"
+    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+async def paced(frames: Sequence[bytes], delay_ms: int = 0) -> AsyncIterator[bytes]:
+    """Yield `frames` one by one, `delay_ms` apart (a stub's `chunk_delay_ms`)."""
+    delay = delay_ms / 1000
+    for i, frame in enumerate(frames):
+        if delay and i:
+            await asyncio.sleep(delay)
+        yield frame
+
+
+# --------------------------------------------------------------------------------------------------
+# Embeddings
+
+
+def embedding(text: str, dims: int) -> list[float]:
+    """A deterministic unit vector for `text`: hashed word features plus text-specific noise.
+
+    The same text always gives the same vector, and texts sharing words point in similar directions,
+    so similarity search over mock embeddings behaves plausibly.
+    """
+    vec = [0.0] * dims
+    for word in _WORD.findall(text.lower()):
+        digest = hashlib.blake2b(word.encode(), digest_size=32).digest()
+        for j in range(0, 32, 4):
+            n = int.from_bytes(digest[j : j + 4], "little")
+            vec[(n >> 1) % dims] += 1.0 if n & 1 else -1.0
+    noise = array.array("h", hashlib.shake_256(b"mockhub:" + text.encode()).digest(2 * dims))
+    signal = math.sqrt(math.fsum(v * v for v in vec))
+    noise_norm = math.sqrt(math.fsum(float(x) * x for x in noise)) or 1.0
+    scale = (0.3 * signal if signal else 1.0) / noise_norm
+    vec = [v + x * scale for v, x in zip(vec, noise, strict=True)]
+    norm = math.sqrt(math.fsum(v * v for v in vec)) or 1.0
+    return [v / norm for v in vec]
+
+
+def embedding_base64(vector: list[float]) -> str:
+    """The vector as OpenAI's `encoding_format: base64`: little-endian float32, base64."""
+    import base64
+
+    packed = array.array("f", vector)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode("ascii")
+
+
+# --------------------------------------------------------------------------------------------------
+# Auth
+
+
+class Credentials:
+    """The API keys a fake accepts: any non-empty one, unless `MOCKHUB_CREDENTIALS` pins a list."""
+
+    def __init__(self, setting: str | None) -> None:
+        keys = {k.strip() for k in (setting or "").split(",") if k.strip()}
+        self.allowed: frozenset[str] | None = frozenset(keys) if keys else None
+
+    def problem(self, key: str | None) -> str | None:
+        """None when `key` is accepted, else `missing` or `invalid`."""
+        if not key:
+            return "missing"
+        if self.allowed is not None and key not in self.allowed:
+            return "invalid"
+        return None
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer ...` header."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
