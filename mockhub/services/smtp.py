@@ -37,7 +37,7 @@ from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
 from mockhub.journal import Call, Journal, ResponseRecord, new_id
 from mockhub.rules import FaultRule, FaultSpec, RuleBook
@@ -618,7 +618,11 @@ class MailRecorder:
 
     async def handle_exception(self, error: Exception) -> str:
         """aiosmtpd's hook for an exception while handling a command: log it, answer 451, go on."""
-        log.error("SMTP command failed: %r", error, exc_info=error)
+        if isinstance(error, TLSSetupException):
+            # The client's TLS handshake failed (aiosmtpd then closes the connection): its problem.
+            log.info("STARTTLS handshake failed: %r", error.__cause__)
+        else:
+            log.error("SMTP command failed: %r", error, exc_info=error)
         return f"451 4.3.0 Internal error in mockhub ({type(error).__name__}), try again later"
 
 
@@ -695,19 +699,18 @@ class MockSMTP(SMTP):
 
     async def _connect_stage(self) -> bool:
         """Fault rules at `connect`: True when one answered (and closed) instead of the greeting."""
-        attempt = Attempt("connect", {})
-        rule = self.recorder.fault_at(self.conn, attempt)
-        if rule is None:
-            return False
-        attempt.rule = rule
-        outcome = fault_outcome(rule.spec, rule.id, "connect")
-        if outcome.delay:
-            await asyncio.sleep(outcome.delay)
-        if outcome.proceed:
-            self.recorder.record_stage(self.conn, attempt, f"220 {self.hostname} {self.__ident__}")
-            return False
-        await self._carry_out(attempt, outcome)
-        return True
+        attempt = self._attempt = Attempt("connect", {})
+        try:
+            outcome = await self._fault(attempt)
+            if outcome is None:
+                return False
+            if outcome.proceed:
+                self.recorder.record_stage(self.conn, attempt, f"220 {self.hostname} {self.__ident__}")
+                return False
+            await self._carry_out(attempt, outcome)
+            return True
+        finally:
+            self._attempt = None
 
     # Methods, not properties: aiosmtpd's constructor inspects every attribute of the instance.
     def sess(self) -> Session:
@@ -743,6 +746,17 @@ class MockSMTP(SMTP):
             else:
                 self.transport.close()
 
+    async def _fault(self, attempt: Attempt) -> Outcome | None:
+        """The fault rule for this command at its stage, if any, after its delay has passed."""
+        rule = self.recorder.fault_at(self.conn, attempt)
+        if rule is None:
+            return None
+        attempt.rule = rule
+        outcome = fault_outcome(rule.spec, rule.id, attempt.stage)
+        if outcome.delay:
+            await asyncio.sleep(outcome.delay)
+        return outcome
+
     async def _carry_out(self, attempt: Attempt, outcome: Outcome) -> None:
         """Answer a fault's reply (recorded on the way out), or hang up without one."""
         if outcome.reply is None:
@@ -761,15 +775,10 @@ class MockSMTP(SMTP):
         attempt = self._attempt = Attempt(stage, known)
         try:
             if check_first:
-                rule = self.recorder.fault_at(self.conn, attempt)
-                if rule is not None:
-                    attempt.rule = rule
-                    outcome = fault_outcome(rule.spec, rule.id, stage)
-                    if outcome.delay:
-                        await asyncio.sleep(outcome.delay)
-                    if not outcome.proceed:
-                        await self._carry_out(attempt, outcome)
-                        return
+                outcome = await self._fault(attempt)
+                if outcome is not None and not outcome.proceed:
+                    await self._carry_out(attempt, outcome)
+                    return
             await run()
             if attempt.rule is not None and not attempt.recorded:
                 self.recorder.record_stage(self.conn, attempt, None)
@@ -859,18 +868,14 @@ class MockSMTP(SMTP):
         attempt = self._attempt
         if attempt is not None:
             attempt.known["auth_user"] = user
-            rule = self.recorder.fault_at(self.conn, attempt)
-            if rule is not None:
-                attempt.rule = rule
-                outcome = fault_outcome(rule.spec, rule.id, "auth")
-                if outcome.delay:
-                    await asyncio.sleep(outcome.delay)
-                if not outcome.proceed:
-                    if outcome.reply is None:
-                        await self._carry_out(attempt, outcome)
-                        return AuthResult(success=False, handled=True)
-                    self._close_after_reply = outcome.hangup
-                    return AuthResult(success=False, handled=False, message=outcome.reply)
+            outcome = await self._fault(attempt)
+            if outcome is not None and not outcome.proceed:
+                if outcome.reply is None:
+                    await self._carry_out(attempt, outcome)
+                    return AuthResult(success=False, handled=True)
+                # aiosmtpd sends the reply (and `push` records it).
+                self._close_after_reply = outcome.hangup
+                return AuthResult(success=False, handled=False, message=outcome.reply)
         if result.success:
             self.conn.auth_user = user
         return result
@@ -946,11 +951,14 @@ def _drop_login_data_warning(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Session.login_data is deprecated")
 
 
-def _quiet_aiosmtpd() -> None:
-    """aiosmtpd warns on every successful AUTH about an attribute its own code sets; drop that line."""
+def _quiet_aiosmtpd(log_level: str) -> None:
+    """aiosmtpd warns on every successful AUTH about an attribute its own code sets, and on every
+    unknown command (echoing the client's bytes); a test server sees plenty of both."""
     logger = logging.getLogger("mail.log")
     if _drop_login_data_warning not in logger.filters:
         logger.addFilter(_drop_login_data_warning)
+    if log_level.lower() not in ("debug", "info", "trace"):
+        logger.setLevel(logging.ERROR)
 
 
 class SmtpService(Service):
@@ -968,7 +976,7 @@ class SmtpService(Service):
 
     async def start(self) -> None:
         settings = self.ctx.settings
-        _quiet_aiosmtpd()
+        _quiet_aiosmtpd(settings.log_level)
         if settings.smtp_tls_cert is not None and settings.smtp_tls_key is not None:
             self.tls = TlsMaterial.load(settings.smtp_tls_cert, settings.smtp_tls_key)
         else:
