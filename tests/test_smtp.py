@@ -177,6 +177,7 @@ def test_multipart_text_html_and_attachment(server: ThreadedHub, api: httpx.Clie
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "attachment_not_found"
     assert api.get("/calls/c_nope/attachments/0").status_code == 404
+    assert "/calls/{call_id}/attachments/{index}" in api.get("/openapi.json").json()["paths"]
 
     # `contains` searches the decoded parts, not just the (base64/quoted-printable) source.
     assert len(calls(api, contains="<b>attached</b>")) == 1

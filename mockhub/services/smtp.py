@@ -36,16 +36,19 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import quote
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 from mockhub.journal import Call, Journal, ResponseRecord, new_id
 from mockhub.rules import FaultRule, FaultSpec, RuleBook
 from mockhub.services.base import Service, ServiceContext
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter
-
     from mockhub.settings import Settings
 
 __all__ = [
@@ -947,6 +950,14 @@ class MockSMTP(SMTP):
 # The service
 
 
+class NotFound(HTTPException):
+    """A 404 the inspection API renders as {"error": {"code", "message"}}."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(404, message)
+        self.code = code
+
+
 def _drop_login_data_warning(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Session.login_data is deprecated")
 
@@ -1011,18 +1022,8 @@ class SmtpService(Service):
         return {name: int(s.sockets[0].getsockname()[1]) for name, s in self._servers.items() if s.sockets}
 
     def api_router(self) -> APIRouter:
-        from fastapi import APIRouter
-        from fastapi import Path as PathParam
-        from starlette.exceptions import HTTPException
-        from starlette.responses import Response
-
         router = APIRouter(tags=["smtp"])
         journal = self.ctx.journal
-
-        class NotFound(HTTPException):
-            def __init__(self, code: str, message: str) -> None:
-                super().__init__(404, message)
-                self.code = code
 
         @router.get("/calls/{call_id}/attachments/{index}", response_class=Response)
         async def attachment(call_id: str, index: int = PathParam(ge=0)) -> Response:
@@ -1036,8 +1037,6 @@ class SmtpService(Service):
             content, content_type, filename = found
             headers = {}
             if filename:
-                from urllib.parse import quote
-
                 headers["content-disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
             return Response(content, media_type=content_type, headers=headers)
 
