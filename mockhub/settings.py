@@ -72,3 +72,18 @@ class Settings(BaseSettings):
     record_inline_max_bytes: int = Field(
         64 * 1024, ge=0, description="record bodies larger than this in files beside the record, not inline"
     )
+    # SMTP fake
+    smtp_hostname: str = Field("mockhub", description="SMTP: name in the greeting, EHLO and the generated certificate")
+    smtp_max_message_bytes: int = Field(
+        50 * 1024 * 1024, ge=1, description="SMTP: largest message (advertised as SIZE; 552 beyond)"
+    )
+    smtp_max_recipients: int = Field(100, ge=1, description="SMTP: recipients per message (452 beyond)")
+    smtp_require_auth: bool = Field(False, description="SMTP: refuse MAIL before AUTH (530)")
+    smtp_auth_require_tls: bool = Field(False, description="SMTP: offer AUTH only after STARTTLS / on SMTPS")
+    smtp_credentials: str | None = Field(
+        None, description="SMTP: comma-separated user:password pairs AUTH accepts (any when unset)"
+    )
+    smtp_tls_cert: Path | None = Field(
+        None, description="SMTP: PEM certificate (chain) for STARTTLS/SMTPS; a throwaway CA signs one when unset"
+    )
+    smtp_tls_key: Path | None = Field(None, description="SMTP: PEM private key of smtp_tls_cert")
