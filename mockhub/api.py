@@ -133,6 +133,8 @@ class ApiState:
     journal: Journal
     rules: RuleBook
     health: Callable[[], dict[str, Any]]
+    # Lets the fakes forget state of their own (stored messages) on POST /reset.
+    on_reset: Callable[[str | None], None] = lambda namespace: None
 
 
 # -- the filters -------------------------------------------------------------------------------------
@@ -364,6 +366,7 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     async def reset(namespace: str | None = None) -> Response:
         """Forget calls, faults and stubs (only those of `namespace` when given)."""
         calls = journal.clear(CallFilter(namespace=namespace) if namespace else None)
+        state.on_reset(namespace)
         return JSONOut({"calls": calls, "faults": rules.clear_faults(namespace), "stubs": rules.clear_stubs(namespace)})
 
     @api.get("/health", response_model=HealthOut, tags=["admin"])

@@ -55,7 +55,7 @@ class Hub:
         self.recorder = Recorder(
             self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
         )
-        self.api = create_api(ApiState(self.journal, self.rules, self.health), __version__)
+        self.api = create_api(ApiState(self.journal, self.rules, self.health, self._reset_services), __version__)
         for service in self.services:
             router = service.api_router()
             if router is not None:
@@ -76,6 +76,10 @@ class Hub:
                 return True
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         return any(hmac.compare_digest(given, token) for given in query.get("token", []))
+
+    def _reset_services(self, namespace: str | None) -> None:
+        for service in self.services:
+            service.reset(namespace)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run background work (callbacks) that must not delay an answer; kept until done."""

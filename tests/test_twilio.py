@@ -432,3 +432,17 @@ def test_callbacks_only_reach_allowed_hosts() -> None:
         assert len(blocked) == 2
         # The allowed callbacks did arrive at the target (mockhub's own webhook fake).
         assert api.get("/calls/count", params={"path": "/webhooks/allowed"}).json()["count"] == 2
+
+
+def test_reset_forgets_stored_messages_of_its_namespace_only(api: httpx.Client, base_url: str) -> None:
+    a, b = client_for(f"{base_url}/ns/reset-a"), client_for(f"{base_url}/ns/reset-b")
+    kept = b.messages.create(to=TO, from_=FROM, body="b stays").sid
+    gone = a.messages.create(to=TO, from_=FROM, body="a goes").sid
+    assert api.post("/reset", params={"namespace": "reset-a"}).status_code == 200
+    with pytest.raises(TwilioRestException) as info:
+        a.messages(gone).fetch()
+    assert info.value.code == 20404
+    assert a.messages.list() == []
+    assert b.messages(kept).fetch().body == "b stays"
+    api.post("/reset")
+    assert b.messages.list() == []

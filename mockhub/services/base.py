@@ -183,6 +183,9 @@ class Service:
         reply.headers.extend(headers)
         return reply
 
+    def reset(self, namespace: str | None) -> None:
+        """Forget state of the fake's own (Twilio's stored messages) on `POST /reset`; all when None."""
+
     async def start(self) -> None:
         """Start listeners of the fake's own (SMTP). Runs in the server's event loop at startup."""
 

@@ -363,6 +363,16 @@ class TwilioService(Service):
             reply.after = lambda: self._deliver(message, token)
         return reply
 
+    def reset(self, namespace: str | None) -> None:
+        doomed = [sid for sid, m in self._messages.items() if namespace is None or m.namespace == namespace]
+        for sid in doomed:
+            message = self._messages.pop(sid)
+            key = (message.namespace, message.account_sid)
+            index = self._by_account[key]
+            del index[sid]
+            if not index:
+                del self._by_account[key]
+
     def _store(self, message: _Message) -> None:
         key = (message.namespace, message.account_sid)
         self._messages[message.sid] = message
