@@ -147,6 +147,12 @@ class ServiceContext:
     journal: Journal
     rules: RuleBook
     spawn: Callable[[Coroutine[Any, Any, None]], None]
+    # MOCKHUB_CREDENTIALS parsed once: the credentials the fakes accept, or None for "any non-empty one".
+    pinned: frozenset[str] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        entries = {c.strip() for c in (self.settings.credentials or "").split(",") if c.strip()}
+        self.pinned = frozenset(entries) if entries else None
 
     def outbound_allowed(self, url: str) -> bool:
         """Whether a fake may call `url` (a status callback): its host must match MOCKHUB_CALLBACK_ALLOW."""

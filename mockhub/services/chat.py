@@ -167,8 +167,7 @@ class DiscordService(Service):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        pinned = self.ctx.settings.credentials
-        self._tokens = frozenset(c.strip() for c in pinned.split(",") if c.strip()) if pinned else None
+        self._tokens = self.ctx.pinned
         self._counter = itertools.count()
 
     def routes(self) -> list[Route]:

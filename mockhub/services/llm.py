@@ -352,9 +352,8 @@ def embedding_base64(vector: list[float]) -> str:
 class Credentials:
     """The API keys a fake accepts: any non-empty one, unless `MOCKHUB_CREDENTIALS` pins a list."""
 
-    def __init__(self, setting: str | None) -> None:
-        keys = {k.strip() for k in (setting or "").split(",") if k.strip()}
-        self.allowed: frozenset[str] | None = frozenset(keys) if keys else None
+    def __init__(self, allowed: frozenset[str] | None) -> None:
+        self.allowed = allowed
 
     def problem(self, key: str | None) -> str | None:
         """None when `key` is accepted, else `missing` or `invalid`."""

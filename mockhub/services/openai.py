@@ -88,7 +88,7 @@ class OpenAIService(Service):
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
-        self.credentials = llm.Credentials(ctx.settings.credentials)
+        self.credentials = llm.Credentials(ctx.pinned)
 
     def routes(self) -> list[Route]:
         return [

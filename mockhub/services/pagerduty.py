@@ -36,9 +36,8 @@ class PagerDutyService(Service):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        pinned = self.ctx.settings.credentials
         # None = any non-empty routing key is accepted (SPEC section 2).
-        self._keys = frozenset(c.strip() for c in pinned.split(",") if c.strip()) if pinned else None
+        self._keys = self.ctx.pinned
 
     def routes(self) -> list[Route]:
         return [

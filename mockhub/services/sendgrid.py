@@ -43,8 +43,7 @@ class SendGridService(Service):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        pinned = self.ctx.settings.credentials
-        self._keys = frozenset(c.strip() for c in pinned.split(",") if c.strip()) if pinned else None
+        self._keys = self.ctx.pinned
 
     def routes(self) -> list[Route]:
         return [route("POST", "/v3/mail/send", self.send, self.parse)]

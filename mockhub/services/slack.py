@@ -103,8 +103,7 @@ class SlackService(Service):
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
-        creds = ctx.settings.credentials
-        self._pinned = frozenset(c.strip() for c in creds.split(",") if c.strip()) if creds else None
+        self._pinned = ctx.pinned
         self._retry_after = str(ctx.settings.slack_retry_after)
         self._last_ts = 0.0
 

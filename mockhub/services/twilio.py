@@ -176,8 +176,7 @@ class TwilioService(Service):
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
         settings = ctx.settings
-        creds = settings.credentials
-        self._pinned = frozenset(c.strip() for c in creds.split(",") if c.strip()) if creds else None
+        self._pinned = ctx.pinned
         self._max_messages = settings.twilio_max_messages
         # Every stored message by sid (oldest first, for eviction), and per (namespace, account) for lists.
         self._messages: OrderedDict[str, _Message] = OrderedDict()
