@@ -838,6 +838,11 @@ class MockHub(_Base):
             if response.status_code == 404 and fmt == "jsonl":
                 response.read()
                 fallback = True
+            elif response.status_code == 404:
+                response.read()
+                raise MockHubError(
+                    404, "export_unsupported", f"{self.url} has no /calls/export: HAR needs a newer mockhub"
+                )
             elif response.status_code >= 400:
                 response.read()
                 raise _error(response)
