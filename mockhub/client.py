@@ -806,6 +806,7 @@ class MockHub(_Base):
 
         On timeout, raise an AssertionError listing what did arrive in this namespace, most similar first.
         """
+        __tracebackhide__ = True  # pytest: show the test's line, not the client's insides
         params = _params(self.namespace, service, filters, wait=min(timeout, _MAX_WAIT), min=count)
         body = self._request("GET", "/calls", params=params, timeout=timeout + 10.0)
         got = [Call.model_validate(c) for c in body["calls"]]
@@ -1062,6 +1063,8 @@ class AsyncMockHub(_Base):
     async def wait_for(
         self, service: str | None = None, *, count: int = 1, timeout: float = 5.0, **filters: Unpack[CallFilters]
     ) -> list[Call]:
+        """Wait (long poll) until at least `count` calls match; on timeout, AssertionError listing what arrived."""
+        __tracebackhide__ = True
         params = _params(self.namespace, service, filters, wait=min(timeout, _MAX_WAIT), min=count)
         body = await self._request("GET", "/calls", params=params, timeout=timeout + 10.0)
         got = [Call.model_validate(c) for c in body["calls"]]
