@@ -21,6 +21,10 @@ pytest_plugins = ["pytester"]
 ROOT = str(Path(mockhub_package.__file__).resolve().parent.parent)
 
 
+# Unrelated heavy plugins (schemathesis alone costs seconds) are kept out of the subprocess runs.
+LEAN = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest", "-p", "no:anyio")
+
+
 @pytest.fixture
 def sub_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -175,7 +179,7 @@ def test_xdist_workers_share_a_sidecar_without_seeing_each_other(
 ) -> None:
     pytester.makepyfile(test_par=XDIST_TESTS)
     monkeypatch.setenv("MOCKHUB_URL", server.url)
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", timeout=180)
+    result = pytester.runpytest_subprocess("-n", "2", *LEAN, timeout=180)
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*2 workers*"])
     # Every test reset only its own namespace, so nothing is left on the shared server.
@@ -184,5 +188,5 @@ def test_xdist_workers_share_a_sidecar_without_seeing_each_other(
 
 def test_xdist_in_process_mode(pytester: pytest.Pytester, no_sidecar: None, sub_env: None) -> None:
     pytester.makepyfile(test_par=XDIST_TESTS)
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", timeout=180)
+    result = pytester.runpytest_subprocess("-n", "2", *LEAN, timeout=180)
     result.assert_outcomes(passed=6)
