@@ -191,7 +191,7 @@ def test_env_formats(base_url: str, server: ThreadedHub) -> None:
     assert values["ALERT_EMAIL_SMTP_USER"] == "ci-7"
 
     _, out, _ = cli("env", "--format", "dotenv", url=base_url)
-    assert f"ALERT_EMAIL_SMTP_SERVER=127.0.0.1" in out.splitlines()
+    assert "ALERT_EMAIL_SMTP_SERVER=127.0.0.1" in out.splitlines()
     # The shell form really is what a shell can eval.
     _, shell, _ = cli("env", "-n", "ci-7", url=base_url)
     echoed = subprocess.run(

@@ -107,12 +107,11 @@ def test_mockhub_url_option_wins_and_has_its_own_help_group(
 ) -> None:
     monkeypatch.setenv("MOCKHUB_URL", "http://127.0.0.1:1")  # would fail if used
     pytester.makepyfile(
-        """
+        f"""
         def test_it(mockhub):
-            assert mockhub.url == %r
+            assert mockhub.url == {server.url!r}
             assert mockhub.health().status == "ok"
         """
-        % server.url
     )
     pytester.runpytest("--mockhub-url", server.url + "/").assert_outcomes(passed=1)
 
