@@ -62,3 +62,8 @@ def _serve_signature() -> inspect.Signature:
 _serve.__signature__ = _serve_signature()  # type: ignore[attr-defined]
 _serve.__doc__ = "Start mockhub: HTTP (fakes, inspection API, UI) and SMTP in one process."
 app.command("serve")(_serve)
+
+# The client commands (calls, tail, fault, stub, reset, export, env, health) live in their own module.
+from mockhub.cli_client import register as _register_client_commands  # noqa: E402
+
+_register_client_commands(app)
