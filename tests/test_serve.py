@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -72,3 +73,30 @@ def test_a_flag_overrides_the_environment() -> None:
 def test_version() -> None:
     out = subprocess.run([sys.executable, "-m", "mockhub", "--version"], capture_output=True, text=True, check=True)
     assert re.fullmatch(r"\d+\.\d+\.\d+\n", out.stdout)
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_evicted_calls_are_freed_in_a_served_process() -> None:
+    """`mockhub serve` moves aged objects out of the GC's walk; evicted calls must still be freed."""
+    proc, http_port, _ = _start("--host", "127.0.0.1", "--http-port", "0", "--smtp-port", "0", "--max-calls", "200")
+    body = b"x" * 8192
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{http_port}") as client:
+            for _ in range(500):
+                client.post("/webhooks/warm", content=body).raise_for_status()
+            before = _rss(proc.pid)
+            for _ in range(6000):  # 48 MiB of bodies through a journal that keeps 200 calls
+                client.post("/webhooks/churn", content=body).raise_for_status()
+            grown = _rss(proc.pid) - before
+            health = client.get("/health").json()
+        assert health["calls"] == 200 and health["evicted"] == 6300
+        assert grown < 16 * 2**20, f"RSS grew {grown / 2**20:.1f} MiB while holding 200 calls"
+    finally:
+        proc.terminate()
+        proc.wait(15)
