@@ -25,14 +25,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
-
-import httpx
 
 from mockhub.journal import Call, ResponseRecord
 from mockhub.rules import Preset
 from mockhub.services.base import BadRequest, Reply, Request, Route, Service, ServiceContext, json_reply, route
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["TwilioService"]
 
@@ -192,9 +193,6 @@ class TwilioService(Service):
             route("GET", base + "/{message}.json", self.fetch, self.parse_fetch),
         ]
 
-    async def start(self) -> None:
-        self._client = self._new_client()
-
     async def stop(self) -> None:
         if self._client is not None:
             await self._client.aclose()
@@ -202,6 +200,9 @@ class TwilioService(Service):
 
     @staticmethod
     def _new_client() -> httpx.AsyncClient:
+        # Made on the first callback, not at start: httpx and its TLS context cost ~100 ms of start-up.
+        import httpx
+
         # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback callbacks.
         return httpx.AsyncClient(timeout=_CALLBACK_TIMEOUT_S, follow_redirects=False, trust_env=False)
 
@@ -438,7 +439,7 @@ class TwilioService(Service):
             self.ctx.journal.append(call)
             return
         try:
-            if self._client is None:  # a Hub used without its lifespan (start) still delivers
+            if self._client is None:  # made on the first callback (httpx is slow to import)
                 self._client = self._new_client()
             answer = await self._client.post(url, content=body, headers=headers)
             call.response = ResponseRecord(
