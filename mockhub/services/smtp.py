@@ -1045,6 +1045,14 @@ class NotFound(HTTPException):
         self.code = code
 
 
+def _download_name(filename: str | None) -> str | None:
+    """The last path component of a sender-chosen file name: a download never names a folder."""
+    if not filename:
+        return None
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return None if name in ("", ".", "..") else name
+
+
 def _drop_login_data_warning(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Session.login_data is deprecated")
 
@@ -1122,9 +1130,12 @@ class SmtpService(Service):
             if found is None:
                 raise NotFound("attachment_not_found", f"email {call_id} has no attachment {index}")
             content, content_type, filename = found
-            headers = {}
-            if filename:
-                headers["content-disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+            # The sender chose the bytes and their type: an HTML attachment opened from the UI must
+            # never run on mockhub's origin (the same policy as /calls/{id}/raw).
+            headers = {"content-security-policy": "sandbox; default-src 'none'", "x-content-type-options": "nosniff"}
+            name = _download_name(filename)
+            if name:
+                headers["content-disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
             return Response(content, media_type=content_type, headers=headers)
 
         @router.get("/tls/ca.pem", response_class=Response)
