@@ -23,11 +23,14 @@ the server's RSS stays within a sane bound.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import random
 import re
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import threading
@@ -209,18 +212,27 @@ def openai_client(name: str, server: Server, ledger: Ledger, stop: threading.Eve
 _QUEUED = re.compile(r"queued as (\S+)")
 
 
+class PeerSMTP(smtplib.SMTP):
+    """smtplib's client, noting its own address as soon as it is connected (before the greeting,
+    which a connect-stage fault may never send): the server records it as the session's `peer`."""
+
+    peer: str | None = None
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        local_host, local_port = sock.getsockname()[:2]
+        self.peer = f"{local_host}:{local_port}"
+        return sock  # type: ignore[no-any-return]
+
+
 def smtp_client(name: str, server: Server, ledger: Ledger, stop: threading.Event) -> None:
     for i in range(MAX_PER_CLIENT):
         if stop.is_set():
             return
         tag = f"soak-{name}-{i}"
-        smtp = smtplib.SMTP(timeout=TIMEOUT)
-        peer = None
+        smtp = PeerSMTP(timeout=TIMEOUT)
         try:
             code, reply = smtp.connect("127.0.0.1", server.smtp_port)
-            assert smtp.sock is not None
-            host, port = smtp.sock.getsockname()[:2]
-            peer = f"{host}:{port}"
             if code == 220:
                 code, reply = smtp.ehlo("soak.example")
             if code == 250:
@@ -231,14 +243,14 @@ def smtp_client(name: str, server: Server, ledger: Ledger, stop: threading.Event
                 message = f"From: {tag}@soak.example\r\nTo: ops@soak.example\r\nSubject: {tag}\r\n\r\nbody {tag}\r\n"
                 code, reply = smtp.data(message.encode())
             queued = _QUEUED.search(reply.decode("utf-8", "replace")) if code == 250 else None
-            ledger.add(Outcome(tag, "smtp", code, queued_id=queued.group(1) if queued else None, peer=peer))
+            ledger.add(Outcome(tag, "smtp", code, queued_id=queued.group(1) if queued else None, peer=smtp.peer))
+        except smtplib.SMTPResponseException as exc:  # DATA refused before the message (no 354)
+            ledger.add(Outcome(tag, "smtp", exc.smtp_code, peer=smtp.peer))
         except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
-            ledger.add(Outcome(tag, "smtp", None, repr(exc), peer=peer))
+            ledger.add(Outcome(tag, "smtp", None, repr(exc), peer=smtp.peer))
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 smtp.close()
-            except OSError:
-                pass
 
 
 # -- chaos ----------------------------------------------------------------------------------------------
@@ -247,39 +259,38 @@ PRESETS = ["rate_limited", "server_error", "unavailable", "overloaded", "unautho
 STAGES = ["connect", "ehlo", "mail", "rcpt", "data"]
 
 
-def random_fault(rng: random.Random) -> dict[str, Any]:
-    probability = round(rng.uniform(0.02, 0.25), 3)
-    if rng.random() < 0.25:
-        spec: dict[str, Any] = rng.choice(
-            [
-                {"action": "smtp_reply", "code": rng.choice([421, 450, 451, 452, 550, 554])},
-                {"action": "disconnect"},
-                {"action": "error", "preset": rng.choice(PRESETS)},
-                {"action": "delay", "delay_ms": rng.randint(1, 40)},
-                {"action": "timeout", "delay_ms": 150},
-            ]
-        )
-        return {"service": "smtp", "stage": rng.choice(STAGES), "probability": probability, "times": None, **spec}
-    spec = rng.choice(
-        [
-            {"action": "error", "preset": rng.choice(PRESETS)},
-            {"action": "error", "status": rng.choice([400, 404, 409, 500, 502, 503])},
-            {"action": "delay", "delay_ms": rng.randint(1, 40)},
-            {"action": "reset"},
-            {"action": "empty"},
-            {"action": "malformed"},
-            {"action": "timeout", "delay_ms": 150},
-        ]
-    )
+def _smtp(rng: random.Random, spec: dict[str, Any]) -> dict[str, Any]:
+    stage = rng.choice(STAGES)
+    return {"service": "smtp", "stage": stage, "times": None, **spec}
+
+
+def _http(rng: random.Random, spec: dict[str, Any]) -> dict[str, Any]:
     service = rng.choice(["webhook", "slack", "pagerduty", "openai"])
-    return {"service": service, "probability": probability, "times": rng.choice([None, rng.randint(1, 30)]), **spec}
+    return {"service": service, "times": rng.choice([None, rng.randint(1, 30)]), **spec}
+
+
+# Every kind of fault, taken in turn (parameters at random), so each one fires in every run.
+FAULT_KINDS: list[Callable[[random.Random], dict[str, Any]]] = [
+    lambda rng: _http(rng, {"action": "error", "preset": rng.choice(PRESETS)}),
+    lambda rng: _http(rng, {"action": "error", "status": rng.choice([400, 404, 409, 500, 502, 503])}),
+    lambda rng: _http(rng, {"action": "delay", "delay_ms": rng.randint(1, 40)}),
+    lambda rng: _http(rng, {"action": "reset"}),
+    lambda rng: _http(rng, {"action": "empty"}),
+    lambda rng: _http(rng, {"action": "malformed"}),
+    lambda rng: _http(rng, {"action": "timeout", "delay_ms": 150}),
+    lambda rng: _smtp(rng, {"action": "smtp_reply", "code": rng.choice([421, 450, 451, 452, 550, 554])}),
+    lambda rng: _smtp(rng, {"action": "disconnect"}),
+    lambda rng: _smtp(rng, {"action": "error", "preset": rng.choice(PRESETS)}),
+    lambda rng: _smtp(rng, {"action": "delay", "delay_ms": rng.randint(1, 40)}),
+    lambda rng: _smtp(rng, {"action": "timeout", "delay_ms": 150}),
+]
 
 
 def chaos(server: Server, stop: threading.Event, created: Counter[str]) -> None:
     rng = random.Random(1234)
     active: list[str] = []
     with httpx.Client(base_url=server.url, timeout=TIMEOUT) as api:
-        while not stop.wait(rng.uniform(0.05, 0.4)):
+        while not stop.wait(rng.uniform(0.02, 0.3)):
             if len(active) >= 5 or (active and rng.random() < 0.3):
                 api.delete(f"/faults/{active.pop(rng.randrange(len(active)))}")
                 continue
@@ -287,7 +298,8 @@ def chaos(server: Server, stop: threading.Event, created: Counter[str]) -> None:
                 api.delete("/faults")
                 active.clear()
                 continue
-            spec = random_fault(rng)
+            spec = FAULT_KINDS[sum(created.values()) % len(FAULT_KINDS)](rng)
+            spec["probability"] = round(rng.uniform(0.02, 0.25), 3)
             r = api.post("/faults", json=spec)
             assert r.status_code == 201, (spec, r.text)
             active.append(r.json()["id"])
@@ -321,25 +333,38 @@ def test_soak_mixed_traffic_with_random_faults_loses_nothing(soak_server: Server
     created: Counter[str] = Counter()
     rss_start = server.status("VmRSS")
 
+    crashed: list[str] = []
+
+    def thread(target: Callable[..., None], *args: Any) -> threading.Thread:
+        def run() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:  # a client that dies must fail the test, not shrink it
+                crashed.append(f"{target.__name__}{args[:1]}: {exc!r}")
+                stop.set()
+
+        return threading.Thread(target=run, name=f"{target.__name__}-{args[0]}")
+
     workers = [
-        threading.Thread(target=http_client, args=("webhook", webhook, server, ledger, stop)),
-        threading.Thread(target=http_client, args=("hook", webhook, server, ledger, stop)),
-        threading.Thread(target=http_client, args=("slack", slack, server, ledger, stop)),
-        threading.Thread(target=http_client, args=("pagerduty", pagerduty, server, ledger, stop)),
-        threading.Thread(target=openai_client, args=("openai", server, ledger, stop)),
-        threading.Thread(target=smtp_client, args=("smtp", server, ledger, stop)),
-        threading.Thread(target=smtp_client, args=("mail", server, ledger, stop)),
+        thread(http_client, "webhook", webhook, server, ledger, stop),
+        thread(http_client, "hook", webhook, server, ledger, stop),
+        thread(http_client, "slack", slack, server, ledger, stop),
+        thread(http_client, "pagerduty", pagerduty, server, ledger, stop),
+        thread(openai_client, "openai", server, ledger, stop),
+        thread(smtp_client, "smtp", server, ledger, stop),
+        thread(smtp_client, "mail", server, ledger, stop),
     ]
-    monkey = threading.Thread(target=chaos, args=(server, stop, created))
-    for thread in [*workers, monkey]:
-        thread.start()
+    monkey = thread(chaos, server, stop, created)
+    for worker in [*workers, monkey]:
+        worker.start()
     deadline = time.monotonic() + TRAFFIC_SECONDS
     while time.monotonic() < deadline and any(t.is_alive() for t in workers):
         time.sleep(0.2)
     stop.set()
-    for thread in [*workers, monkey]:
-        thread.join(TIMEOUT * 2)
-        assert not thread.is_alive(), f"{thread.name} hangs"
+    for worker in [*workers, monkey]:
+        worker.join(TIMEOUT * 2)
+        assert not worker.is_alive(), f"{worker.name} hangs"
+    assert not crashed, crashed
 
     with httpx.Client(base_url=server.url, timeout=TIMEOUT) as api:
         health = api.get("/health").json()
@@ -352,9 +377,9 @@ def test_soak_mixed_traffic_with_random_faults_loses_nothing(soak_server: Server
     # The run did what it is for: plenty of traffic, eviction, and faults of every kind firing.
     assert len(outcomes) > MAX_CALLS
     assert health["evicted"] > 0
-    assert {"error", "delay", "reset", "empty", "malformed", "timeout"} <= set(created)
+    assert {"error", "delay", "reset", "empty", "malformed", "timeout", "smtp_reply", "disconnect"} <= set(created)
     faulted = Counter(r["fault"]["action"] for r in records if r["fault"])
-    assert {"error", "reset", "empty", "malformed"} <= set(faulted), faulted
+    assert {"error", "delay", "reset", "empty", "malformed", "timeout", "smtp_reply", "disconnect"} <= set(faulted)
     assert sum(1 for o in outcomes if o.status is None) > 0
     assert sum(1 for o in outcomes if o.kind == "smtp" and o.status == 250) > 0
 
@@ -362,7 +387,7 @@ def test_soak_mixed_traffic_with_random_faults_loses_nothing(soak_server: Server
     ids = [r["id"] for r in records]
     assert len(set(ids)) == len(ids)
     seqs = [r["seq"] for r in records]
-    assert all(a < b for a, b in zip(seqs, seqs[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(seqs))
     assert health["recorded"] == len(records) == health["last_seq"] == seqs[-1]
     assert health["calls"] + health["evicted"] == len(records)
     assert health["calls"] == len(memory) == MAX_CALLS
