@@ -291,3 +291,27 @@ def test_every_fake_that_can_call_out_asks_the_allowlist() -> None:
             calling_out.append(module.name)
             assert "outbound_allowed(" in source, f"{module.name} can call out but never checks outbound_allowed"
     assert "twilio.py" in calling_out  # the check sees the one fake known to call out
+
+
+# -- cross-site requests ----------------------------------------------------------------------------
+
+
+def test_a_foreign_page_cannot_change_state(server: ThreadedHub, api: httpx.Client) -> None:
+    """No CORS stops a page from *reading* answers, not from sending a simple POST: that is refused."""
+    api.post("/webhooks/kept", json={"a": 1})
+    host = f"127.0.0.1:{server.hub.http_port}"
+    for origin in (ORIGIN, "null", f"http://{host}.evil.example", "http://localhost:1"):
+        r = api.post("/reset", headers={"Origin": origin, "Content-Type": "text/plain"})
+        assert r.status_code == 403, origin
+        assert r.json()["error"]["code"] == "cross_origin"
+        assert api.delete("/calls", headers={"Origin": origin}).status_code == 403
+    assert api.get("/calls/count").json()["count"] == 1
+    # Reading is left to the browser's same-origin policy (no CORS grant, see above).
+    assert api.get("/calls", headers={"Origin": ORIGIN}).status_code == 200
+    # The fakes answer whoever calls them, as the real services do.
+    assert api.post("/webhooks/x", json={}, headers={"Origin": ORIGIN}).status_code == 200
+    # The UI's own requests (same origin), and clients that send no Origin, change state as ever.
+    assert api.post("/reset", headers={"Origin": f"http://{host}"}).status_code == 200
+    api.post("/webhooks/again", json={})
+    assert api.post("/reset").status_code == 200
+    assert api.get("/calls/count").json()["count"] == 0
