@@ -9,8 +9,10 @@ LLM call is recorded when its stream starts (with an empty response body) and co
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Collection, Iterable
 from datetime import UTC, datetime
@@ -66,7 +68,11 @@ def _body(record: dict[str, Any], base: Path | None) -> bytes:
         name = str(body_file)
         if name.startswith("/") or ".." in Path(name).parts:
             raise ValueError(f"body_file {name!r} must be a path inside the record folder")
-        return Path(base, name).read_bytes()
+        target = Path(base, name).resolve()
+        # A symlink planted in the folder must not lead a replay to read files outside it either.
+        if not target.is_relative_to(base.resolve()):
+            raise ValueError(f"body_file {name!r} leads outside the record folder")
+        return target.read_bytes()
     text = record.get("body") or ""
     if record.get("body_encoding") == "base64":
         return base64.b64decode(str(text))
@@ -79,12 +85,19 @@ def _response(record: dict[str, Any] | None, base: Path | None) -> ResponseRecor
     return ResponseRecord(int(record["status"]), dict(record.get("headers") or {}), _body(record, base))
 
 
+def _str(record: dict[str, Any], key: str) -> str:
+    value = record[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string, not {type(value).__name__}")
+    return value
+
+
 def call_from_dict(record: dict[str, Any], base: Path | None = None) -> Call:
     """The inverse of `Call.to_dict()` (bodies stored beside a record file are read from `base`)."""
     return Call(
-        service=record["service"],
-        method=record["method"],
-        path=record["path"],
+        service=_str(record, "service"),
+        method=_str(record, "method"),
+        path=_str(record, "path"),
         namespace=record.get("namespace") or "default",
         direction=record.get("direction") or "inbound",
         query=dict(record.get("query") or {}),
@@ -96,7 +109,7 @@ def call_from_dict(record: dict[str, Any], base: Path | None = None) -> Call:
         stub=record.get("stub"),
         duration_ms=float(record.get("duration_ms") or 0.0),
         time=_parse_time(record["time"]),
-        id=record["id"],
+        id=_str(record, "id"),
         seq=int(record["seq"]),
     )
 
@@ -164,7 +177,7 @@ class JsonlRecorder:
         if len(body) <= self.inline_max_bytes:
             return
         bodies = self.directory / "bodies"
-        name = f"{call.id}.{which}"
+        name = f"{_file_stem(call.id)}.{which}"
         new_dir = not bodies.exists()
         bodies.mkdir(exist_ok=True)
         fd = os.open(bodies / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -222,6 +235,20 @@ class JsonlRecorder:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
+
+
+_SAFE_STEM = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+def _file_stem(call_id: str) -> str:
+    """A file name for a call's body that stays inside `bodies/`, whatever the id holds.
+
+    mockhub's own ids (`c_<hex>`) are used as they are; anything else (an id from a hand-edited or
+    hostile replay file, say) becomes a digest, so no id can name a path outside the folder.
+    """
+    if _SAFE_STEM.fullmatch(call_id):
+        return call_id
+    return "id-" + hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
 def _fsync_dir(directory: Path) -> None:

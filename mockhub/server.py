@@ -36,6 +36,11 @@ _UNAUTHORIZED = (
     b'{"error":{"code":"unauthorized","message":"this mockhub requires its admin token: '
     b'Authorization: Bearer <token>, X-Mockhub-Token: <token> or ?token=<token>"}}'
 )
+_CROSS_ORIGIN = (
+    b'{"error":{"code":"cross_origin","message":"the inspection API refuses changes sent by a web page of '
+    b'another origin (the Origin header names a different host)"}}'
+)
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Container healthchecks and orchestrators probe these without credentials.
 _OPEN_PATHS = frozenset({"/health", "/livez", "/readyz"})
 
@@ -141,6 +146,9 @@ class Hub:
             if self._token is not None and not _is_open(path) and not self._authorized(scope):
                 await _send_json(send, 401, _UNAUTHORIZED)
                 return
+            if scope["method"] not in _SAFE_METHODS and _cross_origin(scope):
+                await _send_json(send, 403, _CROSS_ORIGIN)
+                return
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
@@ -160,6 +168,25 @@ class Hub:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _cross_origin(scope: dict[str, Any]) -> bool:
+    """A browser's request from a page of another origin (CSRF: `POST /reset` needs no preflight).
+
+    Browsers send `Origin` with every cross-origin POST; clients, SDKs and the CLI send none, and
+    the UI's own requests carry mockhub's origin. `Origin: null` (a sandboxed frame, a file) counts
+    as foreign.
+    """
+    origin: str | None = None
+    host = ""
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            origin = value.decode("latin-1")
+        elif name == b"host":
+            host = value.decode("latin-1")
+    if origin is None:
+        return False
+    return origin.partition("://")[2].rstrip("/").lower() != host.lower()
 
 
 def _is_open(path: str) -> bool:

@@ -87,3 +87,9 @@ class Settings(BaseSettings):
         None, description="SMTP: PEM certificate (chain) for STARTTLS/SMTPS; a throwaway CA signs one when unset"
     )
     smtp_tls_key: Path | None = Field(None, description="SMTP: PEM private key of smtp_tls_cert")
+    smtp_timeout: float = Field(
+        60.0, gt=0, description="SMTP: seconds a session may go without a valid command (421, closed after)"
+    )
+    smtp_max_connections: int = Field(
+        1000, ge=1, description="SMTP: concurrent sessions per listener (421 and closed beyond)"
+    )

@@ -89,6 +89,9 @@ class SmtpConfig:
     auth_require_tls: bool = False
     # None: any credentials; else user -> password (None: any password for that user).
     credentials: dict[str, str | None] | None = None
+    # Seconds a session may go without a valid command; the whole DATA transfer counts as one wait.
+    timeout: float = 60.0
+    max_connections: int = 1000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpConfig:
@@ -107,6 +110,8 @@ class SmtpConfig:
             require_auth=settings.smtp_require_auth,
             auth_require_tls=settings.smtp_auth_require_tls,
             credentials=credentials,
+            timeout=settings.smtp_timeout,
+            max_connections=settings.smtp_max_connections,
         )
 
     def accepts(self, login: str, password: str) -> bool:
@@ -705,6 +710,7 @@ class MockSMTP(SMTP):
             tls_context=None if implicit_tls else tls_context,
             auth_require_tls=config.auth_require_tls and not implicit_tls,
             authenticator=self._authenticator,
+            timeout=config.timeout,
             loop=loop,
         )
         # aiosmtpd keeps command size limits in a dict shared by every session and grows it on each
@@ -718,6 +724,8 @@ class MockSMTP(SMTP):
         self._attempt: Attempt | None = None
         self._close_after_reply = False
         self._gone = False
+        # >0 while mockhub itself keeps the client waiting (a fault's delay): not the client idling.
+        self._busy = 0
         # Delivery is the protocol's own business (faults at `data`, then the recorder), hooked in
         # where aiosmtpd calls a handler's handle_DATA.
         self._handle_hooks["DATA"] = self._data_hook
@@ -735,8 +743,44 @@ class MockSMTP(SMTP):
         self._connections.discard(self)
         super().connection_lost(error)
 
+    def _timeout_cb(self) -> None:
+        """The idle timeout: say so (RFC 5321 4.2: 421 before closing), then close.
+
+        aiosmtpd closes silently; a client then only sees a dropped connection. Time mockhub spends
+        on a fault's delay is not the client's idling, so the timer starts over instead.
+        """
+        if self._busy:
+            self._reset_timeout()
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._gone = True
+        log.info("%s idle for %s s: closing", self.conn.peer, self.config.timeout)
+        with contextlib.suppress(Exception):
+            cast(asyncio.Transport, transport).write(
+                f"421 4.4.2 {self.hostname} Error: timeout exceeded ({self.config.timeout:g} s)\r\n".encode()
+            )
+        transport.close()
+
+    async def _pause(self, seconds: float) -> None:
+        """A delay of mockhub's making (a fault's), during which the idle timeout does not run out."""
+        self._busy += 1
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._busy -= 1
+
     async def _handle_client(self) -> None:
         try:
+            if len(self._connections) > self.config.max_connections:
+                # Over the limit: refused before the greeting, like a busy MTA (not a call: no fake reached).
+                await self.push(
+                    f"421 4.7.0 {self.hostname} Error: too many connections "
+                    f"({self.config.max_connections}), try again later"
+                )
+                self._hang_up(abort=False)
+                return
             if not await self._connect_stage():
                 await super()._handle_client()
         except ConnectionError:
@@ -800,7 +844,7 @@ class MockSMTP(SMTP):
         attempt.rule = rule
         outcome = fault_outcome(rule.spec, rule.id, attempt.stage)
         if outcome.delay:
-            await asyncio.sleep(outcome.delay)
+            await self._pause(outcome.delay)
         return outcome
 
     async def _carry_out(self, attempt: Attempt, outcome: Outcome) -> None:
@@ -979,7 +1023,7 @@ class MockSMTP(SMTP):
             return accepted
         outcome = fault_outcome(rule.spec, rule.id, "data")
         if outcome.delay:
-            await asyncio.sleep(outcome.delay)
+            await self._pause(outcome.delay)
         reply = accepted if outcome.proceed else outcome.reply
         self.recorder.record(call, reply, rule, "data", started)
         if reply is None:
@@ -999,6 +1043,14 @@ class NotFound(HTTPException):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(404, message)
         self.code = code
+
+
+def _download_name(filename: str | None) -> str | None:
+    """The last path component of a sender-chosen file name: a download never names a folder."""
+    if not filename:
+        return None
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return None if name in ("", ".", "..") else name
 
 
 def _drop_login_data_warning(record: logging.LogRecord) -> bool:
@@ -1078,9 +1130,12 @@ class SmtpService(Service):
             if found is None:
                 raise NotFound("attachment_not_found", f"email {call_id} has no attachment {index}")
             content, content_type, filename = found
-            headers = {}
-            if filename:
-                headers["content-disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+            # The sender chose the bytes and their type: an HTML attachment opened from the UI must
+            # never run on mockhub's origin (the same policy as /calls/{id}/raw).
+            headers = {"content-security-policy": "sandbox; default-src 'none'", "x-content-type-options": "nosniff"}
+            name = _download_name(filename)
+            if name:
+                headers["content-disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
             return Response(content, media_type=content_type, headers=headers)
 
         @router.get("/tls/ca.pem", response_class=Response)
