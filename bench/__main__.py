@@ -7,11 +7,11 @@ Server on core 0, load on core 1 (taskset). Needs `wrk` (apt-get install -y wrk)
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -140,24 +140,38 @@ def _timed(fn: Callable[[], object], repeat: int = 30) -> dict[str, float]:
     return {"median_ms": round(statistics.median(samples), 2), "p90_ms": round(samples[int(len(samples) * 0.9)], 2)}
 
 
-def _wakeup(client: httpx.Client, url: str, tries: int = 30) -> dict[str, float]:
+async def _read_response(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        0,
+    )
+    return await reader.readexactly(length)
+
+
+async def _wakeup_async(port: int, tries: int) -> list[float]:
+    """Long poll on one connection, POST on another, both from one event loop (no threads, no GIL)."""
     samples = []
+    poll_r, poll_w = await asyncio.open_connection("127.0.0.1", port)
+    post_r, post_w = await asyncio.open_connection("127.0.0.1", port)
     for i in range(tries):
-        got: dict[str, float] = {}
-
-        def poll(i: int = i, got: dict[str, float] = got) -> None:
-            with httpx.Client(base_url=url, timeout=30) as poller:
-                poller.get("/calls", params={"path": f"/webhooks/wake/{i}", "wait": 10})
-                got["at"] = time.perf_counter()
-
-        t = threading.Thread(target=poll)
-        t.start()
-        time.sleep(0.05)  # let the long poll register
+        poll_w.write(f"GET /calls?path=/webhooks/wake/{i}&wait=10 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await asyncio.sleep(0.05)  # let the long poll register
+        body = b"{}"
+        request = f"POST /webhooks/wake/{i} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
         sent = time.perf_counter()
-        client.post(f"/webhooks/wake/{i}", json={})
-        t.join()
-        samples.append((got["at"] - sent) * 1000)
-    samples.sort()
+        post_w.write(request.encode() + body)
+        await _read_response(poll_r)
+        samples.append((time.perf_counter() - sent) * 1000)
+        await _read_response(post_r)
+    poll_w.close()
+    post_w.close()
+    return samples
+
+
+def _wakeup(port: int, tries: int = 30) -> dict[str, float]:
+    """From sending a POST to receiving the answer of the long poll it completes."""
+    samples = sorted(asyncio.run(_wakeup_async(port, tries)))
     return {"median_ms": round(statistics.median(samples), 2), "p90_ms": round(samples[int(len(samples) * 0.9)], 2)}
 
 
@@ -181,7 +195,7 @@ def bench_journal(sizes: list[int]) -> Results:
             entry: Results = {"calls": health["calls"]}
             for name, query in queries.items():
                 entry[name] = _timed(query, repeat=20)
-            entry["long_poll_wakeup"] = _wakeup(client, server.url)
+            entry["long_poll_wakeup"] = _wakeup(server.http_port)
             rss = server.rss_bytes()
             entry["rss_mb"] = round(rss / 2**20, 1)
             entry["bytes_per_call"] = round((rss - rss0) / max(1, health["calls"]))

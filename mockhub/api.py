@@ -218,8 +218,16 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         """List calls, oldest first; with `wait`, answer as soon as `min` calls match (long poll)."""
         timed_out: bool | None = None
         if wait is not None:
-            timed_out = not await journal.wait(f, min, wait)
-        if before is None:
+            # The long poll hands back what it matched: no second scan of the journal after waking.
+            calls, arrived = await journal.wait(f, min, wait)
+            timed_out = not arrived
+            if before is not None:
+                calls = [c for c in calls if c.seq < before]
+            if order == "desc":
+                calls.reverse()
+            if limit is not None:
+                del calls[limit:]
+        elif before is None:
             calls = journal.query(f, limit=limit, newest_first=order == "desc")
         else:
             older = (c for c in journal.iter_matching(f, newest_first=order == "desc") if c.seq < before)

@@ -227,11 +227,14 @@ class CallFilter:
 
 
 class _Waiter:
-    __slots__ = ("filter", "future", "remaining")
+    """A long poll: the calls matching its filter so far, and how many it waits for."""
 
-    def __init__(self, call_filter: CallFilter, remaining: int, future: asyncio.Future[None]) -> None:
+    __slots__ = ("filter", "future", "matched", "needed")
+
+    def __init__(self, call_filter: CallFilter, matched: list[Call], needed: int, future: asyncio.Future[None]) -> None:
         self.filter = call_filter
-        self.remaining = remaining
+        self.matched = matched
+        self.needed = needed
         self.future = future
 
 
@@ -364,8 +367,8 @@ class Journal:
             if waiter.future.done():
                 continue
             if waiter.filter.matches(call):
-                waiter.remaining -= 1
-                if waiter.remaining <= 0:
+                waiter.matched.append(call)
+                if len(waiter.matched) >= waiter.needed:
                     waiter.future.set_result(None)
                     continue
             still.append(waiter)
@@ -446,22 +449,30 @@ class Journal:
             return len(self._calls)
         return sum(1 for _ in self.iter_matching(f))
 
-    async def wait(self, f: CallFilter, min_count: int, timeout: float) -> bool:
-        """Wait until at least `min_count` calls match `f`; False if `timeout` ran out first."""
-        have = self.count(f)
-        if have >= min_count:
-            return True
+    async def wait(self, f: CallFilter, min_count: int, timeout: float) -> tuple[list[Call], bool]:
+        """The calls matching `f` (oldest first) once at least `min_count` do, and True; or, when
+        `timeout` runs out first, those there are and False.
+
+        The journal is scanned once, when the wait starts; later calls are tested one at a time as
+        they are appended, so waking up costs the same whatever the journal's size.
+        """
+        matched = self.query(f)
+        if len(matched) >= min_count:
+            return matched, True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(f, min_count - have, future)
+        waiter = _Waiter(f, matched, min_count, future)
         self._waiters.append(waiter)
         try:
             await asyncio.wait_for(future, timeout)
-            return True
+            arrived = True
         except TimeoutError:
-            return False
+            arrived = False
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
+        # Calls forgotten (DELETE /calls) or evicted while waiting are not answered.
+        by_id = self._by_id
+        return [c for c in waiter.matched if by_id.get(c.id) is c], arrived
 
     def subscribe(self, f: CallFilter, maxsize: int = 10_000) -> Subscription:
         sub = Subscription(self, f, maxsize)

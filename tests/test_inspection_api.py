@@ -290,3 +290,30 @@ def test_eviction_at_max_calls_is_counted_in_health() -> None:
         health = client.get("/health").json()
         assert (health["calls"], health["evicted"], health["last_seq"]) == (5, 3, 8)
         assert client.get("/calls/count", params={"service": "webhook"}).json() == {"count": 5}
+
+
+def test_long_poll_honours_order_and_limit(api: httpx.Client, base_url: str) -> None:
+    for i in range(3):
+        _post(api, "/webhooks/ordered", json={"i": i})
+
+    def later() -> None:
+        time.sleep(0.2)
+        httpx.post(f"{base_url}/webhooks/ordered", json={"i": 3})
+
+    threading.Thread(target=later).start()
+    body = api.get("/calls", params={"path": "/webhooks/ordered", "wait": 20, "min": 4, "order": "desc", "limit": 2})
+    assert body.json()["timed_out"] is False
+    assert [c["data"]["i"] for c in body.json()["calls"]] == [3, 2]
+
+
+def test_calls_forgotten_during_a_long_poll_are_not_answered(api: httpx.Client, base_url: str) -> None:
+    _post(api, "/webhooks/doomed", json={})
+
+    def later() -> None:
+        time.sleep(0.2)
+        httpx.delete(f"{base_url}/calls", params={"path": "/webhooks/doomed"})
+        httpx.post(f"{base_url}/webhooks/kept", json={})
+
+    threading.Thread(target=later).start()
+    body = api.get("/calls", params={"path": "/webhooks/*", "wait": 20, "min": 2}).json()
+    assert [c["path"] for c in body["calls"]] == ["/webhooks/kept"]
