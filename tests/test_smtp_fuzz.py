@@ -314,3 +314,26 @@ def test_random_command_sequences_always_get_replies(server: ThreadedHub, http: 
         assert len(recorded(http, rcpt)) == 1
 
     check()
+
+
+_ATOM = st.text(alphabet="abcXYZ019!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=8)
+_LOCAL = st.lists(_ATOM, min_size=1, max_size=3).map(".".join)
+_DOMAIN = st.lists(st.text(alphabet="abc019-", min_size=1, max_size=6), min_size=1, max_size=3).map(".".join)
+
+
+@given(
+    local=_LOCAL,
+    domain=_DOMAIN,
+    lead=st.sampled_from(["", " "]),
+    rest=st.sampled_from(["", " SIZE=100", "  BODY=8BITMIME SMTPUTF8", " <x@y>"]),
+)
+def test_the_fast_address_parser_agrees_with_aiosmtpd(local: str, domain: str, lead: str, rest: str) -> None:
+    """mockhub's fast path for `<local@domain>` gives what aiosmtpd's full RFC 5322 parser gives."""
+    from aiosmtpd.smtp import SMTP
+
+    from mockhub.services.smtp import MockSMTP
+
+    arg = f"{lead}<{local}@{domain}>{rest}"
+    reference, ours = SMTP.__new__(SMTP), MockSMTP.__new__(MockSMTP)
+    reference.local_part_limit = ours.local_part_limit = 0
+    assert MockSMTP._getaddr(ours, arg) == SMTP._getaddr(reference, arg)
