@@ -18,7 +18,17 @@ from typing import Any
 
 import httpx
 
-from bench.harness import LOAD_CPU, Server, mockhub, pinned, post_lua, starlette_baseline, wrk
+from bench.harness import (
+    LOAD_CPU,
+    Server,
+    mockhub,
+    pinned,
+    post_lua,
+    starlette_baseline,
+    wiremock,
+    wiremock_jar,
+    wrk,
+)
 
 WEBHOOK_BODY = '{"severity":"critical","summary":"disk full on db-1","host":"db-1"}'
 Results = dict[str, Any]
@@ -60,6 +70,42 @@ def bench_webhooks(seconds: int) -> Results:
     with starlette_baseline() as server:
         wrk(server.url + "/webhooks/warmup", lua, seconds=2)
         results["starlette_baseline_webhook"] = _saturate(server, "/webhooks/alerts", lua, seconds)
+    return results
+
+
+def bench_compare(seconds: int, warmup_rounds: int) -> Results:
+    """mockhub, a bare Starlette app and WireMock recording webhooks, head to head.
+
+    All three run unpinned here (WireMock is multi-threaded: pinning it to one core would starve
+    its JIT and GC threads), each warmed up first: `warmup_rounds` runs of `seconds` for the JVM,
+    whose throughput climbs for tens of seconds while it compiles.
+    """
+    lua = post_lua(WEBHOOK_BODY)
+    results: Results = {}
+
+    def measure(server: Server, rounds: int) -> Results:
+        for _ in range(rounds):
+            wrk(server.url + "/webhooks/warmup", lua, seconds=seconds, pin=False)
+        result = wrk(server.url + "/webhooks/alerts", lua, seconds=seconds, pin=False)
+        return {
+            "calls_per_s": round(result.rps),
+            "p50_ms": round(result.p50_ms, 2),
+            "p99_ms": round(result.p99_ms, 2),
+            "errors": result.errors,
+        }
+
+    with mockhub(pin=False) as server:
+        results["mockhub"] = measure(server, 1)
+    with starlette_baseline(pin=False) as server:
+        results["starlette_baseline"] = measure(server, 1)
+    jar = wiremock_jar()
+    if jar is None:
+        results["wiremock"] = "n/a (needs java and npm)"
+    else:
+        with wiremock(jar) as server:
+            results["wiremock"] = measure(server, warmup_rounds)
+            count = httpx.post(f"{server.url}/__admin/requests/count", json={"method": "POST"}).json()["count"]
+            results["wiremock"]["journal_count"] = count
     return results
 
 
@@ -230,17 +276,19 @@ def _table(results: Results, prefix: str = "") -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs: a smoke check, not figures to quote")
-    parser.add_argument("--only", nargs="*", choices=["webhooks", "fakes", "smtp", "journal", "startup"])
+    parser.add_argument("--only", nargs="*", choices=["webhooks", "compare", "fakes", "smtp", "journal", "startup"])
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     seconds = 3 if args.quick else 10
     sizes = [10_000] if args.quick else [10_000, 100_000]
-    todo = args.only or ["webhooks", "fakes", "smtp", "journal", "startup"]
+    todo = args.only or ["webhooks", "compare", "fakes", "smtp", "journal", "startup"]
     results: Results = {}
     for name in todo:
         print(f"... {name}", file=sys.stderr, flush=True)
         if name == "webhooks":
             results[name] = bench_webhooks(seconds)
+        elif name == "compare":
+            results[name] = bench_compare(seconds, warmup_rounds=1 if args.quick else 6)
         elif name == "fakes":
             results[name] = bench_fakes(seconds)
         elif name == "smtp":

@@ -48,18 +48,19 @@ class Server:
 
 
 @contextmanager
-def mockhub(*args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """`mockhub serve` on free loopback ports, pinned to the server core."""
+def mockhub(*args: str, env: dict[str, str] | None = None, pin: bool = True) -> Iterator[Server]:
+    """`mockhub serve` on free loopback ports, pinned to the server core unless `pin` is False."""
     argv = [sys.executable, "-m", "mockhub", "serve", "--host", "127.0.0.1", "--http-port", "0", "--smtp-port", "0"]
-    with _serve(pinned(SERVER_CPU, [*argv, *args]), env) as server:
+    argv = [*argv, *args]
+    with _serve(pinned(SERVER_CPU, argv) if pin else argv, env) as server:
         yield server
 
 
 @contextmanager
-def starlette_baseline() -> Iterator[Server]:
+def starlette_baseline(pin: bool = True) -> Iterator[Server]:
     """A bare Starlette app doing what a webhook fake must (parse, keep, answer), for comparison."""
     argv = [sys.executable, "-m", "bench.baseline_starlette"]
-    with _serve(pinned(SERVER_CPU, argv), None) as server:
+    with _serve(pinned(SERVER_CPU, argv) if pin else argv, None) as server:
         yield server
 
 
@@ -111,7 +112,7 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def wrk(url: str, lua: str, seconds: int = 10, connections: int = 50, threads: int = 1) -> WrkResult:
+def wrk(url: str, lua: str, seconds: int = 10, connections: int = 50, threads: int = 1, pin: bool = True) -> WrkResult:
     """Run wrk (Debian's package) on the load core with a Lua script that shapes the request."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: apt-get install -y wrk")
@@ -131,7 +132,8 @@ def wrk(url: str, lua: str, seconds: int = 10, connections: int = 50, threads: i
             script.name,
             url,
         ]
-        out = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True).stdout
+        argv = pinned(LOAD_CPU, argv) if pin else argv
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(script.name)
     requests = int(re.search(r"(\d+) requests in ([\d.]+)(\w+)", out).group(1))  # type: ignore[union-attr]
@@ -148,3 +150,70 @@ def post_lua(body: str, content_type: str = "application/json", headers: dict[st
     lines = ['wrk.method = "POST"', f"wrk.body = [==[{body}]==]", f'wrk.headers["Content-Type"] = "{content_type}"']
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items()]
     return "\n".join(lines) + "\n"
+
+
+WIREMOCK_VERSION = "3.13.2"
+_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mockhub-bench"
+
+
+def wiremock_jar() -> Path | None:
+    """WireMock's standalone jar, from the npm registry's `wiremock` package (cached, never committed)."""
+    jar = _CACHE / f"wiremock-standalone-{WIREMOCK_VERSION}.jar"
+    if jar.exists():
+        return jar
+    if shutil.which("java") is None or shutil.which("npm") is None:
+        return None
+    _CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            ["npm", "pack", f"wiremock@{WIREMOCK_VERSION}", "--silent"], cwd=tmp, check=True, capture_output=True
+        )
+        subprocess.run(["tar", "xzf", f"wiremock-{WIREMOCK_VERSION}.tgz"], cwd=tmp, check=True)
+        shutil.copy(Path(tmp) / "package" / "build" / jar.name, jar)
+    return jar
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def wiremock(jar: Path) -> Iterator[Server]:
+    """WireMock standalone (request journal on, as by default) answering webhooks like mockhub's fake."""
+    port = free_port()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        ["java", "-jar", str(jar), "--port", str(port), "--disable-banner"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    server = Server(proc, port, None, 0.0)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{server.url}/__admin/health").raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("WireMock did not start") from None
+                time.sleep(0.2)
+        server.started_s = time.perf_counter() - started
+        mapping = {
+            "request": {"method": "POST", "urlPathPattern": "/webhooks/.*"},
+            "response": {"status": 200, "jsonBody": {"ok": True}, "headers": {"Content-Type": "application/json"}},
+        }
+        httpx.post(f"{server.url}/__admin/mappings", json=mapping).raise_for_status()
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
