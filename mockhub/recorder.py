@@ -69,12 +69,44 @@ class _ClientGone(Exception):
     pass
 
 
+# Every recorded call keeps its headers, and nearly all of them repeat from call to call (names,
+# user agents, content types, hosts). Decoding each to a fresh string cost ~500 bytes per call
+# kept in memory; these bounded caches hand back the same string objects instead.
+_NAMES: dict[bytes, str] = {}
+_VALUES: dict[bytes, str] = {}
+_MAX_CACHED = 4096
+_MAX_CACHED_VALUE = 256
+
+
+def _text(raw: bytes, cache: dict[bytes, str]) -> str:
+    text = cache.get(raw)
+    if text is None:
+        text = raw.decode("latin-1")
+        if len(cache) < _MAX_CACHED and len(raw) <= _MAX_CACHED_VALUE:
+            cache[raw] = text
+    return text
+
+
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for k, v in raw:
-        key = k.decode("latin-1")
-        value = v.decode("latin-1")
+        key = _text(k, _NAMES)
+        value = _text(v, _VALUES)
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+_RESPONSE_HEADERS: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+
+
+def _response_headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """The recorded response headers; identical sets (a fake's fixed answer) share one dict, never mutated."""
+    key = tuple(pairs)
+    headers = _RESPONSE_HEADERS.get(key)
+    if headers is None:
+        headers = dict(pairs)
+        if len(_RESPONSE_HEADERS) < _MAX_CACHED:
+            _RESPONSE_HEADERS[key] = headers
     return headers
 
 
@@ -316,7 +348,7 @@ class Recorder:
                 if break_after is not None:
                     reply.body = _broken(reply.body)
                     _note(call, "answered a truncated body")
-                call.response = ResponseRecord(reply.status, dict(reply.headers), reply.body)
+                call.response = ResponseRecord(reply.status, _response_headers(reply.headers), reply.body)
                 self.journal.append(call)
                 await _send_reply(send, reply)
         else:
@@ -340,7 +372,7 @@ class Recorder:
         broken (its JSON cut in half), then end the answer cleanly, so the client fails parsing it.
         """
         assert reply.stream is not None
-        call.response = ResponseRecord(reply.status, dict(reply.headers), b"")
+        call.response = ResponseRecord(reply.status, _response_headers(reply.headers), b"")
         self.journal.append(call)
         await send(
             {
@@ -387,7 +419,7 @@ class Recorder:
         sent = reply.body[: len(reply.body) // 2]
         assert call.fault is not None
         call.fault["reason"] = f"body cut after {len(sent)} of {len(reply.body)} bytes"
-        call.response = ResponseRecord(reply.status, dict(reply.headers), sent)
+        call.response = ResponseRecord(reply.status, _response_headers(reply.headers), sent)
         self.journal.append(call)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
         # At least one byte announced, so that even an empty answer is visibly incomplete.
@@ -407,7 +439,7 @@ class Recorder:
         if conn is None:  # not served by MockhubProtocol (another ASGI server): say so rather than pretend
             reply = Reply(502, b"mockhub: transport faults need mockhub's own server (MockhubProtocol)")
             call.fault["reason"] = "transport fault impossible: the ASGI server does not expose the transport"
-            call.response = ResponseRecord(reply.status, dict(reply.headers), reply.body)
+            call.response = ResponseRecord(reply.status, _response_headers(reply.headers), reply.body)
             self.journal.append(call)
             await _send_reply(send, reply)
             return
