@@ -8,15 +8,16 @@ import hmac
 import logging
 import socket
 import sys
+import threading
 from collections.abc import Coroutine
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+import orjson
 import uvicorn
 
 from mockhub import __version__
-from mockhub.api import ApiState, create_api
 from mockhub.journal import Journal
 from mockhub.recorder import Recorder, Router
 from mockhub.recording import RecordingError, attach
@@ -25,7 +26,9 @@ from mockhub.services import SERVICES
 from mockhub.services.base import ServiceContext
 from mockhub.settings import Settings
 from mockhub.transport import MockhubProtocol
-from mockhub.ui import ui_router
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 __all__ = ["Hub", "MockhubServer", "bind_socket", "run"]
 
@@ -61,12 +64,9 @@ class Hub:
         self.recorder = Recorder(
             self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
         )
-        self.api = create_api(ApiState(self.journal, self.rules, self.health, self._reset_services), __version__)
-        for service in self.services:
-            router = service.api_router()
-            if router is not None:
-                self.api.include_router(router)
-        self.api.include_router(ui_router())
+        self._api: FastAPI | None = None
+        self._api_lock = threading.Lock()
+        self._api_building: asyncio.Future[FastAPI] | None = None
         self.http_port = 0
         self.ready = False
         self._token = self.settings.admin_token
@@ -82,6 +82,36 @@ class Hub:
                 return True
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         return any(hmac.compare_digest(given, token) for given in query.get("token", []))
+
+    @property
+    def api(self) -> FastAPI:
+        """The inspection API (FastAPI), built on first use.
+
+        Importing FastAPI and building its routes is a third of start-up, and only the inspection
+        API needs it: `startup` begins building it in a worker thread once the listeners are up, so
+        the fakes (and /health) answer meanwhile; an inspection request arriving before it is built
+        waits for it.
+        """
+        with self._api_lock:
+            if self._api is None:
+                from mockhub.api import ApiState, create_api
+                from mockhub.ui import ui_router
+
+                api = create_api(ApiState(self.journal, self.rules, self.health, self._reset_services), __version__)
+                for service in self.services:
+                    router = service.api_router()
+                    if router is not None:
+                        api.include_router(router)
+                api.include_router(ui_router())
+                self._api = api
+            return self._api
+
+    async def _inspection_api(self) -> FastAPI:
+        if self._api is not None:
+            return self._api
+        if self._api_building is None:
+            self._api_building = asyncio.get_running_loop().run_in_executor(None, lambda: self.api)
+        return await self._api_building
 
     def _reset_services(self, namespace: str | None) -> None:
         for service in self.services:
@@ -117,6 +147,8 @@ class Hub:
     async def startup(self) -> None:
         for service in self.services:
             await service.start()
+        if self._api is None:
+            self._api_building = asyncio.get_running_loop().run_in_executor(None, lambda: self.api)
 
     async def shutdown(self) -> None:
         for service in reversed(self.services):
@@ -149,10 +181,23 @@ class Hub:
             if scope["method"] not in _SAFE_METHODS and _cross_origin(scope):
                 await _send_json(send, 403, _CROSS_ORIGIN)
                 return
+            if scope["method"] == "GET" and path in _OPEN_PATHS:
+                # Answered here, not by the inspection API: health checks work from the first moment.
+                await self._health_check(path, send)
+                return
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        await self.api(scope, receive, send)
+        api = await self._inspection_api()
+        await api(scope, receive, send)
+
+    async def _health_check(self, path: str, send: Any) -> None:
+        if path == "/health":
+            await _send_json(send, 200, orjson.dumps(self.health()))
+        elif path == "/livez" or self.ready:
+            await _send_json(send, 200, b'{"status":"ok"}')
+        else:
+            await _send_json(send, 503, b'{"status":"starting"}')
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -317,7 +362,6 @@ class ThreadedHub:
     """A real mockhub serving from a background thread (tests, the pytest plugin's in-process mode)."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        import threading
 
         self.hub = Hub(settings or Settings(host="127.0.0.1", http_port=0, smtp_port=0))
         self.server, sock = make_server(self.hub, announce=False)

@@ -100,3 +100,17 @@ def test_evicted_calls_are_freed_in_a_served_process() -> None:
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_the_inspection_api_answers_from_the_moment_of_readiness() -> None:
+    """The API is built in the background after the listeners are up; early requests wait for it."""
+    proc, http_port, _ = _start("--host", "127.0.0.1", "--http-port", "0", "--smtp-port", "0")
+    try:
+        url = f"http://127.0.0.1:{http_port}"
+        # Sent the instant "ready" is printed, before the API can have been built.
+        assert httpx.get(f"{url}/calls", timeout=30).json() == {"calls": [], "count": 0}
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        assert "/calls" in httpx.get(f"{url}/openapi.json").json()["paths"]
+    finally:
+        proc.terminate()
+        proc.wait(15)

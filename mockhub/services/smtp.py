@@ -41,8 +41,6 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import quote
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
-from fastapi import APIRouter
-from fastapi import Path as PathParam
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -51,6 +49,8 @@ from mockhub.rules import FaultRule, FaultSpec, RuleBook
 from mockhub.services.base import Service, ServiceContext
 
 if TYPE_CHECKING:
+    from fastapi import APIRouter
+
     from mockhub.settings import Settings
 
 __all__ = [
@@ -1137,6 +1137,10 @@ class SmtpService(Service):
         return {name: int(s.sockets[0].getsockname()[1]) for name, s in self._servers.items() if s.sockets}
 
     def api_router(self) -> APIRouter:
+        # FastAPI is imported with the inspection API, after the listeners are up (start-up time).
+        from fastapi import APIRouter
+        from fastapi import Path as PathParam
+
         router = APIRouter(tags=["smtp"])
         journal = self.ctx.journal
 
