@@ -317,3 +317,14 @@ def test_calls_forgotten_during_a_long_poll_are_not_answered(api: httpx.Client, 
     threading.Thread(target=later).start()
     body = api.get("/calls", params={"path": "/webhooks/*", "wait": 20, "min": 2}).json()
     assert [c["path"] for c in body["calls"]] == ["/webhooks/kept"]
+
+
+def test_counts_by_namespace_or_service_alone_follow_deletes_and_evictions(api: httpx.Client) -> None:
+    for ns in ("a", "a", "b"):
+        _post(api, f"/ns/{ns}/webhooks/x", json={})
+    assert api.get("/calls/count", params={"namespace": "a"}).json() == {"count": 2}
+    assert api.get("/calls/count", params={"service": "webhook"}).json() == {"count": 3}
+    assert api.get("/calls/count", params={"namespace": "nobody"}).json() == {"count": 0}
+    api.delete("/calls", params={"namespace": "a", "path": "/webhooks/x"})
+    assert api.get("/calls/count", params={"namespace": "a"}).json() == {"count": 0}
+    assert api.get("/calls/count", params={"service": "webhook"}).json() == {"count": 1}
