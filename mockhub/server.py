@@ -76,9 +76,11 @@ class Hub:
         token = self._token
         assert token is not None
         for name, value in scope["headers"]:
-            if name == b"authorization" and value.decode("latin-1") == f"Bearer {token}":
-                return True
-            if name == b"x-mockhub-token" and hmac.compare_digest(value.decode("latin-1"), token):
+            if name == b"authorization":
+                scheme, _, given = value.decode("latin-1").partition(" ")
+                if scheme == "Bearer" and hmac.compare_digest(given, token):
+                    return True
+            elif name == b"x-mockhub-token" and hmac.compare_digest(value.decode("latin-1"), token):
                 return True
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         return any(hmac.compare_digest(given, token) for given in query.get("token", []))
