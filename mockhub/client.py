@@ -908,13 +908,7 @@ class MockHub(_Base):
         return [_lenient(Fault, f) for f in body["faults"]]
 
     def delete_fault(self, fault_id: str, *, missing_ok: bool = False) -> bool:
-        try:
-            self._request("DELETE", f"/faults/{quote(fault_id, safe='')}")
-        except MockHubError as exc:
-            if exc.status == 404 and missing_ok:
-                return False
-            raise
-        return True
+        return self._delete_rule("faults", fault_id, missing_ok=missing_ok)
 
     def clear_faults(self) -> int:
         return int(self._request("DELETE", "/faults", params=_params(self.namespace, None, {}))["deleted"])
@@ -966,16 +960,19 @@ class MockHub(_Base):
         return [_lenient(Stub, s) for s in body["stubs"]]
 
     def delete_stub(self, stub_id: str, *, missing_ok: bool = False) -> bool:
+        return self._delete_rule("stubs", stub_id, missing_ok=missing_ok)
+
+    def clear_stubs(self) -> int:
+        return int(self._request("DELETE", "/stubs", params=_params(self.namespace, None, {}))["deleted"])
+
+    def _delete_rule(self, kind: str, rule_id: str, *, missing_ok: bool) -> bool:
         try:
-            self._request("DELETE", f"/stubs/{quote(stub_id, safe='')}")
+            self._request("DELETE", f"/{kind}/{quote(rule_id, safe='')}")
         except MockHubError as exc:
             if exc.status == 404 and missing_ok:
                 return False
             raise
         return True
-
-    def clear_stubs(self) -> int:
-        return int(self._request("DELETE", "/stubs", params=_params(self.namespace, None, {}))["deleted"])
 
     # -- reset -------------------------------------------------------------------------------------------
     def reset(self) -> ResetResult:
