@@ -377,6 +377,8 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         state.on_reset(namespace)
         return JSONOut({"calls": calls, "faults": rules.clear_faults(namespace), "stubs": rules.clear_stubs(namespace)})
 
+    # The dispatcher (Hub.__call__) answers GET /health, /livez and /readyz itself, so they work
+    # before this API is built; these routes document them in /openapi.json with the same answers.
     @api.get("/health", response_model=HealthOut, tags=["admin"])
     async def health() -> Response:
         return JSONOut(state.health())
