@@ -126,6 +126,27 @@ def test_a_fault_delay_longer_than_the_idle_timeout_is_not_cut(impatient: Thread
         assert found[0]["response"]["status"] == 250
 
 
+def test_the_idle_clock_restarts_when_a_fault_delay_ends() -> None:
+    """After a delayed reply the client gets a whole idle timeout for its next command.
+
+    With a 2 s idle timeout and a 3 s delay on MAIL, a timer that merely skipped ahead while
+    mockhub was busy would run out 1 s after the MAIL reply; the client here speaks after 1.5 s.
+    """
+    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, smtp_timeout=2.0)
+    with ThreadedHub(settings) as hub, httpx.Client(base_url=hub.url, timeout=TIMEOUT) as api:
+        fault = {"service": "smtp", "stage": "mail", "action": "delay", "delay_ms": 3000}
+        assert api.post("/faults", json=fault).status_code == 201
+        with socket.create_connection(("127.0.0.1", hub.smtp_port), timeout=TIMEOUT) as sock:
+            assert _read_reply(sock).startswith(b"220 ")
+            sock.sendall(b"HELO client\r\n")
+            assert _read_reply(sock).startswith(b"250 ")
+            sock.sendall(b"MAIL FROM:<a@example.com>\r\n")
+            assert _read_reply(sock).startswith(b"250 ")
+            time.sleep(1.5)
+            sock.sendall(b"RCPT TO:<b@example.com>\r\n")
+            assert _read_reply(sock).startswith(b"250 ")
+
+
 def test_sessions_beyond_the_limit_get_421(crowded: ThreadedHub) -> None:
     held = []
     try:

@@ -774,6 +774,10 @@ class MockSMTP(SMTP):
             await asyncio.sleep(seconds)
         finally:
             self._busy -= 1
+            # The client's idle clock starts when mockhub is done keeping it waiting; a timer left
+            # to run out on its own could fire between our reply and the client's next command.
+            if not self._busy and self.transport is not None and not self.transport.is_closing():
+                self._reset_timeout()
 
     async def _handle_client(self) -> None:
         try:
