@@ -22,6 +22,7 @@ from bench.harness import (
     LOAD_CPU,
     Server,
     mockhub,
+    pin_self_to_load_core,
     pinned,
     post_lua,
     starlette_baseline,
@@ -280,6 +281,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=["webhooks", "compare", "fakes", "smtp", "journal", "startup"])
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    pin_self_to_load_core()
     seconds = 3 if args.quick else 10
     sizes = [10_000] if args.quick else [10_000, 100_000]
     todo = args.only or ["webhooks", "compare", "fakes", "smtp", "journal", "startup"]
