@@ -344,6 +344,14 @@ def test_secret_headers_are_masked_and_bodies_pretty_printed(
     assert "TOPSECRET" not in detail.inner_text()
     assert "TOPSECRET" not in page.content()
 
+    # A webhook URL's credential is its last path segment: masked in the list and in the detail.
+    api.post("/services/T0SECRET/B0SECRET/url-TOPSECRET-3", json={"text": "deploy done"})
+    row = rows(page).filter(has_text="/services/T0SECRET/B0SECRET/••••••••")
+    expect(row).to_have_count(1)
+    row.click()
+    expect(detail).to_contain_text("POST /services/T0SECRET/B0SECRET/••••••••")
+    assert "TOPSECRET" not in page.content()
+
     rows(page).filter(has_text="/webhooks/form").click()
     expect(detail.locator("h4", has_text="form fields")).to_be_visible()
     expect(detail.locator("table.kv").filter(has_text="CPU high").first).to_contain_text("+15551234567")

@@ -115,6 +115,19 @@
     return SECRET_HEADERS.has(lower) || SECRET_NAME.test(lower);
   }
 
+  // Webhook URLs carry their credential in the path (Slack's /services/T/B/<secret>, Discord's
+  // /api/webhooks/<id>/<token>): it is masked like a secret header wherever a path is shown.
+  const SECRET_PATHS = [/^(\/services\/[^/]+\/[^/]+\/)([^/?#]+)/, /^(\/api(?:\/v\d+)?\/webhooks\/[^/]+\/)([^/?#]+)/];
+
+  function maskPath(path) {
+    const text = String(path);
+    for (const re of SECRET_PATHS) {
+      const m = re.exec(text);
+      if (m) return `${m[1]}••••••••${text.slice(m[0].length)}`;
+    }
+    return text;
+  }
+
   // "Bearer sk-abc..." -> "Bearer •••••••• (51 chars)": the scheme stays readable, the secret does not.
   function mask(value) {
     const text = String(value);
@@ -176,7 +189,7 @@
         }
       }
     }
-    return [`${call.method} ${call.path}`, hint];
+    return [`${call.method} ${maskPath(call.path)}`, hint];
   }
 
   function statusClass(status) {
@@ -504,7 +517,7 @@
     const items = [
       ["id", call.id], ["seq", `#${call.seq}`], ["time", call.time], ["service", call.service],
       ["namespace", call.namespace], ["direction", call.direction],
-      ["request", `${call.method} ${call.path}`], ["status", status === null ? "pending" : String(status)],
+      ["request", `${call.method} ${maskPath(call.path)}`], ["status", status === null ? "pending" : String(status)],
       ["duration", `${call.duration_ms} ms`],
     ];
     const dl = el("dl", { class: "meta" }, items.map(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
