@@ -22,7 +22,7 @@ from bench.harness import (
     LOAD_CPU,
     Server,
     mockhub,
-    pin_self_to_load_core,
+    on_load_core,
     pinned,
     post_lua,
     starlette_baseline,
@@ -224,7 +224,11 @@ def _wakeup(port: int, tries: int = 30) -> dict[str, float]:
 
 def bench_journal(sizes: list[int]) -> Results:
     results: Results = {}
-    with mockhub("--max-calls", str(max(sizes) + 1000)) as server, httpx.Client(base_url=server.url) as client:
+    with (
+        mockhub("--max-calls", str(max(sizes) + 1000)) as server,
+        httpx.Client(base_url=server.url) as client,
+        on_load_core(),
+    ):
         client.get("/calls", params={"limit": 1})  # the inspection API is built lazily: count it in the baseline
         rss0 = server.rss_bytes()
         for size in sizes:
@@ -281,7 +285,6 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=["webhooks", "compare", "fakes", "smtp", "journal", "startup"])
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
-    pin_self_to_load_core()
     seconds = 3 if args.quick else 10
     sizes = [10_000] if args.quick else [10_000, 100_000]
     todo = args.only or ["webhooks", "compare", "fakes", "smtp", "journal", "startup"]

@@ -29,10 +29,21 @@ def pinned(cpu: str, argv: list[str]) -> list[str]:
     return argv
 
 
-def pin_self_to_load_core() -> None:
-    """Keep this process's own clients (the query timings, the long poll) off the server's core."""
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
-        os.sched_setaffinity(0, {int(LOAD_CPU)})
+@contextmanager
+def on_load_core() -> Iterator[None]:
+    """Run this process's own clients (query timings, the long poll) off the server's core.
+
+    Scoped, not process-wide: unpinned children (the head-to-head comparison) inherit affinity.
+    """
+    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(LOAD_CPU)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 @dataclass
