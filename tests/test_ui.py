@@ -268,6 +268,38 @@ def test_clicking_an_email_shows_its_subject_text_source_and_html_in_a_sandbox(
     expect(detail.locator(".tab-body pre")).to_contain_text("Content-Type: text/html")
 
 
+# A 2x1 PNG (red, blue): small enough to inline, real enough for the browser to decode.
+TINY_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000020000000108020000007b40e8dd"
+    "0000000d49444154789c63f8cf0004ff01070001ffe2239e590000000049454e44ae426082"
+)
+
+
+@pytest.mark.browser
+@browser_test
+def test_inline_cid_images_show_from_the_emails_own_parts(
+    watched: Watched, server: ThreadedHub, api: httpx.Client
+) -> None:
+    page = watched.open_ui(server.url)
+    msg = EmailMessage()
+    msg["From"] = "Alerts <alerts@example.com>"
+    msg["To"] = "ops@example.com"
+    msg["Subject"] = "Graph attached inline"
+    msg.set_content("see the graph")
+    msg.add_alternative('<p>CPU:</p><img id="graph" src="cid:graph@mockhub"><img id="gone" src="cid:nope">', "html")
+    msg.get_payload()[1].add_related(TINY_PNG, "image", "png", cid="<graph@mockhub>", filename="graph.png")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+        smtp.send_message(msg)
+
+    rows(page).filter(has_text="Graph attached inline").click()
+    graph = page.frame_locator("iframe.email-html").locator("img#graph")
+    expect(graph).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+    assert graph.evaluate("img => img.decode().then(() => [img.naturalWidth, img.naturalHeight])") == [2, 1]
+    # A cid: naming no part of the email stays as it was; nothing is fetched for it.
+    expect(page.frame_locator("iframe.email-html").locator("img#gone")).to_have_attribute("src", "cid:nope")
+    assert not [u for u in watched.requests if "nope" in u]
+
+
 @pytest.mark.browser
 @browser_test
 def test_hostile_email_html_executes_and_loads_nothing(

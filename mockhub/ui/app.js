@@ -554,14 +554,39 @@
   }
 
   // The email's HTML, in a sandbox: no scripts, an opaque origin, and a policy that loads nothing.
-  function emailFrame(html) {
+  function emailFrame(call, html, attachments) {
     const frame = document.createElement("iframe");
     frame.setAttribute("sandbox", "");
     frame.setAttribute("referrerpolicy", "no-referrer");
     frame.setAttribute("title", "email HTML (sandboxed: no scripts, no remote content)");
     frame.className = "email-html";
-    frame.srcdoc = `<!doctype html><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="${FRAME_CSP}">${html}`;
+    const show = (doc) => { frame.srcdoc = `<!doctype html><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="${FRAME_CSP}">${doc}`; };
+    show(html);
+    inlineImages(call, html, attachments).then((doc) => { if (doc !== html) show(doc); }, () => {});
     return frame;
+  }
+
+  // Inline images (`cid:` links to the email's own parts) become data: URLs, the only images the
+  // frame's policy allows: the email looks as sent, and still nothing is loaded from elsewhere.
+  const INLINE_IMAGE_MAX = 5 * 1024 * 1024;
+  async function inlineImages(call, html, attachments) {
+    let doc = html;
+    for (const [i, part] of attachments.entries()) {
+      const ref = part && part.content_id ? `cid:${part.content_id}` : null;
+      const type = String((part && part.content_type) || "");
+      if (!ref || !doc.includes(ref) || !/^image\/[a-z0-9.+-]+$/.test(type) || part.size > INLINE_IMAGE_MAX) continue;
+      const res = await fetch(callUrl(call.id, `/attachments/${i}`));
+      if (!res.ok) continue;
+      const bytes = new Blob([await res.arrayBuffer()], { type });
+      const url = await new Promise((resolve, reject) => {
+        const reader = new FileReader();
+        reader.onload = () => resolve(String(reader.result));
+        reader.onerror = () => reject(reader.error);
+        reader.readAsDataURL(bytes);
+      });
+      doc = doc.split(ref).join(url);
+    }
+    return doc;
   }
 
   function emailDetail(call) {
@@ -574,7 +599,7 @@
 
     const attachments = Array.isArray(d.attachments) ? d.attachments : [];
     const tabs = [];
-    if (typeof d.html === "string") tabs.push(["HTML", () => emailFrame(d.html)]);
+    if (typeof d.html === "string") tabs.push(["HTML", () => emailFrame(call, d.html, attachments)]);
     tabs.push(["Text", () => (typeof d.text === "string" ? textView(d.text) : el("p", { class: "muted", text: "no text part" }))]);
     tabs.push(["Headers", () => emailHeaders(call)]);
     tabs.push([`Attachments (${attachments.length})`, () => attachmentList(call, attachments)]);
