@@ -75,19 +75,21 @@ def bench_webhooks(seconds: int) -> Results:
 
 
 def bench_compare(seconds: int, warmup_rounds: int) -> Results:
-    """mockhub, a bare Starlette app and WireMock recording webhooks, head to head.
+    """mockhub, a bare Starlette app and WireMock recording webhooks, head to head, two ways.
 
-    All three run unpinned here (WireMock is multi-threaded: pinning it to one core would starve
-    its JIT and GC threads), each warmed up first: `warmup_rounds` runs of `seconds` for the JVM,
-    whose throughput climbs for tens of seconds while it compiles.
+    `one_core_each`: every server pinned to the server core, wrk to the other: the same CPU budget
+    for each. `unpinned`: no pinning at all, so WireMock's threads (Jetty, JIT, GC) spread over both
+    cores, sharing them with wrk, while a Python event loop can only ever use one. Each server is
+    warmed up first; WireMock for `warmup_rounds` runs of `seconds`, as its throughput climbs for
+    tens of seconds while the JVM compiles.
     """
     lua = post_lua(WEBHOOK_BODY)
     results: Results = {}
 
-    def measure(server: Server, rounds: int) -> Results:
+    def measure(server: Server, rounds: int, pin: bool) -> Results:
         for _ in range(rounds):
-            wrk(server.url + "/webhooks/warmup", lua, seconds=seconds, pin=False)
-        result = wrk(server.url + "/webhooks/alerts", lua, seconds=seconds, pin=False)
+            wrk(server.url + "/webhooks/warmup", lua, seconds=seconds, pin=pin)
+        result = wrk(server.url + "/webhooks/alerts", lua, seconds=seconds, pin=pin)
         return {
             "calls_per_s": round(result.rps),
             "p50_ms": round(result.p50_ms, 2),
@@ -95,18 +97,21 @@ def bench_compare(seconds: int, warmup_rounds: int) -> Results:
             "errors": result.errors,
         }
 
-    with mockhub(pin=False) as server:
-        results["mockhub"] = measure(server, 1)
-    with starlette_baseline(pin=False) as server:
-        results["starlette_baseline"] = measure(server, 1)
     jar = wiremock_jar()
-    if jar is None:
-        results["wiremock"] = "n/a (needs java and npm)"
-    else:
-        with wiremock(jar) as server:
-            results["wiremock"] = measure(server, warmup_rounds)
-            count = httpx.post(f"{server.url}/__admin/requests/count", json={"method": "POST"}).json()["count"]
-            results["wiremock"]["journal_count"] = count
+    for label, pin in (("one_core_each", True), ("unpinned", False)):
+        entry: Results = {}
+        with mockhub(pin=pin) as server:
+            entry["mockhub"] = measure(server, 1, pin)
+        with starlette_baseline(pin=pin) as server:
+            entry["starlette_baseline"] = measure(server, 1, pin)
+        if jar is None:
+            entry["wiremock"] = "n/a (needs java and npm)"
+        else:
+            with wiremock(jar, pin=pin) as server:
+                entry["wiremock"] = measure(server, warmup_rounds, pin)
+                count = httpx.post(f"{server.url}/__admin/requests/count", json={"method": "POST"}).json()["count"]
+                entry["wiremock"]["journal_count"] = count
+        results[label] = entry
     return results
 
 

@@ -200,12 +200,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def wiremock(jar: Path) -> Iterator[Server]:
+def wiremock(jar: Path, pin: bool = False) -> Iterator[Server]:
     """WireMock standalone (request journal on, as by default) answering webhooks like mockhub's fake."""
     port = free_port()
     started = time.perf_counter()
+    argv = ["java", "-jar", str(jar), "--port", str(port), "--disable-banner"]
     proc = subprocess.Popen(
-        ["java", "-jar", str(jar), "--port", str(port), "--disable-banner"],
+        pinned(SERVER_CPU, argv) if pin else argv,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
