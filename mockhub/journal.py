@@ -220,8 +220,10 @@ class CallFilter:
         if self.to is not None and _norm_recipient(self.to) not in call.recipients():
             return False
         if self.subject is not None:
-            subject = call.data.get("subject")
-            if not isinstance(subject, str) or self.subject.lower() not in subject.lower():
+            needle = self.subject.lower()
+            # `subjects`: a message sent under several (SendGrid personalizations); else `subject`.
+            subjects = call.data.get("subjects") or (call.data.get("subject"),)
+            if not any(isinstance(s, str) and needle in s.lower() for s in subjects):
                 return False
         return self.contains is None or self.contains in call.search_text()
 

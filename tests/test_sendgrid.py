@@ -10,7 +10,7 @@ import httpx
 import pytest
 from python_http_client.exceptions import BadRequestsError, TooManyRequestsError, UnauthorizedError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Attachment, Bcc, Cc, Mail, MailSettings, SandBoxMode, To
+from sendgrid.helpers.mail import Attachment, Bcc, Cc, Mail, MailSettings, Personalization, SandBoxMode, To
 
 from mockhub.server import ThreadedHub
 from mockhub.settings import Settings
@@ -73,6 +73,37 @@ def test_personalizations_cc_bcc_and_attachments(api: httpx.Client, base_url: st
     ]
     # Bcc recipients are recipients: the `to` filter sees them, as it sees an SMTP envelope's.
     assert len(calls(api, to="audit@example.com")) == 1
+
+
+def test_each_personalizations_subject_finds_the_message(api: httpx.Client, base_url: str) -> None:
+    mail = Mail(from_email="alerts@example.com", subject="Status", plain_text_content="db-1 is down")
+    people = [("ops@example.com", "Outage: db-1"), ("ceo@example.com", "Service update"), ("qa@example.com", None)]
+    for who, subject in people:
+        person = Personalization()
+        person.add_to(To(who))
+        if subject:
+            person.subject = subject
+        mail.add_personalization(person)
+    assert sendgrid(base_url).send(mail).status_code == 202
+    [call] = calls(api)
+    assert call["data"]["subject"] == "Status"
+    # (The SDK puts each added personalization first, so the order is the SDK's.)
+    assert sorted(call["data"]["subjects"]) == ["Outage: db-1", "Service update", "Status"]
+    for part in ("outage", "SERVICE UPDATE", "status"):
+        assert [c["id"] for c in calls(api, subject=part)] == [call["id"]], part
+    assert calls(api, subject="weekly") == []
+
+
+def test_a_personalizations_subject_overrides_the_messages(api: httpx.Client, base_url: str) -> None:
+    mail = Mail(from_email="alerts@example.com", subject="Status", plain_text_content="db-1 is down")
+    person = Personalization()
+    person.add_to(To("ops@example.com"))
+    person.subject = "Outage: db-1"
+    mail.add_personalization(person)
+    assert sendgrid(base_url).send(mail).status_code == 202
+    assert calls(api)[0]["data"]["subjects"] == ["Outage: db-1"]
+    assert len(calls(api, subject="outage")) == 1
+    assert calls(api, subject="status") == []  # sent to nobody
 
 
 def test_every_problem_is_reported_at_once(api: httpx.Client, base_url: str) -> None:

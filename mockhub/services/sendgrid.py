@@ -131,6 +131,8 @@ class SendGridService(Service):
         subject = mail.get("subject")
         if isinstance(subject, str) and subject:
             data["subject"] = subject
+            if len(subjects) < len(personalizations):
+                subjects.append(subject)  # the message's own, for personalizations without one
         else:
             if subjects:
                 data["subject"] = subjects[0]
@@ -143,6 +145,11 @@ class SendGridService(Service):
                         f"{_HELP}#message.subject",
                     )
                 )
+        sent = list(dict.fromkeys(subjects))
+        if sent and sent != [data.get("subject")]:
+            # A personalization's subject overrides the message's: the subjects actually sent are
+            # what the `subject` filter must find the message by.
+            data["subjects"] = sent
 
         content = mail.get("content")
         if isinstance(content, list) and content:
