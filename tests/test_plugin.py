@@ -6,14 +6,12 @@ import os
 import socket
 from pathlib import Path
 
-# httpx loads httpcore on its first request; load it here, or an inline pytester run that made the first
-# request would unload it again (pytester restores sys.modules) and leave httpx mapping stale classes.
-import httpcore  # noqa: F401
 import httpx
 import pytest
 
 import mockhub as mockhub_package
 from mockhub.server import ThreadedHub
+from mockhub.settings import Settings
 
 pytest_plugins = ["pytester"]
 
@@ -23,6 +21,20 @@ ROOT = str(Path(mockhub_package.__file__).resolve().parent.parent)
 
 # Unrelated heavy plugins (schemathesis alone costs seconds) are kept out of the subprocess runs.
 LEAN = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest", "-p", "no:anyio")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _loaded_before_inline_runs() -> None:
+    """Run a server once, so every module it loads lazily is loaded before any inline pytester run.
+
+    An inline run unloads the modules it imported first (it restores sys.modules), and what kept a
+    reference is left with stale classes: httpx with httpcore's, the lazily built inspection API
+    with FastAPI's (its routes then no longer match), the SMTP fake with cryptography's (whose
+    compiled core outlives the unload and rejects the reloaded classes). Run alone, this module
+    failed that way; after other test modules had loaded everything, it passed.
+    """
+    with ThreadedHub(Settings(host="127.0.0.1", http_port=0, smtp_port=0)) as hub:
+        httpx.get(hub.url + "/calls").raise_for_status()
 
 
 @pytest.fixture
