@@ -170,13 +170,18 @@ def screenshot(page: Page, name: str) -> None:
     page.screenshot(path=str(RESULTS / name), full_page=False)
 
 
-def send_email(server: ThreadedHub, subject: str, html: str, text: str = "plain part") -> None:
+def send_email(
+    server: ThreadedHub, subject: str, html: str, text: str = "plain part", inline_png: dict[str, bytes] | None = None
+) -> None:
+    """Send a text + HTML email; `inline_png` maps Content-IDs to PNG images related to the HTML."""
     msg = EmailMessage()
     msg["From"] = "Alerts <alerts@example.com>"
     msg["To"] = "ops@example.com"
     msg["Subject"] = subject
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
+    for cid, png in (inline_png or {}).items():
+        msg.get_payload()[1].add_related(png, "image", "png", cid=f"<{cid}>", filename=f"{cid}.png")
     with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
         smtp.send_message(msg)
 
@@ -281,15 +286,8 @@ def test_inline_cid_images_show_from_the_emails_own_parts(
     watched: Watched, server: ThreadedHub, api: httpx.Client
 ) -> None:
     page = watched.open_ui(server.url)
-    msg = EmailMessage()
-    msg["From"] = "Alerts <alerts@example.com>"
-    msg["To"] = "ops@example.com"
-    msg["Subject"] = "Graph attached inline"
-    msg.set_content("see the graph")
-    msg.add_alternative('<p>CPU:</p><img id="graph" src="cid:graph@mockhub"><img id="gone" src="cid:nope">', "html")
-    msg.get_payload()[1].add_related(TINY_PNG, "image", "png", cid="<graph@mockhub>", filename="graph.png")
-    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
-        smtp.send_message(msg)
+    html = '<p>CPU:</p><img id="graph" src="cid:graph@mockhub"><img id="gone" src="cid:nope">'
+    send_email(server, "Graph attached inline", html, inline_png={"graph@mockhub": TINY_PNG})
 
     rows(page).filter(has_text="Graph attached inline").click()
     graph = page.frame_locator("iframe.email-html").locator("img#graph")
