@@ -159,6 +159,49 @@ def test_discord_wait_true_returns_the_message(api: httpx.Client) -> None:
     assert calls(api, "discord")[0]["data"]["thread_id"] == "42"
 
 
+def test_discord_messages_sent_with_wait_can_be_fetched_edited_and_deleted(api: httpx.Client) -> None:
+    sent = api.post(f"{DISCORD}?wait=true", json={"content": "deploy started"}).json()
+    url = f"{DISCORD}/messages/{sent['id']}"
+    assert api.get(url).json() == sent
+    assert calls(api, "discord", method="POST")[0]["data"]["message_id"] == sent["id"]
+
+    edited = api.patch(url, json={"content": "deploy finished", "embeds": [{"title": "ok"}]})
+    assert edited.status_code == 200
+    assert edited.json()["id"] == sent["id"]
+    assert edited.json()["content"] == "deploy finished"
+    assert edited.json()["embeds"] == [{"title": "ok"}]
+    assert sent["edited_timestamp"] is None and edited.json()["edited_timestamp"] is not None
+    assert api.get(f"/api/v10/webhooks/{WEBHOOK_ID}/s3cr3t-t0ken/messages/{sent['id']}").json() == edited.json()
+    [patch] = calls(api, "discord", method="PATCH")
+    assert patch["data"]["content"] == "deploy finished"
+    assert patch["data"]["message_id"] == sent["id"]
+
+    assert api.delete(url).status_code == 204
+    for gone in (api.get(url), api.delete(url), api.patch(url, json={"content": "again"})):
+        assert gone.status_code == 404
+        assert gone.json() == {"message": "Unknown Message", "code": 10008}
+    assert calls(api, "discord", method="DELETE")[-1]["data"]["error"] == "unknown_message"
+
+
+def test_discord_message_edits_are_checked_and_scoped(api: httpx.Client) -> None:
+    sent = api.post(f"{DISCORD}?wait=true", json={"content": "only text"}).json()
+    url = f"{DISCORD}/messages/{sent['id']}"
+    emptied = api.patch(url, json={"content": ""})
+    assert emptied.status_code == 400
+    assert emptied.json()["code"] == 50006
+    too_long = api.patch(url, json={"content": "x" * 2001})
+    assert too_long.status_code == 400
+    assert too_long.json()["code"] == 50035
+    assert api.get(url).json()["content"] == "only text"  # refused edits change nothing
+    # Another namespace, another webhook id, or a message sent without ?wait: unknown.
+    assert api.get(f"/ns/elsewhere{url}").status_code == 404
+    assert api.get(f"/api/webhooks/42/s3cr3t-t0ken/messages/{sent['id']}").status_code == 404
+    assert api.post(DISCORD, json={"content": "fire and forget"}).status_code == 204
+    # POST /reset forgets the stored messages with the calls.
+    api.post("/reset").raise_for_status()
+    assert api.get(url).status_code == 404
+
+
 def test_discord_embeds_only_and_versioned_path(api: httpx.Client) -> None:
     r = api.post(f"/api/v10/webhooks/{WEBHOOK_ID}/tok", json={"embeds": [{"title": "just an embed"}]})
     assert r.status_code == 204

@@ -4,13 +4,15 @@ Teams: `POST /teams/{...}` takes a MessageCard or a message with Adaptive Card a
 answers 200 with the body `1`, or 400 with a plain-text reason, like the Office 365 connector.
 Discord: `POST /api/webhooks/{id}/{token}` (also `/api/v10/...`) takes JSON, a form, or multipart
 with `payload_json` and `files[n]`; it answers 204, or 200 with the message object when `?wait=true`,
-and errors as `{"message", "code"}` JSON.
+and errors as `{"message", "code"}` JSON. Messages sent with `?wait=true` (the only ones whose id a
+client learns) can then be fetched, edited (PATCH) and deleted at `.../messages/{message_id}`.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -147,6 +149,7 @@ _DISCORD_EPOCH_MS = 1_420_070_400_000
 _MAX_CONTENT = 2000
 _MAX_EMBEDS = 10
 _RATE_LIMIT = 5  # Discord's per-webhook bucket: 5 requests per 2 seconds
+_MAX_STORED_MESSAGES = 10_000  # sent with ?wait=true, kept for GET / PATCH / DELETE; oldest go first
 
 
 def _form_error(field: str, code: str, message: str) -> Reply:
@@ -169,14 +172,26 @@ class DiscordService(Service):
         super().__init__(*args, **kwargs)
         self._tokens = self.ctx.pinned
         self._counter = itertools.count()
+        # Messages sent with ?wait=true, by (namespace, webhook id, message id), oldest first.
+        self._messages: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
 
     def routes(self) -> list[Route]:
-        return [
-            route("POST", "/api/webhooks/{id}/{token}", self.execute, self.parse),
-            route("POST", "/api/v{version}/webhooks/{id}/{token}", self.execute, self.parse),
-            route("GET", "/api/webhooks/{id}/{token}", self.webhook, self.parse_get),
-            route("GET", "/api/v{version}/webhooks/{id}/{token}", self.webhook, self.parse_get),
-        ]
+        routes = []
+        for api in ("/api", "/api/v{version}"):
+            hook = api + "/webhooks/{id}/{token}"
+            message = hook + "/messages/{message_id}"
+            routes += [
+                route("POST", hook, self.execute, self.parse),
+                route("GET", hook, self.webhook, self.parse_get),
+                route("GET", message, self.get_message, self.parse_get),
+                route("PATCH", message, self.edit_message, self.parse_edit),
+                route("DELETE", message, self.delete_message, self.parse_get),
+            ]
+        return routes
+
+    def reset(self, namespace: str | None) -> None:
+        for key in [k for k in self._messages if namespace is None or k[0] == namespace]:
+            del self._messages[key]
 
     def _snowflake(self) -> str:
         return str(((int(time.time() * 1000) - _DISCORD_EPOCH_MS) << 22) | (next(self._counter) & 0xFFF))
@@ -195,7 +210,16 @@ class DiscordService(Service):
         return data
 
     def parse_get(self, request: Request) -> dict[str, Any]:
-        return self._check_webhook(request)
+        data = self._check_webhook(request)
+        if "message_id" in request.path_params:
+            data["message_id"] = request.path_params["message_id"]
+        return data
+
+    def parse_edit(self, request: Request) -> dict[str, Any]:
+        data = self.parse_get(request)
+        payload, files = self._payload(request, data)
+        self._message_fields(payload, files, data)
+        return data
 
     def parse(self, request: Request) -> dict[str, Any]:
         data = self._check_webhook(request)
@@ -204,27 +228,11 @@ class DiscordService(Service):
             data["thread_id"] = query["thread_id"][0]
         data["wait"] = query.get("wait", ["false"])[0].lower() == "true"
         payload, files = self._payload(request, data)
-        for key in ("content", "username", "avatar_url", "tts", "embeds", "components", "allowed_mentions", "flags"):
-            if key in payload:
-                data[key] = payload[key]
+        self._message_fields(payload, files, data)
         if "thread_name" in payload:
             data["thread_name"] = payload["thread_name"]
-        if files:
-            data["attachments"] = files
-        content = payload.get("content")
+        content = data.get("content")
         embeds = payload.get("embeds")
-        if content is not None and not isinstance(content, str):
-            content = str(content)
-        if content and len(content) > _MAX_CONTENT:
-            data["error"] = "content_too_long"
-            raise BadRequest(
-                _form_error("content", "BASE_TYPE_MAX_LENGTH", f"Must be {_MAX_CONTENT} or fewer in length."), data
-            )
-        if isinstance(embeds, list) and len(embeds) > _MAX_EMBEDS:
-            data["error"] = "too_many_embeds"
-            raise BadRequest(
-                _form_error("embeds", "BASE_TYPE_MAX_LENGTH", f"Must be {_MAX_EMBEDS} or fewer in length."), data
-            )
         username = payload.get("username")
         if isinstance(username, str):
             for banned in ("discord", "clyde"):
@@ -241,6 +249,28 @@ class DiscordService(Service):
         if has_content:
             data["text"] = content
         return data
+
+    def _message_fields(self, payload: dict[str, Any], files: list[dict[str, Any]], data: dict[str, Any]) -> None:
+        """Copy a message's fields into `data`, refusing what Discord refuses for any message."""
+        for key in ("content", "username", "avatar_url", "tts", "embeds", "components", "allowed_mentions", "flags"):
+            if key in payload:
+                data[key] = payload[key]
+        if files:
+            data["attachments"] = files
+        content = payload.get("content")
+        if content is not None and not isinstance(content, str):
+            data["content"] = content = str(content)
+        if content and len(content) > _MAX_CONTENT:
+            data["error"] = "content_too_long"
+            raise BadRequest(
+                _form_error("content", "BASE_TYPE_MAX_LENGTH", f"Must be {_MAX_CONTENT} or fewer in length."), data
+            )
+        embeds = payload.get("embeds")
+        if isinstance(embeds, list) and len(embeds) > _MAX_EMBEDS:
+            data["error"] = "too_many_embeds"
+            raise BadRequest(
+                _form_error("embeds", "BASE_TYPE_MAX_LENGTH", f"Must be {_MAX_EMBEDS} or fewer in length."), data
+            )
 
     def _payload(self, request: Request, data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The JSON payload and the uploaded files, from whichever body encoding the client chose."""
@@ -311,15 +341,7 @@ class DiscordService(Service):
                 "avatar": None,
                 "discriminator": "0000",
             },
-            "attachments": [
-                {
-                    "id": self._snowflake(),
-                    "filename": f["filename"],
-                    "size": f["size"],
-                    "content_type": f["content_type"],
-                }
-                for f in data.get("attachments", [])
-            ],
+            "attachments": self._attachments(data.get("attachments", [])),
             "embeds": data.get("embeds") or [],
             "mentions": [],
             "mention_roles": [],
@@ -332,7 +354,51 @@ class DiscordService(Service):
             "components": data.get("components") or [],
             "webhook_id": webhook_id,
         }
+        data["message_id"] = message["id"]
+        self._messages[(request.namespace, webhook_id, message["id"])] = message
+        while len(self._messages) > _MAX_STORED_MESSAGES:
+            self._messages.popitem(last=False)
         return json_reply(message, 200, headers)
+
+    def _attachments(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Uploaded files as a message's attachment objects."""
+        return [
+            {"id": self._snowflake(), "filename": f["filename"], "size": f["size"], "content_type": f["content_type"]}
+            for f in files
+        ]
+
+    def _stored(self, request: Request) -> tuple[tuple[str, str, str], dict[str, Any]]:
+        key = (request.namespace, request.data["webhook_id"], request.data["message_id"])
+        message = self._messages.get(key)
+        if message is None:
+            request.data["error"] = "unknown_message"
+            raise BadRequest(json_reply({"message": "Unknown Message", "code": 10008}, 404))
+        return key, message
+
+    async def get_message(self, request: Request) -> Reply:
+        return json_reply(self._stored(request)[1], 200, self._rate_headers(_RATE_LIMIT - 1))
+
+    async def edit_message(self, request: Request) -> Reply:
+        _, message = self._stored(request)
+        data = request.data
+        edited: dict[str, Any] = {key: data[key] for key in ("content", "embeds", "components") if key in data}
+        if "attachments" in data:
+            edited["attachments"] = self._attachments(data["attachments"])
+        merged = {**message, **edited}
+        for key, empty in (("content", ""), ("embeds", []), ("components", [])):
+            if merged[key] is None:
+                merged[key] = empty
+        if not (merged["content"].strip() or merged["embeds"] or merged["attachments"] or merged["components"]):
+            data["error"] = "empty_message"
+            raise BadRequest(json_reply({"message": "Cannot send an empty message", "code": 50006}, 400))
+        merged["edited_timestamp"] = datetime.now(UTC).isoformat()
+        message.update(merged)
+        return json_reply(message, 200, self._rate_headers(_RATE_LIMIT - 1))
+
+    async def delete_message(self, request: Request) -> Reply:
+        key, _ = self._stored(request)
+        del self._messages[key]
+        return Reply(204, b"", self._rate_headers(_RATE_LIMIT - 1))
 
     async def webhook(self, request: Request) -> Reply:
         webhook_id = request.data["webhook_id"]
