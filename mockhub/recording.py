@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from mockhub.settings import Settings
 
 __all__ = [
-    "JsonlRecorder",
+    "JsonlSink",
     "RecordingError",
     "attach",
     "call_from_dict",
@@ -116,7 +116,7 @@ def call_from_dict(record: dict[str, Any], base: Path | None = None) -> Call:
 # -- the sink: one line per call --------------------------------------------------------------------
 
 
-class JsonlRecorder:
+class JsonlSink:
     """Appends every call to `DIR/calls-<start>-<pid>-<part>.jsonl`, before the call is answered.
 
     Each line is one `os.write` on an O_APPEND descriptor (no user-space buffer to lose on a crash);
@@ -567,7 +567,7 @@ def load_rule_files(path: Path, services: Collection[str] | None = None) -> list
 # -- wiring -----------------------------------------------------------------------------------------
 
 
-def attach(settings: Settings, journal: Journal, rules: RuleBook, services: Collection[str]) -> JsonlRecorder | None:
+def attach(settings: Settings, journal: Journal, rules: RuleBook, services: Collection[str]) -> JsonlSink | None:
     """At start: load stub files, replay a recording, then start recording. Raises `RecordingError`."""
     if settings.stubs is not None:
         specs = load_rule_files(settings.stubs, services)
@@ -584,9 +584,9 @@ def attach(settings: Settings, journal: Journal, rules: RuleBook, services: Coll
         log.info("replayed %d calls from %s (%d beyond max_calls)", len(calls), settings.replay, dropped)
     if settings.record_dir is None:
         return None
-    recorder = JsonlRecorder(
+    sink = JsonlSink(
         settings.record_dir, settings.fsync, settings.record_rotate_bytes, settings.record_inline_max_bytes
     )
-    journal.add_sink(recorder.write)
-    journal.add_update_sink(recorder.update)
-    return recorder
+    journal.add_sink(sink.write)
+    journal.add_update_sink(sink.update)
+    return sink

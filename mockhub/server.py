@@ -16,11 +16,13 @@ from urllib.parse import parse_qs
 
 import orjson
 import uvicorn
+from starlette.types import Receive, Scope, Send
 
 from mockhub import __version__
 from mockhub.journal import Journal
-from mockhub.recorder import Recorder, Router
+from mockhub.pipeline import HttpPipeline
 from mockhub.recording import RecordingError, attach
+from mockhub.router import Router
 from mockhub.rules import RuleBook
 from mockhub.services import SERVICES
 from mockhub.services.base import ServiceContext
@@ -61,7 +63,7 @@ class Hub:
         self.router = Router(self.services)
         # Stub files, replay and the JSONL sink; a bad file fails here, naming the file and entry.
         self.recording = attach(self.settings, self.journal, self.rules, {s.name for s in self.services})
-        self.recorder = Recorder(
+        self.pipeline = HttpPipeline(
             self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
         )
         self._api: FastAPI | None = None
@@ -71,7 +73,7 @@ class Hub:
         self.ready = False
         self._token = self.settings.admin_token
 
-    def _authorized(self, scope: dict[str, Any]) -> bool:
+    def _authorized(self, scope: Scope) -> bool:
         """The admin token, from a header (clients) or the query string (the UI's EventSource cannot set headers)."""
         token = self._token
         assert token is not None
@@ -162,7 +164,7 @@ class Hub:
         if self.recording is not None:
             self.recording.close()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             namespace: str | None = None
@@ -172,7 +174,7 @@ class Hub:
             found = self.router.match(path, scope["method"])
             if found is not None:
                 service, route, params = found
-                await self.recorder.handle(service, route, params, path, namespace, scope, receive, send)
+                await self.pipeline.handle(service, route, params, path, namespace, scope, receive, send)
                 return
             if namespace is not None:
                 await _send_json(send, 404, _NOT_FOUND)
@@ -193,7 +195,7 @@ class Hub:
         api = await self._inspection_api()
         await api(scope, receive, send)
 
-    async def _health_check(self, path: str, send: Any) -> None:
+    async def _health_check(self, path: str, send: Send) -> None:
         if path == "/health":
             await _send_json(send, 200, orjson.dumps(self.health()))
         elif path == "/livez" or self.ready:
@@ -201,7 +203,7 @@ class Hub:
         else:
             await _send_json(send, 503, b'{"status":"starting"}')
 
-    async def _lifespan(self, receive: Any, send: Any) -> None:
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -217,7 +219,7 @@ class Hub:
                 return
 
 
-def _cross_origin(scope: dict[str, Any]) -> bool:
+def _cross_origin(scope: Scope) -> bool:
     """A browser's request from a page of another origin (CSRF: `POST /reset` needs no preflight).
 
     Browsers send `Origin` with every cross-origin POST; clients, SDKs and the CLI send none, and
@@ -242,7 +244,7 @@ def _is_open(path: str) -> bool:
     return path in _OPEN_PATHS or (path.startswith("/ui/") and path != "/ui/")
 
 
-async def _send_json(send: Any, status: int, body: bytes) -> None:
+async def _send_json(send: Send, status: int, body: bytes) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

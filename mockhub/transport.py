@@ -17,6 +17,7 @@ import socket
 import struct
 from typing import Any
 
+from starlette.types import Receive, Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 __all__ = [
@@ -172,13 +173,13 @@ class MockhubProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def get_transport(scope: Any) -> asyncio.Transport | None:
+def get_transport(scope: Scope) -> asyncio.Transport | None:
     extensions = scope.get("extensions") or {}
     transport: asyncio.Transport | None = extensions.get(TRANSPORT_KEY)
     return transport
 
 
-async def _until_disconnect(receive: Any) -> None:
+async def _until_disconnect(receive: Receive) -> None:
     """Consume request messages until the server reports the client gone (ASGI `http.disconnect`)."""
     while True:
         message = await receive()
@@ -186,7 +187,7 @@ async def _until_disconnect(receive: Any) -> None:
             return
 
 
-async def hold(scope: Any, receive: Any, seconds: float) -> bool:
+async def hold(scope: Scope, receive: Receive, seconds: float) -> bool:
     """Hold the request for `seconds` without answering; True if the client went away first.
 
     Ends early when the client disconnects (its own timeout fired) or the server shuts down, so a
@@ -205,7 +206,7 @@ async def hold(scope: Any, receive: Any, seconds: float) -> bool:
             protocol.holding = False
 
 
-async def abandon(transport: asyncio.Transport, receive: Any) -> None:
+async def abandon(transport: asyncio.Transport, receive: Receive) -> None:
     """Wait until the server has seen the connection we broke as lost (abort it if that takes long)."""
     try:
         await asyncio.wait_for(_until_disconnect(receive), _GONE_WITHIN)
@@ -216,7 +217,7 @@ async def abandon(transport: asyncio.Transport, receive: Any) -> None:
             await asyncio.wait_for(_until_disconnect(receive), _GONE_WITHIN)
 
 
-async def reset(transport: asyncio.Transport, receive: Any) -> None:
+async def reset(transport: asyncio.Transport, receive: Receive) -> None:
     """Drop the connection with a TCP RST (SO_LINGER 0), so the client sees a reset, not a clean close."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
@@ -226,7 +227,7 @@ async def reset(transport: asyncio.Transport, receive: Any) -> None:
     await abandon(transport, receive)
 
 
-async def close_after(transport: asyncio.Transport, receive: Any, data: bytes = b"") -> None:
+async def close_after(transport: asyncio.Transport, receive: Receive, data: bytes = b"") -> None:
     """Write `data` (maybe nothing), then close the connection (a FIN, after the data)."""
     if data:
         transport.write(data)
@@ -234,6 +235,6 @@ async def close_after(transport: asyncio.Transport, receive: Any, data: bytes = 
     await abandon(transport, receive)
 
 
-async def malformed(transport: asyncio.Transport, receive: Any) -> None:
+async def malformed(transport: asyncio.Transport, receive: Receive) -> None:
     """Answer bytes that are not HTTP, then close."""
     await close_after(transport, receive, GARBAGE)

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mockhub.journal import Call, Journal, ResponseRecord, format_time
-from mockhub.recording import JsonlRecorder, RecordingError, call_from_dict, load_journal, load_rule_files
+from mockhub.recording import JsonlSink, RecordingError, call_from_dict, load_journal, load_rule_files
 from mockhub.server import ThreadedHub
 from mockhub.services import SERVICES
 from mockhub.settings import Settings
@@ -202,7 +202,7 @@ def test_replay_round_trip_is_equal_and_seq_continues(tmp_path: Path, hub_factor
 
 def test_stream_update_lines_are_folded_on_replay(tmp_path: Path) -> None:
     journal = Journal()
-    recorder = JsonlRecorder(tmp_path)
+    recorder = JsonlSink(tmp_path)
     journal.add_sink(recorder.write)
     journal.add_update_sink(recorder.update)
     call = Call(service="openai", method="POST", path="/v1/chat/completions", body=b'{"stream": true}')

@@ -17,7 +17,7 @@ import pytest
 
 import mockhub.services
 from mockhub.journal import Call, ResponseRecord
-from mockhub.recording import JsonlRecorder, RecordingError, load_journal
+from mockhub.recording import JsonlSink, RecordingError, load_journal
 from mockhub.server import Hub, ThreadedHub
 from mockhub.settings import Settings
 
@@ -188,7 +188,7 @@ CRAFTED_IDS = ["../../escaped", "/tmp/absolute", "a/b", "..", ".", "x\\..\\..\\w
 
 def test_bodies_of_calls_with_crafted_ids_stay_in_the_folder(tmp_path: Path) -> None:
     folder = tmp_path / "deep" / "rec"
-    recorder = JsonlRecorder(folder, inline_max_bytes=4)
+    recorder = JsonlSink(folder, inline_max_bytes=4)
     for n, crafted in enumerate(CRAFTED_IDS, 1):
         call = Call(service="webhook", method="POST", path="/webhooks/x", body=b"request %d" % n)
         call.id, call.seq = crafted, n

@@ -2,7 +2,7 @@
 
 A fake is a `Service` subclass in its own module: a journal `name`, its `routes()`, how it answers
 errors in its provider's shape (`error`, `preset`), and optionally `start`/`stop` hooks for a
-listener of its own (SMTP). The shared recorder (`mockhub.recorder`) runs every HTTP call through
+listener of its own (SMTP). The HTTP pipeline (`mockhub.pipeline`) runs every HTTP call through
 the same steps: parse, rules, answer, record.
 """
 

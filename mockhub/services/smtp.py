@@ -4,7 +4,7 @@ Three parts, kept apart:
 - `MockSMTP`, an aiosmtpd `SMTP` subclass: the protocol. It adds the stage hooks (connect, ehlo,
   auth, mail, rcpt, data) where fault rules act, PIPELINING, a recipient limit, and it carries out
   fault outcomes (a reply, a hang-up, a delay). It knows nothing of the journal.
-- `MailRecorder`, the handler: turns what the protocol knows into `Call` records, asks the rule
+- `SmtpHandler`, the handler: turns what the protocol knows into `Call` records, asks the rule
   book for faults, and appends to the journal. It knows nothing of the SMTP wire protocol.
 - `SmtpService`: settings, TLS material, listeners, and the extra inspection routes
   (`/calls/{id}/attachments/{index}`, `/tls/ca.pem`).
@@ -54,9 +54,9 @@ if TYPE_CHECKING:
     from mockhub.settings import Settings
 
 __all__ = [
-    "MailRecorder",
     "MockSMTP",
     "SmtpConfig",
+    "SmtpHandler",
     "SmtpService",
     "TlsMaterial",
     "attachment_content",
@@ -550,7 +550,7 @@ def fault_outcome(spec: FaultSpec, rule_id: str, stage: Stage) -> Outcome:
 
 @dataclass(slots=True)
 class Conn:
-    """What the recorder needs to know about a connection; the protocol keeps it current."""
+    """What the handler needs to know about a connection; the protocol keeps it current."""
 
     peer: str = ""
     tls: bool = False
@@ -590,7 +590,7 @@ _METHODS: dict[str, str] = {
 }
 
 
-class MailRecorder:
+class SmtpHandler:
     """The aiosmtpd handler: builds call records, asks the rule book, appends to the journal."""
 
     def __init__(self, journal: Journal, rules: RuleBook) -> None:
@@ -696,7 +696,7 @@ class MockSMTP(SMTP):
 
     def __init__(
         self,
-        recorder: MailRecorder,
+        handler: SmtpHandler,
         config: SmtpConfig,
         tls_context: ssl.SSLContext | None,
         implicit_tls: bool,
@@ -704,7 +704,7 @@ class MockSMTP(SMTP):
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         super().__init__(
-            recorder,
+            handler,
             data_size_limit=config.max_message_bytes,
             enable_SMTPUTF8=True,
             decode_data=False,
@@ -721,7 +721,7 @@ class MockSMTP(SMTP):
         # EHLO; a per-session dict sized for SIZE= and SMTPUTF8 parameters avoids that.
         self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
         self.command_size_limits["MAIL"] = SMTP.command_size_limit + 26 + 10
-        self.recorder = recorder
+        self.handler = handler
         self.config = config
         self.conn = Conn(tls=implicit_tls)
         self._connections = connections
@@ -730,7 +730,7 @@ class MockSMTP(SMTP):
         self._gone = False
         # >0 while mockhub itself keeps the client waiting (a fault's delay): not the client idling.
         self._busy = 0
-        # Delivery is the protocol's own business (faults at `data`, then the recorder), hooked in
+        # Delivery is the protocol's own business (faults at `data`, then the handler), hooked in
         # where aiosmtpd calls a handler's handle_DATA.
         self._handle_hooks["DATA"] = self._data_hook
 
@@ -803,7 +803,7 @@ class MockSMTP(SMTP):
             if outcome is None:
                 return False
             if outcome.proceed:
-                self.recorder.record_stage(self.conn, attempt, f"220 {self.hostname} {self.__ident__}")
+                self.handler.record_stage(self.conn, attempt, f"220 {self.hostname} {self.__ident__}")
                 return False
             await self._carry_out(attempt, outcome)
             return True
@@ -831,7 +831,7 @@ class MockSMTP(SMTP):
                 attempt.rule is not None or (line[:1] in ("4", "5") and attempt.stage in _RECORDED_REJECTIONS)
             ):
                 # Recorded before the reply goes out: a client that saw the reply finds the call.
-                self.recorder.record_stage(self.conn, attempt, line)
+                self.handler.record_stage(self.conn, attempt, line)
         await super().push(line)
         if self._close_after_reply:
             self._hang_up(abort=False)
@@ -846,7 +846,7 @@ class MockSMTP(SMTP):
 
     async def _fault(self, attempt: Attempt) -> Outcome | None:
         """The fault rule for this command at its stage, if any, after its delay has passed."""
-        rule = self.recorder.fault_at(self.conn, attempt)
+        rule = self.handler.fault_at(self.conn, attempt)
         if rule is None:
             return None
         attempt.rule = rule
@@ -858,7 +858,7 @@ class MockSMTP(SMTP):
     async def _carry_out(self, attempt: Attempt, outcome: Outcome) -> None:
         """Answer a fault's reply (recorded on the way out), or hang up without one."""
         if outcome.reply is None:
-            self.recorder.record_stage(self.conn, attempt, None)
+            self.handler.record_stage(self.conn, attempt, None)
             self._hang_up(abort=True)
             return
         self._close_after_reply = outcome.hangup
@@ -879,7 +879,7 @@ class MockSMTP(SMTP):
                     return
             await run()
             if attempt.rule is not None and not attempt.recorded:
-                self.recorder.record_stage(self.conn, attempt, None)
+                self.handler.record_stage(self.conn, attempt, None)
         finally:
             self._attempt = None
 
@@ -1035,21 +1035,21 @@ class MockSMTP(SMTP):
         attempt = self._attempt
         started = attempt.started if attempt is not None else time.perf_counter()
         envelope = self.env()
-        call = await self.recorder.message_call(
+        call = await self.handler.message_call(
             self.conn, envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b""
         )
         if attempt is not None:
             attempt.recorded = True
         accepted = f"250 2.0.0 Ok: queued as {call.id}"
-        rule = self.recorder.fault_for_message(call)
+        rule = self.handler.fault_for_message(call)
         if rule is None:
-            self.recorder.record(call, accepted, None, "data", started)
+            self.handler.record(call, accepted, None, "data", started)
             return accepted
         outcome = fault_outcome(rule.spec, rule.id, "data")
         if outcome.delay:
             await self._pause(outcome.delay)
         reply = accepted if outcome.proceed else outcome.reply
-        self.recorder.record(call, reply, rule, "data", started)
+        self.handler.record(call, reply, rule, "data", started)
         if reply is None:
             self._hang_up(abort=True)  # `push` is a no-op from here on: the client gets no reply
             return ""
@@ -1099,7 +1099,7 @@ class SmtpService(Service):
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
         self.config = SmtpConfig.from_settings(ctx.settings)
-        self.recorder = MailRecorder(ctx.journal, ctx.rules)
+        self.handler = SmtpHandler(ctx.journal, ctx.rules)
         self.tls: TlsMaterial | None = None
         self._servers: dict[str, asyncio.Server] = {}
         self._connections: set[MockSMTP] = set()
@@ -1116,7 +1116,7 @@ class SmtpService(Service):
         context = self.tls.context
 
         def factory(implicit_tls: bool) -> Callable[[], MockSMTP]:
-            return lambda: MockSMTP(self.recorder, self.config, context, implicit_tls, self._connections, loop)
+            return lambda: MockSMTP(self.handler, self.config, context, implicit_tls, self._connections, loop)
 
         self._servers["smtp_port"] = await loop.create_server(
             factory(False), host=settings.host, port=settings.smtp_port

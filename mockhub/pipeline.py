@@ -1,4 +1,4 @@
-"""The shared recorder: every HTTP call to a fake goes through `Recorder.handle`.
+"""The HTTP pipeline: every HTTP call to a fake goes through `HttpPipeline.handle`.
 
 1. read the body and build the call; the route's parser fills `data`;
 2. ask the rule book for a fault (error, delay, transport faults) and then for a stub;
@@ -19,50 +19,16 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+from starlette.types import Receive, Scope, Send
 
 from mockhub import transport
 from mockhub.journal import Call, Journal, ResponseRecord
 from mockhub.rules import FaultRule, RuleBook, StubResponse
 from mockhub.services.base import BadRequest, Reply, Request, Route, Service
 
-__all__ = ["Recorder", "Router"]
+__all__ = ["HttpPipeline"]
 
 log = logging.getLogger("mockhub")
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-
-
-class Router:
-    """Finds the fake and route for a path, trying only the routes that share its first segment."""
-
-    def __init__(self, services: Iterable[Service]) -> None:
-        self._by_segment: dict[str, list[tuple[Service, Route]]] = {}
-        self._anywhere: list[tuple[Service, Route]] = []
-        for service in services:
-            for r in service.routes():
-                segment = r.first_segment
-                bucket = self._anywhere if segment is None else self._by_segment.setdefault(segment, [])
-                bucket.append((service, r))
-
-    def match(self, path: str, method: str) -> tuple[Service, Route | None, dict[str, str]] | None:
-        """(service, route, params); route is None when the path is known but the method is not."""
-        end = path.find("/", 1)
-        segment = path[1:] if end < 0 else path[1:end]
-        candidates = self._by_segment.get(segment)
-        wrong_method: Service | None = None
-        for bucket in (candidates, self._anywhere):
-            if not bucket:
-                continue
-            for service, r in bucket:
-                m = r.regex.match(path)
-                if m is None:
-                    continue
-                if r.methods is not None and method not in r.methods:
-                    wrong_method = wrong_method or service
-                    continue
-                return service, r, m.groupdict()
-        return (wrong_method, None, {}) if wrong_method else None
 
 
 class _ClientGone(Exception):
@@ -195,8 +161,8 @@ def _hold_seconds(rule: FaultRule, rng: random.Random, default_ms: int) -> float
     return ((spec.delay_ms if spec.delay_ms is not None else default_ms) + jitter) / 1000
 
 
-class Recorder:
-    """Runs a call to a fake through parse, rules, answer and record."""
+class HttpPipeline:
+    """Runs an HTTP call to a fake through parse, rules, answer and record."""
 
     def __init__(
         self, journal: Journal, rules: RuleBook, max_body_bytes: int, spawn: Any, body_timeout: float = 30.0
@@ -208,7 +174,7 @@ class Recorder:
         self.spawn = spawn
         self._random = random.Random()
 
-    async def _read_body(self, receive: Any) -> tuple[bytes, bool]:
+    async def _read_body(self, receive: Receive) -> tuple[bytes, bool]:
         """The request body, and whether it was cut at the size limit."""
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -241,8 +207,8 @@ class Recorder:
         path: str,
         namespace: str | None,
         scope: Scope,
-        receive: Any,
-        send: Any,
+        receive: Receive,
+        send: Send,
     ) -> None:
         started = time.perf_counter()
         headers = _headers(scope["headers"])
@@ -363,8 +329,8 @@ class Recorder:
         cut_after: int | None,
         break_after: int | None,
         scope: Scope,
-        receive: Any,
-        send: Any,
+        receive: Receive,
+        send: Send,
     ) -> None:
         """Send a streamed answer chunk by chunk; the call is recorded first and its body completed after.
 
@@ -414,7 +380,7 @@ class Recorder:
             call.fault["reason"] = f"stream ended after {len(sent)} chunks, before after_chunks={cut_after}"
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _cut_body(self, call: Call, reply: Reply, conn: asyncio.Transport, receive: Any, send: Any) -> None:
+    async def _cut_body(self, call: Call, reply: Reply, conn: asyncio.Transport, receive: Receive, send: Send) -> None:
         """`cut_stream` on an answer that is not streamed: announce the whole body, send half, close."""
         sent = reply.body[: len(reply.body) // 2]
         assert call.fault is not None
@@ -430,7 +396,7 @@ class Recorder:
         await transport.close_after(conn, receive)
 
     async def _transport_fault(
-        self, rule: FaultRule, call: Call, scope: Scope, started: float, receive: Any, send: Any
+        self, rule: FaultRule, call: Call, scope: Scope, started: float, receive: Receive, send: Send
     ) -> None:
         """Record the call with no response, then break the connection the way the rule says."""
         action = rule.spec.action
@@ -461,7 +427,7 @@ class Recorder:
             await transport.malformed(conn, receive)
 
     async def _timeout(
-        self, rule: FaultRule, call: Call, scope: Scope, started: float, conn: asyncio.Transport, receive: Any
+        self, rule: FaultRule, call: Call, scope: Scope, started: float, conn: asyncio.Transport, receive: Receive
     ) -> None:
         """Hold the request unanswered, then close; recorded at once so a test sees it while the client waits."""
         assert call.fault is not None
@@ -496,7 +462,7 @@ def _note(call: Call, reason: str) -> None:
         call.fault["reason"] = reason
 
 
-async def _send_reply(send: Any, reply: Reply) -> None:
+async def _send_reply(send: Send, reply: Reply) -> None:
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
     headers.append((b"content-length", str(len(reply.body)).encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
