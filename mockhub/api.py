@@ -1,4 +1,4 @@
-"""The inspection API: `/calls`, `/faults`, `/stubs`, `/reset`, health (SPEC section 4).
+"""The inspection API: `/calls`, `/faults`, `/stubs`, `/services`, `/reset`, health (docs/inspection-api.md).
 
 Errors are always `{"error": {"code", "message"}}` with a 4xx status, including validation errors
 (which name the bad field) and unknown routes.
@@ -6,8 +6,9 @@ Errors are always `{"error": {"code", "message"}}` with a 4xx status, including 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -19,9 +20,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from mockhub.journal import Call, CallFilter, Journal
+from mockhub.filters import CallFilter, with_filters
+from mockhub.journal import Call, Journal
 from mockhub.recording import jsonl_chunks, to_har
 from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec
+from mockhub.services.base import ServiceInfo
 
 __all__ = ["ApiState", "create_api"]
 
@@ -61,7 +64,7 @@ class ResponseOut(BaseModel):
 
 
 class CallOut(BaseModel):
-    """One recorded call (SPEC section 3)."""
+    """One recorded call."""
 
     id: str
     seq: int
@@ -80,6 +83,12 @@ class CallOut(BaseModel):
     fault: dict[str, Any] | None
     stub: dict[str, Any] | None
     duration_ms: float
+    summary: str = Field(description="one line telling what the call was, in its fake's words")
+
+
+class ServiceList(BaseModel):
+    services: list[ServiceInfo]
+    count: int
 
 
 class CallList(BaseModel):
@@ -133,6 +142,10 @@ class ApiState:
     journal: Journal
     rules: RuleBook
     health: Callable[[], dict[str, Any]]
+    # The fakes' facts (GET /services), by name: what names, presets and stub fields exist.
+    services: dict[str, ServiceInfo] = field(default_factory=dict)
+    # Each fake's own fields of a stub's reply, checked when a stub is added.
+    stub_replies: dict[str, type[BaseModel] | None] = field(default_factory=dict)
     # Lets the fakes forget state of their own (stored messages) on POST /reset.
     on_reset: Callable[[str | None], None] = lambda namespace: None
 
@@ -143,34 +156,14 @@ class ApiState:
 # The same models write the routes' parameters into /openapi.json (`_documents`).
 
 
-class FilterQuery(BaseModel):
-    """The call filters of SPEC section 4; every one is optional and they combine with AND."""
-
-    service: str | None = None
-    namespace: str | None = None
-    method: str | None = None
-    path: str | None = Field(None, description="glob, e.g. /services/*")
-    direction: Literal["inbound", "outbound"] | None = None
-    contains: str | None = Field(None, description="substring of the body (decoded text for email)")
-    to: str | None = Field(None, description="any recipient: email, phone number, Slack channel")
-    subject: str | None = Field(None, description="substring of the subject, any case")
-    after: int | None = Field(None, ge=0, description="only calls with a greater seq")
+class _Filtering(BaseModel):
+    """The call filters (`mockhub.filters.CallFilters`); every one is optional and they combine with AND."""
 
     def to_filter(self) -> CallFilter:
-        return CallFilter(
-            service=self.service,
-            namespace=self.namespace,
-            method=self.method,
-            path=self.path,
-            direction=self.direction,
-            contains=self.contains,
-            to=self.to,
-            subject=self.subject,
-            after=self.after,
-        )
+        return CallFilter.of(self.model_dump(exclude_none=True, by_alias=False))
 
 
-class ListQuery(FilterQuery):
+class _Listing(_Filtering):
     limit: int | None = Field(None, ge=1, le=1_000_000)
     order: Literal["asc", "desc"] = Field("asc", description="asc = oldest first")
     wait: float | None = Field(None, ge=0, le=300, description="long poll: seconds to wait")
@@ -178,16 +171,23 @@ class ListQuery(FilterQuery):
     before: int | None = Field(None, ge=1, description="only calls with a smaller seq (paging back)")
 
 
-class StreamQuery(FilterQuery):
+class _Streaming(_Filtering):
     heartbeat: float = Field(15.0, gt=0, le=300, description="seconds between keep-alive comments")
 
 
-class ExportQuery(FilterQuery):
+class _Exporting(_Filtering):
     fmt: Literal["jsonl", "har"] = Field("jsonl", alias="format")
     limit: int | None = Field(None, ge=1)
 
 
-QueryModel = TypeVar("QueryModel", bound=FilterQuery)
+# Each model is its options plus every filter, added from the one definition in mockhub.filters.
+FilterQuery = with_filters(_Filtering)
+ListQuery = with_filters(_Listing)
+StreamQuery = with_filters(_Streaming)
+ExportQuery = with_filters(_Exporting)
+
+
+QueryModel = TypeVar("QueryModel", bound=_Filtering)
 
 
 def _parse(model: type[QueryModel], request: Request) -> QueryModel:
@@ -199,7 +199,7 @@ def _parse(model: type[QueryModel], request: Request) -> QueryModel:
         raise RequestValidationError(errors) from None
 
 
-def _documents(model: type[FilterQuery]) -> dict[str, Any]:
+def _documents(model: type[_Filtering]) -> dict[str, Any]:
     """`openapi_extra` listing `model`'s fields as the operation's query parameters."""
     parameters = []
     for name, schema in model.model_json_schema(by_alias=True)["properties"].items():
@@ -211,14 +211,53 @@ def _documents(model: type[FilterQuery]) -> dict[str, Any]:
 
 
 def _calls_body(calls: list[Call], timed_out: bool | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"calls": [c.to_dict() for c in calls], "count": len(calls)}
+    body: dict[str, Any] = {"calls": [c.to_api() for c in calls], "count": len(calls)}
     if timed_out is not None:
         body["timed_out"] = timed_out
     return body
 
 
 def create_api(state: ApiState, version: str) -> FastAPI:
-    journal, rules = state.journal, state.rules
+    journal, rules, services = state.journal, state.rules, state.services
+
+    def _known(service: str | None, preset: str | None = None, where: str = "service") -> None:
+        """422 for a service (or a preset of it) mockhub does not have: a typo must not pass silently."""
+        if service is None or not services:
+            return
+        info = services.get(service)
+        if info is None:
+            close = difflib.get_close_matches(service, services, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            known = ", ".join(sorted(services))
+            raise ApiError(422, "unknown_service", f"{where}: mockhub has no service {service!r}{hint}; known: {known}")
+        if preset is not None and preset not in info.presets:
+            raise ApiError(
+                422, "invalid_request", f"preset: service {service!r} has no preset {preset!r}; it has {info.presets}"
+            )
+
+    def _check_stub(spec: StubSpec) -> None:
+        _known(spec.service)
+        replies = [spec.reply] if spec.reply is not None else list(spec.sequence or [])
+        own = {n: m for n, m in state.stub_replies.items() if m is not None}
+        models = [own[spec.service]] if spec.service in own else list(own.values())
+        allowed = {name for m in models for name in m.model_fields}
+        for index, reply in enumerate(replies):
+            extra = reply.model_extra or {}
+            unknown = sorted(set(extra) - allowed)
+            where = "reply" if spec.reply is not None else f"sequence.{index}"
+            if unknown:
+                owner = f"service {spec.service!r}" if spec.service else "any service"
+                raise ApiError(422, "invalid_request", f"{where}: {owner} takes no reply field(s) {', '.join(unknown)}")
+            for model in models:
+                fields = {k: v for k, v in extra.items() if k in model.model_fields}
+                if fields:
+                    try:
+                        model.model_validate(fields)
+                    except ValidationError as exc:
+                        problem = exc.errors()[0]
+                        loc = ".".join(str(p) for p in problem["loc"])
+                        raise ApiError(422, "invalid_request", f"{where}.{loc}: {problem['msg']}") from None
+
     api = FastAPI(
         title="mockhub inspection API",
         version=version,
@@ -249,10 +288,27 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
     # -- calls -------------------------------------------------------------------------------------
 
+    def _filter(model: type[QueryModel], request: Request) -> QueryModel:
+        query = _parse(model, request)
+        _known(query.to_filter().service)
+        return query
+
+    # -- services ----------------------------------------------------------------------------------
+
+    @api.get("/services", response_model=ServiceList, tags=["services"])
+    async def list_services() -> Response:
+        """Every fake and its facts: routes, host names, URLs and env settings, secrets, filter fields, presets."""
+        return JSONOut(ServiceList(services=list(services.values()), count=len(services)))
+
+    @api.get("/services/{name}", response_model=ServiceInfo, tags=["services"])
+    async def get_service(name: str) -> Response:
+        _known(name)
+        return JSONOut(services[name])
+
     @api.get("/calls", response_model=CallList, tags=["calls"], openapi_extra=_documents(ListQuery))
     async def list_calls(request: Request) -> Response:
         """List calls, oldest first; with `wait`, answer as soon as `min` calls match (long poll)."""
-        q = _parse(ListQuery, request)
+        q = _filter(ListQuery, request)
         f = q.to_filter()
         timed_out: bool | None = None
         if q.wait is not None:
@@ -274,12 +330,12 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
     @api.get("/calls/count", response_model=CountOut, tags=["calls"], openapi_extra=_documents(FilterQuery))
     async def count_calls(request: Request) -> Response:
-        return JSONOut({"count": journal.count(_parse(FilterQuery, request).to_filter())})
+        return JSONOut({"count": journal.count(_filter(FilterQuery, request).to_filter())})
 
     @api.get("/calls/stream", tags=["calls"], response_class=StreamingResponse, openapi_extra=_documents(StreamQuery))
     async def stream_calls(request: Request) -> StreamingResponse:
         """Server-Sent Events: each new matching call as `event: call`; with `after`, earlier ones first."""
-        q = _parse(StreamQuery, request)
+        q = _filter(StreamQuery, request)
         f, heartbeat = q.to_filter(), q.heartbeat
         sub = journal.subscribe(f)
         backlog = journal.query(f) if f.after is not None else []
@@ -310,7 +366,7 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     @api.get("/calls/export", tags=["calls"], response_class=Response, openapi_extra=_documents(ExportQuery))
     async def export_calls(request: Request) -> Response:
         """The calls in memory as JSON Lines (one `GET /calls/{id}` record a line) or a HAR 1.2 log (HTTP only)."""
-        q = _parse(ExportQuery, request)
+        q = _filter(ExportQuery, request)
         calls = journal.query(q.to_filter(), limit=q.limit)
         if q.fmt == "har":
             disposition = {"content-disposition": 'attachment; filename="mockhub.har"'}
@@ -323,20 +379,21 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
     @api.get("/calls/{call_id}", response_model=CallOut, tags=["calls"])
     async def get_call(call_id: str) -> Response:
-        return JSONOut(_get(journal, call_id).to_dict())
+        return JSONOut(_get(journal, call_id).to_api())
 
     @api.get("/calls/{call_id}/raw", tags=["calls"], response_class=Response)
     async def get_raw(call_id: str) -> Response:
         """The call's body byte-exact: an email's message source, a webhook's payload."""
         call = _get(journal, call_id)
-        content_type = "message/rfc822" if call.service == "smtp" else call.headers.get("content-type")
+        info = services.get(call.service)
+        content_type = (info.raw_content_type if info else None) or call.headers.get("content-type")
         # Recorded bytes are untrusted: opened in a browser they must never run on mockhub's origin.
         return Response(call.body, media_type=content_type or "application/octet-stream", headers=_UNTRUSTED)
 
     @api.delete("/calls", response_model=DeletedOut, tags=["calls"], openapi_extra=_documents(FilterQuery))
     async def delete_calls(request: Request) -> Response:
         """Forget the matching calls (all without filters). Faults and stubs stay."""
-        return JSONOut({"deleted": journal.clear(_parse(FilterQuery, request).to_filter())})
+        return JSONOut({"deleted": journal.clear(_filter(FilterQuery, request).to_filter())})
 
     # -- faults ------------------------------------------------------------------------------------
 
@@ -345,9 +402,10 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         spec: FaultSpec,
         namespace: Annotated[str | None, Query(description="shorthand for match.namespace")] = None,
     ) -> Response:
-        """Add a fault rule; matching calls fail as it says (SPEC section 5)."""
+        """Add a fault rule; matching calls fail as it says (docs/faults.md)."""
+        _known(spec.service, spec.preset)
         if namespace is not None:
-            if spec.match.namespace not in (None, namespace):
+            if spec.match.scope() not in (None, namespace):
                 raise ApiError(422, "invalid_request", f"namespace: ?namespace={namespace} contradicts match.namespace")
             spec = spec.model_copy(update={"match": spec.match.model_copy(update={"namespace": namespace})})
         return JSONOut(rules.add_fault(spec).model(), 201)
@@ -378,6 +436,7 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
     @api.post("/stubs", response_model=Stub, status_code=201, tags=["stubs"])
     async def add_stub(spec: StubSpec) -> Response:
+        _check_stub(spec)
         return JSONOut(rules.add_stub(spec).model(), 201)
 
     @api.get("/stubs", response_model=StubList, tags=["stubs"])
@@ -442,4 +501,4 @@ def _get(journal: Journal, call_id: str) -> Call:
 
 
 def _sse(call: Call) -> bytes:
-    return b"id: %d\nevent: call\ndata: %s\n\n" % (call.seq, orjson.dumps(call.to_dict()))
+    return b"id: %d\nevent: call\ndata: %s\n\n" % (call.seq, orjson.dumps(call.to_api()))

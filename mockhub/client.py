@@ -24,13 +24,13 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
+from mockhub.faults import Stage as SmtpStage
 from mockhub.rules import (
     Fault,
     FaultAction,
     FaultSpec,
     Match,
     Preset,
-    SmtpStage,
     Stub,
     StubReply,
     StubResponse,

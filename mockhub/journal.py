@@ -1,6 +1,6 @@
 """The journal: every call mockhub receives, in arrival order.
 
-The journal is touched by one event loop only (see DESIGN.md), so it uses no locks. Appending is on
+The journal is touched by one event loop only (docs/architecture.md), so it uses no locks. Appending is on
 the hot path of every fake: it does constant work per call, whatever the journal's size, apart from
 one predicate test per registered waiter or subscriber.
 """
@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import fnmatch
 import random
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from mockhub.filters import CallFilter, recipients_of, subjects_of, texts_of
+
 __all__ = [
+    "SUMMARIES",
     "Call",
     "CallFilter",
     "Journal",
@@ -76,14 +77,9 @@ class ResponseRecord:
     body: bytes = b""
 
 
-# Fields of `data` that hold recipients (for the `to` filter) and human text (for `contains`).
-_RECIPIENT_KEYS = ("to", "cc", "bcc", "rcpt_to", "channel", "recipients")
-_TEXT_KEYS = ("subject", "text", "html", "body", "reply", "summary")
-
-
 @dataclass(slots=True, eq=False)
 class Call:
-    """One recorded call: the record of SPEC section 3."""
+    """One recorded call (docs/inspection-api.md shows its JSON)."""
 
     service: str
     method: str
@@ -104,6 +100,7 @@ class Call:
     # Caches for the filters; derived from body and data, filled on first use.
     _text: str | None = None
     _recipients: frozenset[str] | None = None
+    _subjects: list[str] | None = None
 
     @property
     def size(self) -> int:
@@ -113,31 +110,34 @@ class Call:
     def search_text(self) -> str:
         """The text `contains` searches: the body, plus decoded text fields (an email's MIME parts)."""
         if self._text is None:
-            parts = [self.body.decode("utf-8", "replace")]
-            for key in _TEXT_KEYS:
-                value = self.data.get(key)
-                if isinstance(value, str):
-                    parts.append(value)
-            self._text = "\n".join(parts)
+            self._text = "\n".join([self.body.decode("utf-8", "replace"), *texts_of(self.service, self.data)])
         return self._text
 
     def recipients(self) -> frozenset[str]:
         """Every recipient named in `data`, normalised for the `to` filter."""
         if self._recipients is None:
-            found: set[str] = set()
-            for key in _RECIPIENT_KEYS:
-                value = self.data.get(key)
-                if isinstance(value, str):
-                    found.add(_norm_recipient(value))
-                elif isinstance(value, list):
-                    found.update(_norm_recipient(v) for v in value if isinstance(v, str))
-            self._recipients = frozenset(found)
+            self._recipients = recipients_of(self.service, self.data)
         return self._recipients
+
+    def subjects(self) -> list[str]:
+        """The subjects the `subject` filter looks at (a message sent under several has several)."""
+        if self._subjects is None:
+            self._subjects = subjects_of(self.service, self.data)
+        return self._subjects
+
+    def summary(self) -> str:
+        """One line telling what the call was, in its fake's words (the UI's list, the CLI, failure messages)."""
+        summarize = SUMMARIES.get(self.service)
+        try:
+            return summarize(self) if summarize is not None else default_summary(self)
+        except Exception:  # a summary must never break a read of the journal
+            return default_summary(self)
 
     def invalidate(self) -> None:
         """Forget derived caches after `data` or `body` changed (a stream finished, say)."""
         self._text = None
         self._recipients = None
+        self._subjects = None
 
     def to_dict(self) -> dict[str, Any]:
         body, encoding = encode_body(self.body)
@@ -170,62 +170,11 @@ class Call:
             "duration_ms": round(self.duration_ms, 3),
         }
 
-
-def _norm_recipient(value: str) -> str:
-    value = value.strip().lower()
-    # "Ops Team <ops@example.com>" -> "ops@example.com"; "#alerts" -> "alerts"
-    if value.endswith(">") and "<" in value:
-        value = value[value.rindex("<") + 1 : -1]
-    return value.lstrip("#")
-
-
-@dataclass(slots=True, frozen=True)
-class CallFilter:
-    """The `/calls` filters; also what fault and stub rules match on. Every field is optional (AND)."""
-
-    service: str | None = None
-    namespace: str | None = None
-    method: str | None = None
-    path: str | None = None
-    direction: str | None = None
-    contains: str | None = None
-    to: str | None = None
-    subject: str | None = None
-    after: int | None = None
-    _path_re: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.path is not None and any(c in self.path for c in "*?["):
-            object.__setattr__(self, "_path_re", re.compile(fnmatch.translate(self.path)))
-        if self.method is not None:
-            object.__setattr__(self, "method", self.method.upper())
-
-    def matches(self, call: Call) -> bool:
-        if self.service is not None and call.service != self.service:
-            return False
-        if self.namespace is not None and call.namespace != self.namespace:
-            return False
-        if self.after is not None and call.seq <= self.after:
-            return False
-        if self.method is not None and call.method != self.method:
-            return False
-        if self.direction is not None and call.direction != self.direction:
-            return False
-        if self.path is not None:
-            if self._path_re is not None:
-                if self._path_re.match(call.path) is None:
-                    return False
-            elif call.path != self.path:
-                return False
-        if self.to is not None and _norm_recipient(self.to) not in call.recipients():
-            return False
-        if self.subject is not None:
-            needle = self.subject.lower()
-            # `subjects`: a message sent under several (SendGrid personalizations); else `subject`.
-            subjects = call.data.get("subjects") or (call.data.get("subject"),)
-            if not any(isinstance(s, str) and needle in s.lower() for s in subjects):
-                return False
-        return self.contains is None or self.contains in call.search_text()
+    def to_api(self) -> dict[str, Any]:
+        """`to_dict()` plus the fake's one-line `summary`: what the inspection API serves (not the record file)."""
+        record = self.to_dict()
+        record["summary"] = self.summary()
+        return record
 
 
 class _Waiter:
@@ -271,6 +220,21 @@ class Subscription:
 
 
 Sink = Callable[[Call], None]
+
+SUMMARIES: dict[str, Callable[[Call], str]] = {}
+"""service name -> its one-line summary of a call; filled by each fake's class (`Service.__init_subclass__`)."""
+
+
+def default_summary(call: Call) -> str:
+    """`to: text` from the common `data` fields, else the body on one line."""
+    data = call.data
+    for key in ("text", "body", "summary", "reply", "subject", "content"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            recipient = data.get("to") or data.get("channel")
+            return f"{recipient}: {value}" if isinstance(recipient, str) else value
+    body = call.body[:300].decode("utf-8", "replace")
+    return " ".join(body.split())
 
 
 class Journal:
@@ -378,7 +342,7 @@ class Journal:
 
     def clear(self, call_filter: CallFilter | None = None) -> int:
         """Forget the calls matching `call_filter` (all when None); returns how many were forgotten."""
-        if call_filter is None or call_filter == CallFilter():
+        if call_filter is None or call_filter.empty:
             removed = len(self._calls)
             self._calls.clear()
             self._by_id.clear()
@@ -447,12 +411,12 @@ class Journal:
         return result
 
     def count(self, f: CallFilter) -> int:
-        if f == CallFilter():
+        if f.empty:
             return len(self._calls)
         # A count by namespace or by service alone is the length of its index (the plugin's common case).
-        if f == CallFilter(namespace=f.namespace):
+        if f.only("namespace"):
             return len(self._by_namespace.get(f.namespace or "", ()))
-        if f == CallFilter(service=f.service):
+        if f.only("service"):
             return len(self._by_service.get(f.service or "", ()))
         return sum(1 for _ in self.iter_matching(f))
 

@@ -1,7 +1,8 @@
 """The rule book: fault rules and stubs, and which one applies to a call.
 
-Rules match on the same fields as the `/calls` filters (a `Match` becomes a `CallFilter`), so "the
-calls a fault hits" and "the calls a query finds" can never disagree. The fakes ask the rule book;
+Rules match on the same fields as the `/calls` filters (a `Match` becomes a `CallFilter`, both
+defined in `mockhub.filters`), so "the calls a fault hits" and "the calls a query finds" can never
+disagree. The fault kinds and their options are in `mockhub.faults`. The fakes ask the rule book;
 the rule book knows nothing of the fakes.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 import random
 import re
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mockhub.journal import Call, CallFilter, format_time, new_id
+from mockhub.faults import HTTP, KINDS, PRESETS, FaultAction, FaultSpec, Preset, Stage
+from mockhub.filters import CallFilter, Match
+from mockhub.journal import Call, format_time, new_id
 
 __all__ = [
     "Fault",
@@ -28,40 +31,8 @@ __all__ = [
     "StubSpec",
     "ToolCall",
 ]
-
-Preset = Literal["rate_limited", "server_error", "unavailable", "overloaded", "unauthorized"]
-FaultAction = Literal[
-    "error", "delay", "timeout", "reset", "empty", "malformed", "cut_stream", "smtp_reply", "disconnect"
-]
-SmtpStage = Literal["connect", "ehlo", "auth", "mail", "rcpt", "data"]
-# Actions that only make sense on the SMTP listener.
-SMTP_ACTIONS = frozenset({"smtp_reply", "disconnect"})
-
-
-class Match(BaseModel):
-    """Which calls a rule applies to; the same fields as the `/calls` filters, all optional (AND)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: str | None = None
-    path: str | None = Field(None, description="glob, e.g. /services/*")
-    contains: str | None = Field(None, description="substring of the body (decoded text for email)")
-    regex: str | None = Field(None, description="regular expression searched in the body / decoded text")
-    to: str | None = Field(None, description="any recipient: email address, phone number, Slack channel")
-    subject: str | None = None
-    namespace: str | None = None
-    data: dict[str, Any] | None = Field(
-        None, description="fields that must equal the call's parsed `data` fields (e.g. {'model': 'gpt-4o'})"
-    )
-
-    @model_validator(mode="after")
-    def _regex_compiles(self) -> Match:
-        if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as exc:
-                raise ValueError(f"match.regex is not a valid regular expression: {exc}") from exc
-        return self
+# Re-exported: the fault vocabulary lives in mockhub.faults, the match in mockhub.filters.
+__all__ += ["PRESETS", "FaultAction", "FaultSpec", "Preset", "Stage"]
 
 
 class _Rule:
@@ -69,16 +40,8 @@ class _Rule:
 
     def __init__(self, service: str | None, match: Match) -> None:
         self.service = service
-        self.namespace = match.namespace
-        self.filter = CallFilter(
-            service=service,
-            namespace=match.namespace,
-            method=match.method,
-            path=match.path,
-            contains=match.contains,
-            to=match.to,
-            subject=match.subject,
-        )
+        self.namespace = match.scope()
+        self.filter = CallFilter(service=service, **match.filters())
         self.regex = re.compile(match.regex) if match.regex else None
         self.data = match.data
         self.created = time.time()
@@ -95,59 +58,6 @@ class _Rule:
 
 # --------------------------------------------------------------------------------------------------
 # Faults
-
-
-class FaultSpec(BaseModel):
-    """A fault rule as posted to `POST /faults` (SPEC section 5)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    service: str | None = Field(None, description="journal name of the fake; none = every service")
-    match: Match = Field(default_factory=Match)
-    action: FaultAction = "error"
-    preset: Preset | None = None
-    status: Annotated[int, Field(ge=100, le=599)] | None = None
-    body: str | dict[str, Any] | list[Any] | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    delay_ms: Annotated[int, Field(ge=0, le=3_600_000)] | None = None
-    jitter_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 0
-    times: Annotated[int, Field(ge=1)] | None = 1
-    after: Annotated[int, Field(ge=0)] = 0
-    probability: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
-    after_chunks: Annotated[int, Field(ge=0)] = 0
-    stage: SmtpStage | None = None
-    code: Annotated[int, Field(ge=200, le=599)] | None = None
-    message: str | None = None
-    seed: int | None = Field(
-        None, description="seed of this rule's `probability` draws; default: the server's MOCKHUB_SEED"
-    )
-
-    # The messages name the field first: the API reports model-level errors without a location.
-    @model_validator(mode="after")
-    def _consistent(self) -> FaultSpec:
-        action = self.action
-        if action == "error" and self.preset is None and self.status is None:
-            raise ValueError("preset: action 'error' needs a 'preset' or a 'status'")
-        if self.preset is not None and action != "error":
-            raise ValueError(f"preset: only action 'error' takes a preset, not action '{action}'")
-        if action == "delay" and self.delay_ms is None:
-            raise ValueError("delay_ms: action 'delay' needs 'delay_ms'")
-        if self.delay_ms is not None and action not in ("delay", "timeout") and action not in SMTP_ACTIONS:
-            raise ValueError(f"delay_ms: only actions 'delay' and 'timeout' take a delay, not action '{action}'")
-        for name in ("status", "body", "headers"):
-            if getattr(self, name) and action not in ("error", "malformed"):
-                raise ValueError(f"{name}: only actions 'error' and 'malformed' take a {name}, not action '{action}'")
-        if action == "malformed" and self.body is not None and not isinstance(self.body, str):
-            raise ValueError("body: action 'malformed' sends the body verbatim; give the broken text as a string")
-        if self.after_chunks and action not in ("cut_stream", "malformed"):
-            raise ValueError(
-                f"after_chunks: only actions 'cut_stream' and 'malformed' take after_chunks, not action '{action}'"
-            )
-        if action in SMTP_ACTIONS and self.service not in (None, "smtp"):
-            raise ValueError(f"service: action '{action}' only applies to service 'smtp'")
-        if action == "smtp_reply" and self.code is None:
-            raise ValueError("code: action 'smtp_reply' needs a 'code' (e.g. 421, 451, 550)")
-        return self
 
 
 class Fault(FaultSpec):
@@ -181,9 +91,9 @@ class FaultRule(_Rule):
         return self.spec.times is not None and self.fired >= self.spec.times
 
     def stage_applies(self, stage: str | None) -> bool:
-        # HTTP calls have no stage; SMTP rules without one act on the message (the DATA stage).
+        # HTTP calls have no stage; a session's rules without one act on the message (the DATA stage).
         if stage is None:
-            return self.spec.stage is None and self.spec.action not in SMTP_ACTIONS
+            return self.spec.stage is None and HTTP in KINDS[self.spec.action].transports
         return (self.spec.stage or "data") == stage
 
     def summary(self) -> dict[str, Any]:
@@ -214,16 +124,22 @@ class ToolCall(BaseModel):
 
 
 class StubReply(BaseModel):
-    """A service-level reply that the fake renders in its provider's format (LLMs, Twilio outcomes)."""
+    """A service-level reply that the fake renders in its provider's format.
 
-    model_config = ConfigDict(extra="forbid")
+    `content`, `tool_calls` and `finish_reason` are common to the LLM fakes; a fake's own fields
+    (a delivery status, an error code) are declared by the fake (`Service.stub_reply`, listed in
+    `GET /services`) and checked against it when the stub is added.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     content: str | None = Field(None, description="LLM reply text")
     tool_calls: list[ToolCall] = Field(default_factory=list, description="LLM tool calls")
     finish_reason: str | None = Field(None, description="override the stop/finish reason")
-    status: str | None = Field(None, description="Twilio: final message status, e.g. undelivered")
-    error_code: int | None = Field(None, description="Twilio: ErrorCode of a failed delivery, e.g. 30003")
-    error: str | None = Field(None, description="Slack Web API: an error code answered as ok=false")
+
+    def extra(self, name: str) -> Any:
+        """A fake's own field of this reply (None when not given)."""
+        return (self.model_extra or {}).get(name)
 
 
 class StubResponse(BaseModel):
@@ -238,7 +154,7 @@ class StubResponse(BaseModel):
 
 
 class StubSpec(BaseModel):
-    """A stub as posted to `POST /stubs` (SPEC section 7)."""
+    """A stub as posted to `POST /stubs` (docs/stubs.md)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -366,7 +282,7 @@ class RuleBook:
         return view
 
     def fault_for(self, call: Call, stage: str | None = None) -> FaultRule | None:
-        """The fault to apply to `call` (at an SMTP `stage`), counting it as seen/fired; or None."""
+        """The fault to apply to `call` (at a session `stage`), counting it as seen/fired; or None."""
         if not self._faults:
             return None
         for rule in self._live_faults(call.service, stage):

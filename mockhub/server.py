@@ -101,7 +101,15 @@ class Hub:
                 from mockhub.api import ApiState, create_api
                 from mockhub.ui import ui_router
 
-                api = create_api(ApiState(self.journal, self.rules, self.health, self._reset_services), __version__)
+                state = ApiState(
+                    self.journal,
+                    self.rules,
+                    self.health,
+                    services={s.name: s.info() for s in self.services},
+                    stub_replies={s.name: s.stub_reply for s in self.services},
+                    on_reset=self._reset_services,
+                )
+                api = create_api(state, __version__)
                 for service in self.services:
                     router = service.api_router()
                     if router is not None:

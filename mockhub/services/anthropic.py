@@ -11,9 +11,21 @@ from typing import Any
 
 import orjson
 
+from mockhub.journal import Call
 from mockhub.rules import Preset
 from mockhub.services import llm
-from mockhub.services.base import BadRequest, Reply, Request, Route, Service, ServiceContext, json_reply, route
+from mockhub.services.base import (
+    AppUrl,
+    BadRequest,
+    EnvVar,
+    Reply,
+    Request,
+    Route,
+    Service,
+    ServiceContext,
+    json_reply,
+    route,
+)
 
 __all__ = ["AnthropicService"]
 
@@ -61,6 +73,18 @@ class AnthropicService(Service):
     """Anthropic's Messages API."""
 
     name = "anthropic"
+    label = "Anthropic"
+    color = "#b3541e"
+    hosts = ("api.anthropic.com",)
+    urls = {"anthropic_base": AppUrl(path="", description="`Anthropic(base_url=...)` (without /v1: the SDK adds it)")}
+    env = (
+        EnvVar(name="ANTHROPIC_BASE_URL", value="{urls.anthropic_base}"),
+        EnvVar(name="ANTHROPIC_API_KEY", value="sk-ant-mockhub"),
+    )
+
+    @classmethod
+    def summarize(cls, call: Call) -> str:
+        return llm.summary(call)
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)

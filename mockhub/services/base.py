@@ -1,9 +1,13 @@
 """What a fake provides, and the small request/reply types the fakes are written against.
 
-A fake is a `Service` subclass in its own module: a journal `name`, its `routes()`, how it answers
-errors in its provider's shape (`error`, `preset`), and optionally `start`/`stop` hooks for a
-listener of its own (SMTP). The HTTP pipeline (`mockhub.pipeline`) runs every HTTP call through
-the same steps: parse, rules, answer, record.
+A fake is a `Service` subclass in its own module, and it owns its facts: a journal `name`, its
+`routes()`, the real host names it answers for, the URLs and environment variables an application
+is pointed at, which headers and path parts are secrets, which `data` fields the common filters
+read, a one-line summary of a call, its stub reply fields, how it answers errors in its provider's
+shape (`error`, `preset`), and optionally `start`/`stop` hooks for a listener of its own.
+`GET /services` serves these facts (`Service.info`); core modules and the UI read them there and
+never name a fake. The HTTP pipeline (`mockhub.pipeline`) runs every HTTP call through the same
+steps: parse, rules, answer, record.
 """
 
 from __future__ import annotations
@@ -16,16 +20,32 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
-from mockhub.journal import Call, Journal
-from mockhub.rules import Preset, RuleBook, StubHit
+from mockhub.faults import TRANSPORTS
+from mockhub.filters import FIELDS, DataFields
+from mockhub.journal import SUMMARIES, Call, Journal, default_summary
+from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from mockhub.settings import Settings
 
-__all__ = ["BadRequest", "Reply", "Request", "Route", "Service", "ServiceContext", "json_reply", "text_reply"]
+__all__ = [
+    "AppUrl",
+    "BadRequest",
+    "EnvVar",
+    "Reply",
+    "Request",
+    "Route",
+    "Service",
+    "ServiceContext",
+    "ServiceInfo",
+    "email_summary",
+    "json_reply",
+    "text_reply",
+]
 
 
 class BadRequest(Exception):
@@ -165,13 +185,133 @@ class ServiceContext:
         )
 
 
+class AppUrl(BaseModel):
+    """A URL an application is pointed at: `path` below the namespace root (`{base}`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str = Field(description="below the server or namespace root, e.g. /services/T000/B000/XXXX")
+    description: str = ""
+
+
+class EnvVar(BaseModel):
+    """An environment variable `mockhub env` / `MockHub.env()` sets for an application under test.
+
+    `value` is a `str.format` template over `base` (the namespace root), `server`, `host` (the
+    server's host name), `namespace`, `urls` (the fakes' URLs by name: `{urls.slack_api}`) and the
+    listeners' ports (`{smtp_port}`). A variable whose template names something unknown (no
+    namespace, a listener that is off) is left out.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    value: str
+    description: str = ""
+
+
+class ServiceInfo(BaseModel):
+    """One fake's facts, as `GET /services` serves them."""
+
+    name: str = Field(description="the journal name: `service` in calls, filters, faults and stubs")
+    label: str = Field(description="the provider's name, for people")
+    description: str
+    transport: str = Field(description="http, or the protocol of a listener of the fake's own (smtp)")
+    view: str = Field(description="how the UI shows a call: http or email")
+    color: str = Field(description="the UI's badge colour (CSS)")
+    hosts: list[str] = Field(description="the real host names this fake answers for (globs)")
+    routes: list[str] = Field(description="METHODS /path patterns; {name} is one segment, {name:path} the rest")
+    urls: dict[str, AppUrl]
+    env: list[EnvVar]
+    secret_headers: list[str] = Field(description="request headers whose values are credentials (masked in the UI)")
+    secret_paths: list[str] = Field(
+        description="regular expressions over the path: group 1 is shown, group 2 is a credential and masked"
+    )
+    fields: dict[str, list[str]] = Field(
+        description="the `data` keys the `to`, `text`/`contains` and `subject` filters read"
+    )
+    presets: list[str] = Field(description="the fault presets this fake answers in its provider's shape")
+    stub_reply: dict[str, Any] | None = Field(description="JSON schema of this fake's fields of a stub's `reply`")
+    raw_content_type: str | None = Field(description="content type of `GET /calls/{id}/raw` (else the request's)")
+
+
+def email_summary(call: Call) -> str:
+    """`Subject → a@example.com, b@example.com` for a fake that sends email."""
+    data = call.data
+    recipients = [r for key in ("to", "cc", "rcpt_to") for r in _as_list(data.get(key))]
+    seen = list(dict.fromkeys(recipients))
+    subject = data.get("subject") if isinstance(data.get("subject"), str) else None
+    if subject is None and isinstance(data.get("subjects"), list) and data["subjects"]:
+        subject = str(data["subjects"][0])
+    return f"{subject or '(no subject)'} → {', '.join(seen) or '?'}"
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v if isinstance(v, str) else str(v.get("email", v)) if isinstance(v, dict) else str(v) for v in value]
+    return []
+
+
 class Service:
-    """Base class of every fake. Subclasses set `name` and override what they need."""
+    """Base class of every fake. Subclasses set `name` and the facts below, and override what they need."""
 
     name: ClassVar[str]
+    label: ClassVar[str] = ""
+    transport: ClassVar[str] = "http"
+    view: ClassVar[str] = "http"
+    color: ClassVar[str] = "#868e96"
+    hosts: ClassVar[tuple[str, ...]] = ()
+    urls: ClassVar[dict[str, AppUrl]] = {}
+    env: ClassVar[tuple[EnvVar, ...]] = ()
+    secret_headers: ClassVar[tuple[str, ...]] = ()
+    secret_paths: ClassVar[tuple[str, ...]] = ()
+    fields: ClassVar[DataFields] = DataFields()
+    presets: ClassVar[tuple[Preset, ...]] = PRESETS
+    # This fake's own fields of a stub's `reply` (beside the common ones of `StubReply`), if any.
+    stub_reply: ClassVar[type[BaseModel] | None] = None
+    raw_content_type: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if isinstance(name, str):
+            # What the journal and the filters need of a fake, without importing it.
+            FIELDS[name] = cls.fields
+            SUMMARIES[name] = cls.summarize
+            TRANSPORTS[name] = cls.transport
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+
+    @classmethod
+    def summarize(cls, call: Call) -> str:
+        """One line telling what `call` was (the UI's list, the CLI's table, failure messages)."""
+        return default_summary(call)
+
+    def info(self) -> ServiceInfo:
+        """This fake's facts, for `GET /services`."""
+        doc = (type(self).__doc__ or "").strip().splitlines()
+        stub_schema = self.stub_reply.model_json_schema() if self.stub_reply is not None else None
+        return ServiceInfo(
+            name=self.name,
+            label=self.label or self.name,
+            description=doc[0] if doc else "",
+            transport=self.transport,
+            view=self.view,
+            color=self.color,
+            hosts=list(self.hosts),
+            routes=[f"{' '.join(sorted(r.methods)) if r.methods else '*'} {r.pattern}" for r in self.routes()],
+            urls=dict(self.urls),
+            env=list(self.env),
+            secret_headers=list(self.secret_headers),
+            secret_paths=list(self.secret_paths),
+            fields={"to": list(self.fields.to), "text": list(self.fields.text), "subject": list(self.fields.subject)},
+            presets=list(self.presets),
+            stub_reply=stub_schema,
+            raw_content_type=self.raw_content_type,
+        )
 
     def routes(self) -> list[Route]:
         """The HTTP routes of this fake (none for a fake with its own listener)."""

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from mockhub.journal import Call, default_summary
 from mockhub.rules import StubHit, StubReply
 
 __all__ = [
@@ -372,3 +373,21 @@ def bearer(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None
     return token.strip() or None
+
+
+def summary(call: Call) -> str:
+    """`gpt-4o: <last user message> → <reply>`: what the application asked and what it was told."""
+    data = call.data
+    model = data.get("model")
+    asked = data.get("last_user_message")
+    reply = data.get("reply")
+    parts = [f"{model}:" if isinstance(model, str) else ""]
+    if isinstance(asked, str) and asked:
+        parts.append(" ".join(asked.split())[:120])
+    if isinstance(reply, str) and reply:
+        parts.append(f"→ {' '.join(reply.split())[:120]}")
+    elif data.get("reply_tool_calls"):
+        names = [t.get("name") for t in data["reply_tool_calls"] if isinstance(t, dict)]
+        parts.append(f"→ tool call {', '.join(str(n) for n in names)}")
+    text = " ".join(p for p in parts if p)
+    return text if text.rstrip(":") else default_summary(call)

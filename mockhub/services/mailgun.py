@@ -19,8 +19,20 @@ import time
 from email.message import EmailMessage
 from typing import Any
 
+from mockhub.journal import Call
 from mockhub.rules import Preset
-from mockhub.services.base import BadRequest, Reply, Request, Route, Service, json_reply, route, text_reply
+from mockhub.services.base import (
+    AppUrl,
+    BadRequest,
+    Reply,
+    Request,
+    Route,
+    Service,
+    email_summary,
+    json_reply,
+    route,
+    text_reply,
+)
 from mockhub.services.forms import FormPart, MultipartError, parse_multipart
 
 __all__ = ["MailgunService"]
@@ -47,6 +59,14 @@ class MailgunService(Service):
     """Validates a send like Mailgun and records the email it describes."""
 
     name = "mailgun"
+    label = "Mailgun"
+    color = "#c92a2a"
+    hosts = ("api.mailgun.net", "api.eu.mailgun.net")
+    urls = {"mailgun_base": AppUrl(path="", description="the API base: messages go to /v3/{domain}/messages")}
+
+    @classmethod
+    def summarize(cls, call: Call) -> str:
+        return email_summary(call)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

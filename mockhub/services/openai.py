@@ -12,9 +12,21 @@ from typing import Any
 
 import orjson
 
+from mockhub.journal import Call
 from mockhub.rules import Preset
 from mockhub.services import llm
-from mockhub.services.base import BadRequest, Reply, Request, Route, Service, ServiceContext, json_reply, route
+from mockhub.services.base import (
+    AppUrl,
+    BadRequest,
+    EnvVar,
+    Reply,
+    Request,
+    Route,
+    Service,
+    ServiceContext,
+    json_reply,
+    route,
+)
 
 __all__ = ["OpenAIService"]
 
@@ -85,6 +97,19 @@ class OpenAIService(Service):
     """OpenAI's REST API at `/v1/...`."""
 
     name = "openai"
+    label = "OpenAI"
+    color = "#0c8599"
+    hosts = ("api.openai.com",)
+    urls = {"openai_base": AppUrl(path="/v1", description="`OpenAI(base_url=...)` (includes /v1, as the SDK expects)")}
+    env = (
+        EnvVar(name="OPENAI_BASE_URL", value="{urls.openai_base}"),
+        EnvVar(name="OPENAI_API_KEY", value="sk-mockhub"),
+    )
+    secret_headers = ("openai-organization", "openai-project")
+
+    @classmethod
+    def summarize(cls, call: Call) -> str:
+        return llm.summary(call)
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)

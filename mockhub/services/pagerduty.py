@@ -10,8 +10,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from mockhub.journal import Call, default_summary
 from mockhub.rules import Preset
-from mockhub.services.base import BadRequest, Reply, Request, Route, Service, json_reply, route
+from mockhub.services.base import AppUrl, BadRequest, EnvVar, Reply, Request, Route, Service, json_reply, route
 
 __all__ = ["PagerDutyService"]
 
@@ -33,6 +34,24 @@ class PagerDutyService(Service):
     """Validates events like the Events API v2, answers 202 with the (generated) dedup key."""
 
     name = "pagerduty"
+    label = "PagerDuty"
+    color = "#2f9e44"
+    hosts = ("events.pagerduty.com", "events.eu.pagerduty.com")
+    urls = {"pagerduty_events": AppUrl(path="/v2/enqueue", description="the Events API v2 enqueue URL")}
+    env = (EnvVar(name="PAGERDUTY_EVENTS_URL", value="{urls.pagerduty_events}"),)
+
+    @classmethod
+    def summarize(cls, call: Call) -> str:
+        data = call.data
+        action = data.get("event_action")
+        summary = data.get("summary")
+        if isinstance(summary, str):
+            head = f"{action} " if isinstance(action, str) else ""
+            severity = data.get("severity")
+            return f"{head}{summary}" + (f" [{severity}]" if isinstance(severity, str) else "")
+        if isinstance(action, str):
+            return f"{action} {data.get('dedup_key') or ''}".strip()
+        return default_summary(call)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

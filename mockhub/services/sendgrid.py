@@ -15,8 +15,9 @@ import re
 import time
 from typing import Any
 
+from mockhub.journal import Call
 from mockhub.rules import Preset
-from mockhub.services.base import BadRequest, Reply, Request, Route, Service, json_reply, route
+from mockhub.services.base import AppUrl, BadRequest, Reply, Request, Route, Service, email_summary, json_reply, route
 
 __all__ = ["SendGridService"]
 
@@ -40,6 +41,14 @@ class SendGridService(Service):
     """Validates a mail send like SendGrid and records the email it describes."""
 
     name = "sendgrid"
+    label = "SendGrid"
+    color = "#1098ad"
+    hosts = ("api.sendgrid.com",)
+    urls = {"sendgrid_base": AppUrl(path="", description="the API host (`SendGridAPIClient(host=...)`)")}
+
+    @classmethod
+    def summarize(cls, call: Call) -> str:
+        return email_summary(call)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

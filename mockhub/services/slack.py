@@ -17,11 +17,31 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, Field
 
+from mockhub.journal import Call, default_summary
 from mockhub.rules import Preset
-from mockhub.services.base import BadRequest, Reply, Request, Route, Service, ServiceContext, json_reply, route
+from mockhub.services.base import (
+    AppUrl,
+    BadRequest,
+    EnvVar,
+    Reply,
+    Request,
+    Route,
+    Service,
+    ServiceContext,
+    json_reply,
+    route,
+)
 
 __all__ = ["SlackService"]
+
+
+class SlackReply(BaseModel):
+    """Slack's field of a stub's `reply`."""
+
+    error: str | None = Field(None, description="an error code answered as ok=false (webhooks: the error word)")
+
 
 _TEAM_ID = "T0MOCKHUB"
 _USER_ID = "U0MOCKHUB"
@@ -100,6 +120,34 @@ class SlackService(Service):
     """Incoming webhooks and the Web API's chat methods, recorded with `text`, `blocks`, `channel`..."""
 
     name = "slack"
+    label = "Slack"
+    color = "#7b2d83"
+    hosts = ("hooks.slack.com", "slack.com")
+    urls = {
+        "slack_webhook": AppUrl(
+            path="/services/T000/B000/XXXX", description="an incoming-webhook URL (`slack_sdk.webhook.WebhookClient`)"
+        ),
+        "slack_api": AppUrl(path="/api/", description="the Web API root (`slack_sdk.WebClient(base_url=...)`)"),
+    }
+    env = (
+        EnvVar(name="ALERT_SLACK_WEBHOOK_URL", value="{urls.slack_webhook}"),
+        EnvVar(name="SLACK_API_URL", value="{urls.slack_api}"),
+    )
+    secret_headers = ("x-slack-signature",)
+    # An incoming webhook's URL is its credential: /services/T…/B…/<secret>.
+    secret_paths = (r"^(/services/[^/]+/[^/]+/)([^/?#]+)",)
+    stub_reply = SlackReply
+
+    @classmethod
+    def summarize(cls, call: Call) -> str:
+        data = call.data
+        text = data.get("text") if isinstance(data.get("text"), str) else None
+        if not text and data.get("blocks"):
+            text = f"({len(data['blocks'])} blocks)" if isinstance(data["blocks"], list) else "(blocks)"
+        channel = data.get("channel")
+        if text:
+            return f"{channel}: {text}" if isinstance(channel, str) else text
+        return default_summary(call)
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
@@ -167,8 +215,8 @@ class SlackService(Service):
 
     async def webhook(self, request: Request) -> Reply:
         reply = request.stub.reply if request.stub is not None else None
-        if reply is not None and reply.error:
-            return self._webhook_error(reply.error)
+        if reply is not None and reply.extra("error"):
+            return self._webhook_error(str(reply.extra("error")))
         return Reply(200, b"ok", [("content-type", "text/html")])
 
     # -- Web API -------------------------------------------------------------------------------
@@ -233,9 +281,10 @@ class SlackService(Service):
 
     def _stub_error(self, request: Request) -> Reply | None:
         reply = request.stub.reply if request.stub is not None else None
-        if reply is not None and reply.error:
-            request.data["error"] = reply.error
-            return self._api_error(reply.error)
+        if reply is not None and reply.extra("error"):
+            error = str(reply.extra("error"))
+            request.data["error"] = error
+            return self._api_error(error)
         return None
 
     def _next_ts(self) -> str:

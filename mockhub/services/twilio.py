@@ -28,14 +28,37 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from mockhub.journal import Call, ResponseRecord
+from pydantic import BaseModel, ConfigDict, Field
+
+from mockhub.journal import Call, ResponseRecord, default_summary
 from mockhub.rules import Preset
-from mockhub.services.base import BadRequest, Reply, Request, Route, Service, ServiceContext, json_reply, route
+from mockhub.services.base import (
+    AppUrl,
+    BadRequest,
+    EnvVar,
+    Reply,
+    Request,
+    Route,
+    Service,
+    ServiceContext,
+    json_reply,
+    route,
+)
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = ["TwilioService"]
+
+
+class TwilioReply(BaseModel):
+    """Twilio's fields of a stub's `reply`: how the message's delivery ends."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: str | None = Field(None, description="final message status, e.g. undelivered, failed, delivered")
+    error_code: int | None = Field(None, description="ErrorCode of a failed delivery, e.g. 30003")
+
 
 API_VERSION = "2010-04-01"
 _CALLBACK_TIMEOUT_S = 10.0
@@ -173,6 +196,28 @@ class TwilioService(Service):
     """Messages.json create/fetch/list with Twilio's validation, errors, paging and status callbacks."""
 
     name = "twilio"
+    label = "Twilio"
+    color = "#e03131"
+    hosts = ("api.twilio.com",)
+    urls = {
+        "twilio_base": AppUrl(
+            path="", description="the REST root: messages go to /2010-04-01/Accounts/{sid}/Messages.json"
+        )
+    }
+    env = (
+        EnvVar(name="TWILIO_BASE_URL", value="{urls.twilio_base}"),
+        EnvVar(name="TWILIO_ACCOUNT_SID", value="AC" + "0" * 32),
+        EnvVar(name="TWILIO_AUTH_TOKEN", value="mockhub-auth-token"),
+    )
+    secret_headers = ("x-twilio-signature",)
+    stub_reply = TwilioReply
+
+    @classmethod
+    def summarize(cls, call: Call) -> str:
+        data = call.data
+        if isinstance(data.get("body"), str) and data.get("to"):
+            return f"{data.get('from') or data.get('messaging_service_sid') or '?'} → {data['to']}: {data['body']}"
+        return default_summary(call)
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
@@ -322,9 +367,10 @@ class TwilioService(Service):
         settings = self.ctx.settings
         final, code = settings.twilio_final_status, settings.twilio_error_code
         reply = request.stub.reply if request.stub is not None else None
-        if reply is not None and (reply.status or reply.error_code):
-            final = reply.status or "undelivered"
-            code = reply.error_code
+        outcome = TwilioReply.model_validate(reply.model_extra or {}) if reply is not None else TwilioReply()
+        if outcome.status or outcome.error_code:
+            final = outcome.status or "undelivered"
+            code = outcome.error_code
         code = (code or 30003) if final in ("undelivered", "failed") else None
         if final in ("failed", "canceled"):
             return [(final, code)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mockhub.services.base import BadRequest, Reply, Request, Route, Service, json_reply, route
+from mockhub.services.base import AppUrl, BadRequest, EnvVar, Reply, Request, Route, Service, json_reply, route
 
 __all__ = ["WebhookService"]
 
@@ -15,6 +15,11 @@ class WebhookService(Service):
     """Records whatever arrives; JSON and form bodies are parsed into `data`, other bodies kept as bytes."""
 
     name = "webhook"
+    label = "Generic webhook"
+    color = "#495057"
+    urls = {"webhook": AppUrl(path="/webhooks/hook", description="any method on /webhooks/{name...} is recorded")}
+    env = (EnvVar(name="ALERT_WEBHOOK_URL", value="{base}/webhooks/alerts"),)
+    secret_headers = ("x-hub-signature", "x-hub-signature-256", "x-signature", "x-webhook-secret")
 
     def routes(self) -> list[Route]:
         return [route(None, "/webhooks/{name:path}", self.answer, self.parse)]
