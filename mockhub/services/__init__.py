@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from mockhub.services.anthropic import AnthropicService
 from mockhub.services.base import Service
-from mockhub.services.chat import DiscordService, TeamsService
+from mockhub.services.discord import DiscordService
 from mockhub.services.mailgun import MailgunService
 from mockhub.services.openai import OpenAIService
 from mockhub.services.pagerduty import PagerDutyService
 from mockhub.services.sendgrid import SendGridService
 from mockhub.services.slack import SlackService
 from mockhub.services.smtp import SmtpService
+from mockhub.services.teams import TeamsService
 from mockhub.services.twilio import TwilioService
 from mockhub.services.webhooks import WebhookService
 

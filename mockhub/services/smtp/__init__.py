@@ -1,0 +1,166 @@
+"""The SMTP fake: a real mail server (aiosmtpd) on its own listeners, in the server's event loop.
+
+Laid out as aiosmtpd is, protocol apart from handler; imports run one way, protocol -> handler:
+- `protocol.MockSMTP`, an aiosmtpd `SMTP` subclass: the protocol. It adds the stage hooks (connect,
+  ehlo, auth, mail, rcpt, data) where fault rules act, PIPELINING, a recipient limit, and it carries
+  out fault outcomes (decided in `faults`: a reply, a hang-up, a delay). It knows nothing of the journal.
+- `handler.SmtpHandler`, the handler: turns what the protocol knows into `Call` records (`mime`
+  parses the message), asks the rule book for faults, and appends to the journal. It knows nothing
+  of the SMTP wire protocol.
+- `SmtpService` (here): settings (`config`), TLS material (`tls`), listeners, and the extra
+  inspection routes (`/calls/{id}/attachments/{index}`, `/tls/ca.pem`).
+
+Call shape: a delivered message is method `DATA`, path `/`, body the message source byte-exact.
+An attempt that a fault or a policy rejected before delivery is recorded as the command that was
+rejected (`CONNECT`, `EHLO`, `AUTH`, `MAIL`, `RCPT`, `DATA`), with the envelope known so far in
+`data` and the SMTP reply in `response` (`status` is the reply code; no `response` when mockhub
+hung up without a reply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from mockhub.services.base import Service, ServiceContext
+from mockhub.services.smtp.config import SmtpConfig
+from mockhub.services.smtp.faults import fault_outcome
+from mockhub.services.smtp.handler import SmtpHandler
+from mockhub.services.smtp.mime import attachment_content, parse_message
+from mockhub.services.smtp.protocol import MockSMTP
+from mockhub.services.smtp.tls import TlsMaterial
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+__all__ = [
+    "MockSMTP",
+    "SmtpConfig",
+    "SmtpHandler",
+    "SmtpService",
+    "TlsMaterial",
+    "attachment_content",
+    "fault_outcome",
+    "parse_message",
+]
+
+
+class NotFound(HTTPException):
+    """A 404 the inspection API renders as {"error": {"code", "message"}}."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(404, message)
+        self.code = code
+
+
+def _download_name(filename: str | None) -> str | None:
+    """The last path component of a sender-chosen file name: a download never names a folder."""
+    if not filename:
+        return None
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return None if name in ("", ".", "..") else name
+
+
+def _drop_login_data_warning(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Session.login_data is deprecated")
+
+
+def _quiet_aiosmtpd(log_level: str) -> None:
+    """aiosmtpd warns on every successful AUTH about an attribute its own code sets, and on every
+    unknown command (echoing the client's bytes); a test server sees plenty of both."""
+    logger = logging.getLogger("mail.log")
+    if _drop_login_data_warning not in logger.filters:
+        logger.addFilter(_drop_login_data_warning)
+    if log_level.lower() not in ("debug", "info", "trace"):
+        logger.setLevel(logging.ERROR)
+
+
+class SmtpService(Service):
+    """The SMTP (and optional SMTPS) listeners, and the email-specific inspection routes."""
+
+    name = "smtp"
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx)
+        self.config = SmtpConfig.from_settings(ctx.settings)
+        self.handler = SmtpHandler(ctx.journal, ctx.rules)
+        self.tls: TlsMaterial | None = None
+        self._servers: dict[str, asyncio.Server] = {}
+        self._connections: set[MockSMTP] = set()
+
+    async def start(self) -> None:
+        settings = self.ctx.settings
+        _quiet_aiosmtpd(settings.log_level)
+        if settings.smtp_tls_cert is not None and settings.smtp_tls_key is not None:
+            self.tls = TlsMaterial.load(settings.smtp_tls_cert, settings.smtp_tls_key)
+        else:
+            extra = (settings.host,) if settings.host not in ("0.0.0.0", "::", "") else ()
+            self.tls = TlsMaterial.generate(self.config.hostname, extra)
+        loop = asyncio.get_running_loop()
+        context = self.tls.context
+
+        def factory(implicit_tls: bool) -> Callable[[], MockSMTP]:
+            return lambda: MockSMTP(self.handler, self.config, context, implicit_tls, self._connections, loop)
+
+        self._servers["smtp_port"] = await loop.create_server(
+            factory(False), host=settings.host, port=settings.smtp_port
+        )
+        if settings.smtps_port is not None:
+            self._servers["smtps_port"] = await loop.create_server(
+                factory(True), host=settings.host, port=settings.smtps_port, ssl=context
+            )
+
+    async def stop(self) -> None:
+        for server in self._servers.values():
+            server.close()
+        # Open sessions would keep wait_closed() waiting (Python 3.12+) until their idle timeout.
+        for session in list(self._connections):
+            if session.transport is not None:
+                session.transport.close()
+        for server in self._servers.values():
+            await server.wait_closed()
+        self._servers.clear()
+
+    def listeners(self) -> dict[str, int]:
+        return {name: int(s.sockets[0].getsockname()[1]) for name, s in self._servers.items() if s.sockets}
+
+    def api_router(self) -> APIRouter:
+        # FastAPI is imported with the inspection API, after the listeners are up (start-up time).
+        from fastapi import APIRouter
+        from fastapi import Path as PathParam
+
+        router = APIRouter(tags=["smtp"])
+        journal = self.ctx.journal
+
+        @router.get("/calls/{call_id}/attachments/{index}", response_class=Response)
+        async def attachment(call_id: str, index: int = PathParam(ge=0)) -> Response:
+            """An email attachment (the `index`-th of `data.attachments`), byte-exact."""
+            call = journal.get(call_id)
+            if call is None or call.service != "smtp" or call.method != "DATA":
+                raise NotFound("call_not_found", f"no recorded email {call_id}")
+            found = attachment_content(call.body, index)
+            if found is None:
+                raise NotFound("attachment_not_found", f"email {call_id} has no attachment {index}")
+            content, content_type, filename = found
+            # The sender chose the bytes and their type: an HTML attachment opened from the UI must
+            # never run on mockhub's origin (the same policy as /calls/{id}/raw).
+            headers = {"content-security-policy": "sandbox; default-src 'none'", "x-content-type-options": "nosniff"}
+            name = _download_name(filename)
+            if name:
+                headers["content-disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
+            return Response(content, media_type=content_type, headers=headers)
+
+        @router.get("/tls/ca.pem", response_class=Response)
+        async def ca_pem() -> Response:
+            """The certificate an SMTP client should trust for STARTTLS / SMTPS (PEM)."""
+            if self.tls is None:
+                raise NotFound("tls_not_ready", "the SMTP listener has not started")
+            return Response(self.tls.ca_pem, media_type="application/x-pem-file")
+
+        return router
