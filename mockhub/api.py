@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from mockhub.filters import CallFilter, with_filters
 from mockhub.journal import Call, Journal
 from mockhub.recording import jsonl_chunks, to_har
-from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec
+from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, check_reply_fields
 from mockhub.services.base import ServiceInfo
 
 __all__ = ["ApiState", "create_api"]
@@ -237,26 +237,10 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
     def _check_stub(spec: StubSpec) -> None:
         _known(spec.service)
-        replies = [spec.reply] if spec.reply is not None else list(spec.sequence or [])
-        own = {n: m for n, m in state.stub_replies.items() if m is not None}
-        models = [own[spec.service]] if spec.service in own else list(own.values())
-        allowed = {name for m in models for name in m.model_fields}
-        for index, reply in enumerate(replies):
-            extra = reply.model_extra or {}
-            unknown = sorted(set(extra) - allowed)
-            where = "reply" if spec.reply is not None else f"sequence.{index}"
-            if unknown:
-                owner = f"service {spec.service!r}" if spec.service else "any service"
-                raise ApiError(422, "invalid_request", f"{where}: {owner} takes no reply field(s) {', '.join(unknown)}")
-            for model in models:
-                fields = {k: v for k, v in extra.items() if k in model.model_fields}
-                if fields:
-                    try:
-                        model.model_validate(fields)
-                    except ValidationError as exc:
-                        problem = exc.errors()[0]
-                        loc = ".".join(str(p) for p in problem["loc"])
-                        raise ApiError(422, "invalid_request", f"{where}.{loc}: {problem['msg']}") from None
+        try:
+            check_reply_fields(spec, state.stub_replies)
+        except ValueError as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from None
 
     api = FastAPI(
         title="mockhub inspection API",

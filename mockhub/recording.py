@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -25,7 +25,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from mockhub.journal import Call, Journal, ResponseRecord, encode_body
-from mockhub.rules import FaultSpec, RuleBook, StubSpec
+from mockhub.rules import FaultSpec, RuleBook, StubSpec, reply_field_problems
 
 if TYPE_CHECKING:
     from mockhub.settings import Settings
@@ -332,7 +332,7 @@ def _fold(call: Call, update: dict[str, Any], base: Path) -> None:
 async def jsonl_chunks(calls: list[Call], batch: int = 500) -> AsyncIterator[bytes]:
     """The calls as JSON Lines, a batch at a time (bodies always inline: an export stands alone)."""
     for start in range(0, len(calls), batch):
-        yield b"".join(orjson.dumps(c.to_dict()) + b"\n" for c in calls[start : start + batch])
+        yield b"".join(orjson.dumps(c.to_api()) + b"\n" for c in calls[start : start + batch])
 
 
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
@@ -531,6 +531,18 @@ def _entries(file: Path, content: Any) -> list[tuple[str, str, dict[str, Any]]]:
     return found
 
 
+def _reply_problems(fields: dict[str, Any], services: Collection[str] | None) -> list[str]:
+    if not isinstance(services, Mapping):
+        return []
+    service = fields.get("service") if isinstance(fields.get("service"), str) else None
+    replies: list[tuple[str, Mapping[str, Any]]] = []
+    if isinstance(fields.get("reply"), dict):
+        replies.append(("reply", fields["reply"]))
+    if isinstance(fields.get("sequence"), list):
+        replies += [(f"sequence.{i}", r) for i, r in enumerate(fields["sequence"]) if isinstance(r, dict)]
+    return reply_field_problems(service, replies, services)
+
+
 def load_rule_files(path: Path, services: Collection[str] | None = None) -> list[StubSpec | FaultSpec]:
     """Every stub and fault in a stub file, or in the `*.json`/`*.yaml` files of a folder (name order).
 
@@ -550,11 +562,16 @@ def load_rule_files(path: Path, services: Collection[str] | None = None) -> list
                 raise RecordingError(f"{file}: {where}: expected a mapping, not {type(entry).__name__}")
             fields = {k: v for k, v in entry.items() if k != "description"}
             model: type[BaseModel] = StubSpec if kind == "stub" else FaultSpec
+            label = f" (service '{fields['service']}')" if isinstance(fields.get("service"), str) else ""
+            # The fakes' own reply fields are checked on the raw entry, so both kinds of problem show at once.
+            own = _reply_problems(fields, services) if kind == "stub" else []
             try:
                 spec = model.model_validate(fields)
             except ValidationError as exc:
-                label = f" (service '{fields['service']}')" if isinstance(fields.get("service"), str) else ""
-                raise RecordingError(f"{file}: {where}{label}: invalid {kind}: {_problems(exc)}") from exc
+                problems = "; ".join([_problems(exc), *own])
+                raise RecordingError(f"{file}: {where}{label}: invalid {kind}: {problems}") from exc
+            if own:
+                raise RecordingError(f"{file}: {where}{label}: invalid {kind}: {'; '.join(own)}")
             assert isinstance(spec, StubSpec | FaultSpec)
             if services is not None and spec.service is not None and spec.service not in services:
                 raise RecordingError(

@@ -11,9 +11,10 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mockhub.faults import HTTP, KINDS, PRESETS, FaultAction, FaultSpec, Preset, Stage
 from mockhub.filters import CallFilter, Match
@@ -30,6 +31,8 @@ __all__ = [
     "StubResponse",
     "StubSpec",
     "ToolCall",
+    "check_reply_fields",
+    "reply_field_problems",
 ]
 # Re-exported: the fault vocabulary lives in mockhub.faults, the match in mockhub.filters.
 __all__ += ["PRESETS", "FaultAction", "FaultSpec", "Preset", "Stage"]
@@ -176,6 +179,40 @@ class StubSpec(BaseModel):
         if self.sequence is not None and not self.sequence:
             raise ValueError("'sequence' needs at least one reply")
         return self
+
+
+def reply_field_problems(
+    service: str | None, replies: list[tuple[str, Mapping[str, Any]]], own_fields: Mapping[str, type[BaseModel] | None]
+) -> list[str]:
+    """What is wrong with the fake-specific fields of `replies` (`(where, fields)` pairs), as pydantic words it.
+
+    A fake declares its own reply fields (`Service.stub_reply`); without a `service`, a field any
+    fake declares is allowed. Messages have pydantic's shape (`reply.mood: Extra inputs are not
+    permitted`), so the API and stub files report them alike.
+    """
+    models = {name: m for name, m in own_fields.items() if m is not None}
+    chosen = [models[service]] if service in models else [] if service else list(models.values())
+    allowed = {name for model in chosen for name in model.model_fields} | set(StubReply.model_fields)
+    problems: list[str] = []
+    for where, fields in replies:
+        problems.extend(f"{where}.{name}: Extra inputs are not permitted" for name in sorted(set(fields) - allowed))
+        for model in chosen:
+            given = {k: v for k, v in fields.items() if k in model.model_fields}
+            try:
+                model.model_validate(given)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    problems.append(f"{where}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}")
+    return problems
+
+
+def check_reply_fields(spec: StubSpec, own_fields: Mapping[str, type[BaseModel] | None]) -> None:
+    """Raise ValueError when a reply of `spec` names a field its fake does not declare, or a bad value."""
+    replies = [("reply", spec.reply.model_extra or {})] if spec.reply is not None else []
+    replies += [(f"sequence.{i}", r.model_extra or {}) for i, r in enumerate(spec.sequence or [])]
+    problems = reply_field_problems(spec.service, replies, own_fields)
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 class Stub(StubSpec):

@@ -62,7 +62,7 @@ class Hub:
         self.services = [cls(ctx) for cls in SERVICES]
         self.router = Router(self.services)
         # Stub files, replay and the JSONL sink; a bad file fails here, naming the file and entry.
-        self.recording = attach(self.settings, self.journal, self.rules, {s.name for s in self.services})
+        self.recording = attach(self.settings, self.journal, self.rules, {s.name: s.stub_reply for s in self.services})
         self.pipeline = HttpPipeline(
             self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
         )

@@ -197,7 +197,7 @@ def test_replay_round_trip_is_equal_and_seq_continues(tmp_path: Path, hub_factor
     export.write_bytes(httpx.get(f"{second.url}/calls/export", params={"format": "jsonl"}).content)
     calls, dropped = load_journal(export)
     assert dropped == 0
-    assert [c.to_dict() for c in calls][: len(before)] == before
+    assert [c.to_api() for c in calls][: len(before)] == before
 
 
 def test_stream_update_lines_are_folded_on_replay(tmp_path: Path) -> None:

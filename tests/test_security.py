@@ -121,11 +121,13 @@ def test_an_attachment_download_names_no_folder_and_cannot_run(server: ThreadedH
 def test_export_file_names_are_fixed(server: ThreadedHub, api: httpx.Client) -> None:
     api.post("/webhooks/x", json={"a": 1})
     for fmt, name in (("jsonl", "mockhub.jsonl"), ("har", "mockhub.har")):
-        r = api.get("/calls/export", params={"format": fmt, "path": "/../../etc/passwd*", "service": "../x"})
+        r = api.get("/calls/export", params={"format": fmt, "path": "/../../etc/passwd*", "service": "webhook"})
         assert r.status_code == 200
         assert r.headers["content-disposition"] == f'attachment; filename="{name}"'
     r = api.get("/calls/export", params={"format": "../../etc/passwd"})
     assert r.status_code == 422
+    # A service name is checked against the fakes mockhub has, so a path-like one is refused too.
+    assert api.get("/calls/export", params={"service": "../x"}).json()["error"]["code"] == "unknown_service"
 
 
 # -- recordings ---------------------------------------------------------------------------------------

@@ -208,6 +208,7 @@ class EnvVar(BaseModel):
     name: str
     value: str
     description: str = ""
+    requires: list[str] = Field(default_factory=list, description="set only when these are known (e.g. namespace)")
 
 
 class ServiceInfo(BaseModel):

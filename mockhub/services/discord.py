@@ -16,8 +16,9 @@ from typing import Any
 
 import orjson
 
+from mockhub.journal import Call, default_summary
 from mockhub.rules import Preset
-from mockhub.services.base import BadRequest, Reply, Request, Route, Service, json_reply, route
+from mockhub.services.base import AppUrl, BadRequest, Reply, Request, Route, Service, json_reply, route
 from mockhub.services.forms import MultipartError, parse_multipart
 
 __all__ = ["DiscordService"]
@@ -44,6 +45,25 @@ class DiscordService(Service):
     """Discord's execute-webhook endpoint."""
 
     name = "discord"
+    label = "Discord"
+    color = "#4c6ef5"
+    hosts = ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com")
+    urls = {"discord_webhook": AppUrl(path="/api/webhooks/000/mockhub", description="a webhook URL")}
+    # A webhook's URL is its credential: /api/webhooks/<id>/<token>.
+    secret_paths = (r"^(/api(?:/v\d+)?/webhooks/[^/]+/)([^/?#]+)",)
+
+    @classmethod
+    def summarize(cls, call: Call) -> str:
+        data = call.data
+        text = data.get("content") if isinstance(data.get("content"), str) and data.get("content") else None
+        if text is None and data.get("embeds"):
+            embeds = data["embeds"]
+            first = embeds[0] if isinstance(embeds, list) and embeds and isinstance(embeds[0], dict) else {}
+            text = str(first.get("title") or first.get("description") or "(embeds)")
+        user = data.get("username")
+        if text:
+            return f"{user}: {text}" if isinstance(user, str) and user else text
+        return default_summary(call)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

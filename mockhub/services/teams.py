@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mockhub.rules import Preset
-from mockhub.services.base import BadRequest, Reply, Request, Route, Service, route, text_reply
+from mockhub.services.base import AppUrl, BadRequest, Reply, Request, Route, Service, route, text_reply
 
 __all__ = ["TeamsService"]
 
@@ -58,6 +58,10 @@ class TeamsService(Service):
     """Microsoft Teams incoming webhook (Office 365 connector)."""
 
     name = "teams"
+    label = "Microsoft Teams"
+    color = "#5f3dc4"
+    hosts = ("*.webhook.office.com", "outlook.office.com")
+    urls = {"teams_webhook": AppUrl(path="/teams/webhook", description="an incoming-webhook URL")}
 
     def routes(self) -> list[Route]:
         return [route("POST", "/teams/{webhook:path}", self.post, self.parse)]

@@ -28,7 +28,8 @@ from urllib.parse import quote
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from mockhub.services.base import Service, ServiceContext
+from mockhub.journal import Call
+from mockhub.services.base import EnvVar, Service, ServiceContext, email_summary
 from mockhub.services.smtp.config import SmtpConfig
 from mockhub.services.smtp.faults import fault_outcome
 from mockhub.services.smtp.handler import SmtpHandler
@@ -85,6 +86,22 @@ class SmtpService(Service):
     """The SMTP (and optional SMTPS) listeners, and the email-specific inspection routes."""
 
     name = "smtp"
+    label = "SMTP"
+    transport = "smtp"
+    view = "email"
+    color = "#1971c2"
+    env = (
+        EnvVar(name="ALERT_EMAIL_SMTP_SERVER", value="{host}"),
+        EnvVar(name="ALERT_EMAIL_SMTP_PORT", value="{smtp_port}"),
+        # The namespace travels as the AUTH user name (docs/namespaces.md).
+        EnvVar(name="ALERT_EMAIL_SMTP_USER", value="{namespace}"),
+        EnvVar(name="ALERT_EMAIL_SMTP_PASSWORD", value="mockhub", requires=["namespace"]),
+    )
+    raw_content_type = "message/rfc822"
+
+    @classmethod
+    def summarize(cls, call: Call) -> str:
+        return email_summary(call)
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
