@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -182,7 +182,9 @@ class StubSpec(BaseModel):
 
 
 def reply_field_problems(
-    service: str | None, replies: list[tuple[str, Mapping[str, Any]]], own_fields: Mapping[str, type[BaseModel] | None]
+    service: str | None,
+    replies: Sequence[tuple[str, Mapping[str, Any]]],
+    own_fields: Mapping[str, type[BaseModel] | None],
 ) -> list[str]:
     """What is wrong with the fake-specific fields of `replies` (`(where, fields)` pairs), as pydantic words it.
 
