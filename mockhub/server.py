@@ -24,7 +24,7 @@ from mockhub.pipeline import HttpPipeline
 from mockhub.recording import RecordingError, attach
 from mockhub.router import Router
 from mockhub.rules import RuleBook
-from mockhub.services import SERVICES
+from mockhub.services import SERVICES, load_fake
 from mockhub.services.base import ServiceContext
 from mockhub.settings import Settings
 from mockhub.transport import MockhubProtocol
@@ -59,7 +59,12 @@ class Hub:
         self.rules = RuleBook(self.settings.seed)
         self._tasks: set[asyncio.Task[None]] = set()
         ctx = ServiceContext(self.settings, self.journal, self.rules, self.spawn)
-        self.services = [cls(ctx) for cls in SERVICES]
+        extra = [load_fake(s) for s in (self.settings.fakes or "").split(",") if s.strip()]
+        # A fake of the user's own comes first, so its routes win over a built-in fake's broader ones.
+        self.services = [cls(ctx) for cls in [*extra, *SERVICES]]
+        names = [s.name for s in self.services]
+        if len(set(names)) != len(names):
+            raise ValueError(f"fakes: two fakes share a name: {sorted(n for n in names if names.count(n) > 1)}")
         self.router = Router(self.services)
         # Stub files, replay and the JSONL sink; a bad file fails here, naming the file and entry.
         self.recording = attach(self.settings, self.journal, self.rules, {s.name: s.stub_reply for s in self.services})
@@ -360,7 +365,7 @@ def run(settings: Settings) -> None:
     """Serve until SIGTERM / SIGINT."""
     try:
         hub = Hub(settings)
-    except RecordingError as exc:
+    except (RecordingError, ValueError) as exc:
         print(f"mockhub: error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     # What is alive after start-up (modules, the app) never becomes garbage: keep it out of collections.

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
         None, description="comma-separated host globs outbound callbacks may reach (any when unset)"
     )
     seed: int | None = Field(None, description="seed for probabilistic faults, so runs repeat")
+    fakes: str | None = Field(
+        None,
+        description="comma-separated extra fakes to serve, each `package.module:ServiceClass`",
+    )
     credentials: str | None = Field(
         None, description="comma-separated credentials the fakes accept (any non-empty one when unset)"
     )

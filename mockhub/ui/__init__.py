@@ -1,4 +1,4 @@
-"""The web UI (SPEC section 10): static files shipped in this package, served at `GET /ui`.
+"""The web UI: static files shipped in this package, served at `GET /ui` (docs/ui.md).
 
 No build step: index.html, app.js and style.css are read once at startup and served with a strict
 Content-Security-Policy. Only app.js runs; call data is rendered as text, and an email's HTML only

@@ -10,14 +10,13 @@
   const MAX_ROWS = 2000; // rows kept in the DOM; older ones are paged in on demand
   const RULES_EVERY_MS = 2000;
   const BIG_TEXT = 256 * 1024; // longer bodies are shown cut, with a button for the rest
-  const KNOWN_SERVICES = [
-    "smtp", "slack", "twilio", "webhook", "openai", "anthropic", "pagerduty", "teams", "discord", "sendgrid",
-  ];
-  // Header values never shown in full (SPEC section 3): credentials and signatures.
+  // What the UI knows of each fake (its colour, view, secret headers and paths) comes from GET /services:
+  // this file names no fake.
+  const CATALOGUE = new Map(); // name -> the fake's facts
+  // Header values never shown in full: credentials and signatures (each fake adds its own).
   const SECRET_HEADERS = new Set([
     "authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "set-cookie",
-    "x-twilio-signature", "x-slack-signature", "x-hub-signature", "x-hub-signature-256", "x-auth-token",
-    "x-amz-security-token", "ocp-apim-subscription-key",
+    "x-auth-token", "x-amz-security-token", "ocp-apim-subscription-key",
   ]);
   const SECRET_NAME = /(secret|token|passw|signature|api[-_]?key|auth)/i;
   // The email iframe's own policy: nothing may load (no remote images, fonts, frames), styles inline only.
@@ -46,7 +45,7 @@
     es: null,
     retryTimer: 0,
     gen: 0, // bumped on each reload, so answers to an older load are dropped
-    services: new Set(KNOWN_SERVICES),
+    services: new Set(),
     namespaces: new Set(["default"]),
   };
 
@@ -115,9 +114,33 @@
     return SECRET_HEADERS.has(lower) || SECRET_NAME.test(lower);
   }
 
-  // Webhook URLs carry their credential in the path (Slack's /services/T/B/<secret>, Discord's
-  // /api/webhooks/<id>/<token>): it is masked like a secret header wherever a path is shown.
-  const SECRET_PATHS = [/^(\/services\/[^/]+\/[^/]+\/)([^/?#]+)/, /^(\/api(?:\/v\d+)?\/webhooks\/[^/]+\/)([^/?#]+)/];
+  // Some webhook URLs carry their credential in the path: each fake names those parts (group 2 of its
+  // `secret_paths`), and they are masked like a secret header wherever a path is shown.
+  const SECRET_PATHS = [];
+
+  const viewOf = (call) => (CATALOGUE.get(call.service) || {}).view || "http";
+
+  async function loadCatalogue() {
+    try {
+      const body = await getJSON("/services");
+      for (const info of body.services) {
+        CATALOGUE.set(info.name, info);
+        for (const name of info.secret_headers || []) SECRET_HEADERS.add(String(name).toLowerCase());
+        for (const source of info.secret_paths || []) {
+          try {
+            SECRET_PATHS.push(new RegExp(source));
+          } catch (_) { /* a pattern this browser cannot compile: nothing to mask with it */ }
+        }
+      }
+    } catch (_) { /* an older server without /services: names from the calls themselves, no colours */ }
+  }
+
+  function serviceBadge(name) {
+    const info = CATALOGUE.get(name);
+    const badge = el("span", { class: `badge svc svc-${cssName(name)}`, text: name, title: info ? info.label : name });
+    if (info && /^#[0-9a-f]{3,8}$/i.test(info.color || "")) badge.style.background = info.color;
+    return badge;
+  }
 
   function maskPath(path) {
     const text = String(path);
@@ -173,23 +196,13 @@
   // The one-line summary of a call: [main, secondary].
   function summaryOf(call) {
     const d = call.data || {};
-    if (call.service === "smtp") {
+    if (viewOf(call) === "email") {
       const to = asList(d.to).concat(asList(d.cc));
       const rcpt = to.length ? to : asList(d.rcpt_to);
       return [d.subject || "(no subject)", `${d.from || d.mail_from || "?"} → ${rcpt.join(", ") || "?"}`];
     }
-    let hint = "";
-    if (d.from !== undefined && d.to !== undefined && typeof d.body === "string") {
-      hint = `${d.from} → ${asList(d.to).join(", ")}: ${d.body}`;
-    } else {
-      for (const key of ["text", "summary", "subject", "body", "reply", "content", "model", "channel"]) {
-        if (typeof d[key] === "string" && d[key]) {
-          hint = key === "model" ? `model ${d[key]}` : d[key];
-          break;
-        }
-      }
-    }
-    return [`${call.method} ${maskPath(call.path)}`, hint];
+    // The fake's own one-line summary (GET /calls serves it with every call).
+    return [`${call.method} ${maskPath(call.path)}`, typeof call.summary === "string" ? call.summary : ""];
   }
 
   function statusClass(status) {
@@ -217,7 +230,7 @@
       },
       el("span", { class: "seq", text: `#${call.seq}` }),
       el("time", { class: "time", datetime: call.time, text: fmtTime(call.time) }),
-      el("span", { class: `badge svc svc-${cssName(call.service)}`, text: call.service }),
+      serviceBadge(call.service),
       call.namespace !== "default" ? el("span", { class: "badge ns", text: call.namespace, title: "namespace" }) : null,
       call.direction === "outbound" ? el("span", { class: "badge out", text: "out", title: "sent by mockhub" }) : null,
       el("span", { class: "summary" },
@@ -661,11 +674,11 @@
     const [main] = summaryOf(call);
     return [
       el("header", { class: "detail-head" },
-        el("span", { class: `badge svc svc-${cssName(call.service)}`, text: call.service }),
-        el("h2", { text: call.service === "smtp" ? "email" : main }),
+        serviceBadge(call.service),
+        el("h2", { text: viewOf(call) === "email" ? "email" : main }),
         el("a", { href: callUrl(call.id), target: "_blank", rel: "noopener", text: "JSON" })),
       metaList(call),
-      call.service === "smtp" ? emailDetail(call) : httpDetail(call),
+      viewOf(call) === "email" ? emailDetail(call) : httpDetail(call),
     ];
   }
 
@@ -813,8 +826,12 @@
     }, delay);
   }
 
-  function init() {
-    for (const name of KNOWN_SERVICES) ui.service.append(el("option", { value: name, text: name }));
+  async function init() {
+    await loadCatalogue();
+    for (const name of CATALOGUE.keys()) {
+      state.services.add(name);
+      ui.service.append(el("option", { value: name, text: name }));
+    }
     ui.namespaces.append(el("option", { value: "default" }));
     readHash();
     if (state.filters.service && !state.services.has(state.filters.service)) {
