@@ -160,7 +160,7 @@ def test_a_bad_fakes_setting_is_one_clear_line(tmp_path: Path) -> None:
             "--smtp-port",
             "0",
             "--fakes",
-            "nope:Nothing",
+            "nope:X",
         ],
         capture_output=True,
         text=True,
