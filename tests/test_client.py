@@ -343,4 +343,4 @@ def test_importing_mockhub_stays_cheap() -> None:
         "if m in sys.modules]; print(heavy); from mockhub import MockHub; print(MockHub.__module__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["[]", "mockhub.client"]
+    assert out.splitlines() == ["[]", "mockhub.client.sync"]
