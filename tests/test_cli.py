@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import free_port
 from typer.testing import CliRunner
 
 import mockhub as mockhub_package
@@ -246,12 +246,6 @@ def test_default_url_is_ipv4_loopback_with_mockhub_http_port(server: ThreadedHub
 
 
 # -- as a real subprocess -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_health_subprocess_exit_codes(base_url: str) -> None:
