@@ -1,4 +1,4 @@
-"""The client commands of `mockhub`: calls, tail, fault, stub, reset, export, env, health.
+"""The client commands of `mockhub`: calls, tail, reset, export, env, health (fault and stub: `cli_rules`).
 
 They talk to a running server at `--url` / `MOCKHUB_URL` (default http://127.0.0.1:8080, or
 `MOCKHUB_HTTP_PORT` on 127.0.0.1: what a container HEALTHCHECK wants). Data goes to stdout,
@@ -12,7 +12,7 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TextIO
@@ -21,7 +21,6 @@ import typer
 
 if TYPE_CHECKING:
     from mockhub.client import Call, CallFilters, MockHub
-    from mockhub.rules import Fault, Stub
 
 __all__ = ["register"]
 
@@ -365,252 +364,10 @@ def health(
         _out(f"ok: mockhub {body.get('version')} ({ports}), {body.get('calls', 0)} call(s)")
 
 
-# -- fault and stub rules ---------------------------------------------------------------------------------------
-
-fault_app = typer.Typer(help="Add, list and clear fault rules.", no_args_is_help=True)
-stub_app = typer.Typer(help="Add, list and clear stubs (scripted replies).", no_args_is_help=True)
-
-
-def _load_spec(spec: str) -> dict[str, Any]:
-    """`--spec '{...}'` or `--spec @rule.json` / `@rule.yaml`."""
-    text = spec
-    if spec.startswith("@"):
-        source = Path(spec[1:])
-        try:
-            text = source.read_text()
-        except OSError as exc:
-            _fail(f"cannot read {source}: {exc}", 2)
-        if source.suffix in (".yaml", ".yml"):
-            import yaml
-
-            loaded = yaml.safe_load(text)
-            if not isinstance(loaded, dict):
-                _fail(f"{source} must hold one rule (a mapping)", 2)
-            return loaded
-    try:
-        loaded = json.loads(text)
-    except ValueError as exc:
-        _fail(f"--spec is not valid JSON: {exc}", 2)
-    if not isinstance(loaded, dict):
-        _fail("--spec must be a JSON object", 2)
-    return loaded
-
-
-def _headers(values: list[str] | None) -> dict[str, str] | None:
-    if not values:
-        return None
-    out = {}
-    for item in values:
-        name, sep, value = item.partition(":")
-        if not sep:
-            _fail(f"--header must look like 'Name: value', not {item!r}", 2)
-        out[name.strip()] = value.strip()
-    return out
-
-
-def _maybe_json(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _show_rule(rule: Fault | Stub, kind: str) -> None:
-    _print_json(rule.model_dump(mode="json", by_alias=True, exclude_defaults=True) | {"id": rule.id})
-    _say(f"added {kind} {rule.id}", "green")
-
-
-def _match_text(rule: Fault | Stub) -> str:
-    fields = rule.match.model_dump(exclude_none=True)
-    return " ".join(f"{k}={v}" for k, v in fields.items()) or "*"
-
-
-MatchPath = Annotated[str | None, typer.Option("--path", help="match: path or glob")]
-MatchContains = Annotated[str | None, typer.Option("--contains", help="match: substring of the body")]
-MatchTo = Annotated[str | None, typer.Option("--to", help="match: a recipient")]
-MatchMethod = Annotated[str | None, typer.Option("--method", help="match: HTTP method")]
-MatchSubject = Annotated[str | None, typer.Option("--subject", help="match: email subject substring")]
-MatchNamespace = Annotated[str | None, typer.Option("--namespace", "-n", help="match: only this namespace")]
-Spec = Annotated[
-    str | None, typer.Option("--spec", help="the whole rule as JSON, or @file.json / @file.yaml (other flags ignored)")
-]
-Headers = Annotated[list[str] | None, typer.Option("--header", help="'Name: value' (repeatable)")]
-
-
-@fault_app.command("add")
-def fault_add(
-    url: Url = None,
-    service: Service = None,
-    preset: Annotated[
-        str | None,
-        typer.Option(help="rate_limited, server_error, unavailable, overloaded, unauthorized (provider's shape)"),
-    ] = None,
-    action: Annotated[
-        str,
-        typer.Option(help="error, delay, timeout, reset, empty, malformed, cut_stream, smtp_reply, disconnect"),
-    ] = "error",
-    status: Annotated[int | None, typer.Option(help="HTTP status of an error")] = None,
-    body: Annotated[str | None, typer.Option(help="error body (JSON is sent as JSON)")] = None,
-    header: Headers = None,
-    delay_ms: Annotated[int | None, typer.Option(help="delay / timeout length in ms")] = None,
-    times: Annotated[int, typer.Option(help="how many matching calls fail")] = 1,
-    forever: Annotated[bool, typer.Option("--forever", help="fail every matching call until cleared")] = False,
-    after: Annotated[int, typer.Option(help="let this many matching calls through first")] = 0,
-    probability: Annotated[float, typer.Option(help="fail each matching call with this chance")] = 1.0,
-    after_chunks: Annotated[int, typer.Option(help="cut_stream: chunks sent before the cut")] = 0,
-    stage: Annotated[str | None, typer.Option(help="smtp: connect, ehlo, auth, mail, rcpt, data")] = None,
-    code: Annotated[int | None, typer.Option(help="smtp_reply: the SMTP code, e.g. 451")] = None,
-    message: Annotated[str | None, typer.Option(help="smtp_reply: the text")] = None,
-    method: MatchMethod = None,
-    path: MatchPath = None,
-    contains: MatchContains = None,
-    to: MatchTo = None,
-    subject: MatchSubject = None,
-    namespace: MatchNamespace = None,
-    spec: Spec = None,
-) -> None:
-    """Add a fault rule; prints it (JSON) on stdout."""
-    from mockhub.rules import FaultSpec
-
-    with _talking_to(url), _hub(url, namespace) as hub:
-        if spec is not None:
-            rule: Fault = hub.add_fault(FaultSpec.model_validate(_load_spec(spec)))
-        else:
-            rule = hub.fault(
-                service, preset=preset, action=action, status=status, body=_maybe_json(body),  # type: ignore[arg-type]
-                headers=_headers(header), delay_ms=delay_ms, times=None if forever else times, after=after,
-                probability=probability, after_chunks=after_chunks, stage=stage, code=code,  # type: ignore[arg-type]
-                message=message, method=method, path=path, contains=contains, to=to, subject=subject,
-            )  # fmt: skip
-    _show_rule(rule, "fault")
-
-
-@fault_app.command("list")
-def fault_list(url: Url = None, namespace: Namespace = None, as_json: AsJson = False) -> None:
-    """List fault rules with how often each fired."""
-    with _talking_to(url), _hub(url, namespace) as hub:
-        rules = hub.faults()
-    if as_json:
-        _print_json([r.model_dump(mode="json", by_alias=True) for r in rules])
-        return
-    rows = [
-        [
-            r.id,
-            r.service or "*",
-            r.action if r.preset is None else f"{r.action}:{r.preset}",
-            "∞" if r.remaining is None else str(r.remaining),
-            str(r.fired),
-            _match_text(r),
-        ]
-        for r in rules
-    ]
-    _table(["ID", "SERVICE", "ACTION", "LEFT", "FIRED", "MATCH"], rows, ["dim", "cyan", "yellow", None, None, None])
-    _say(f"{len(rules)} fault rule(s)", "dim")
-
-
-@fault_app.command("clear")
-def fault_clear(
-    ids: Annotated[list[str] | None, typer.Argument(help="rule ids; none = every rule (of --namespace)")] = None,
-    url: Url = None,
-    namespace: Namespace = None,
-) -> None:
-    """Delete fault rules: the ones named, or all."""
-    _clear(url, namespace, ids, "fault")
-
-
-@stub_app.command("add")
-def stub_add(
-    url: Url = None,
-    service: Service = None,
-    content: Annotated[str | None, typer.Option(help="LLM reply text")] = None,
-    status: Annotated[int | None, typer.Option(help="raw HTTP answer: status")] = None,
-    response_json: Annotated[str | None, typer.Option("--response-json", help="raw HTTP answer: JSON body")] = None,
-    body: Annotated[str | None, typer.Option(help="raw HTTP answer: text body")] = None,
-    header: Headers = None,
-    times: Annotated[int | None, typer.Option(help="answer this many calls (default: until cleared)")] = None,
-    chunk_delay_ms: Annotated[int, typer.Option(help="pace of streamed LLM replies")] = 0,
-    method: MatchMethod = None,
-    path: MatchPath = None,
-    contains: MatchContains = None,
-    to: MatchTo = None,
-    subject: MatchSubject = None,
-    namespace: MatchNamespace = None,
-    spec: Spec = None,
-) -> None:
-    """Add a stub (a scripted reply); prints it (JSON) on stdout."""
-    from mockhub.rules import StubSpec
-
-    json_body: Any = None
-    if response_json is not None:
-        try:
-            json_body = json.loads(response_json)
-        except ValueError as exc:
-            _fail(f"--response-json is not valid JSON: {exc}", 2)
-    with _talking_to(url), _hub(url, namespace) as hub:
-        if spec is not None:
-            rule: Stub = hub.add_stub(StubSpec.model_validate(_load_spec(spec)))
-        else:
-            try:
-                rule = hub.stub(
-                    service, content=content, status=status, json=json_body, body=body, headers=_headers(header),
-                    times=times, chunk_delay_ms=chunk_delay_ms, method=method, path=path, contains=contains,
-                    to=to, subject=subject,
-                )  # fmt: skip
-            except ValueError as exc:
-                if type(exc) is not ValueError:
-                    raise
-                _fail(str(exc), 2)
-    _show_rule(rule, "stub")
-
-
-@stub_app.command("list")
-def stub_list(url: Url = None, namespace: Namespace = None, as_json: AsJson = False) -> None:
-    """List stubs with how often each answered."""
-    with _talking_to(url), _hub(url, namespace) as hub:
-        rules = hub.stubs()
-    if as_json:
-        _print_json([r.model_dump(mode="json", by_alias=True) for r in rules])
-        return
-
-    def answer(r: Stub) -> str:
-        if r.response is not None:
-            return f"HTTP {r.response.status}"
-        if r.sequence is not None:
-            return f"sequence of {len(r.sequence)}"
-        assert r.reply is not None
-        return r.reply.content or f"{len(r.reply.tool_calls)} tool call(s)"
-
-    rows = [[r.id, r.service or "*", answer(r), str(r.hits), _match_text(r)] for r in rules]
-    _table(["ID", "SERVICE", "ANSWER", "HITS", "MATCH"], rows, ["dim", "cyan", None, None, None])
-    _say(f"{len(rules)} stub(s)", "dim")
-
-
-@stub_app.command("clear")
-def stub_clear(
-    ids: Annotated[list[str] | None, typer.Argument(help="stub ids; none = every stub (of --namespace)")] = None,
-    url: Url = None,
-    namespace: Namespace = None,
-) -> None:
-    """Delete stubs: the ones named, or all."""
-    _clear(url, namespace, ids, "stub")
-
-
-def _clear(url: str | None, namespace: str | None, ids: list[str] | None, kind: str) -> None:
-    with _talking_to(url), _hub(url, namespace) as hub:
-        delete: Callable[[str], bool] = hub.delete_fault if kind == "fault" else hub.delete_stub
-        if ids:
-            for rule_id in ids:
-                delete(rule_id)
-            deleted = len(ids)
-        else:
-            deleted = hub.clear_faults() if kind == "fault" else hub.clear_stubs()
-    _say(f"deleted {deleted} {kind}(s)", "green")
-
-
 def register(app: typer.Typer) -> None:
     """Add the client commands to the `mockhub` command."""
+    from mockhub.cli_rules import fault_app, stub_app
+
     app.command("calls")(calls)
     app.command("tail")(tail)
     app.add_typer(fault_app, name="fault")

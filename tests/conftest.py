@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from support import new_namespace
 
 from mockhub.server import ThreadedHub
 
@@ -29,3 +30,9 @@ def api(server: ThreadedHub) -> Iterator[httpx.Client]:
 def base_url(server: ThreadedHub, api: httpx.Client) -> str:
     """The server's base URL, after a reset."""
     return server.url
+
+
+@pytest.fixture
+def ns() -> str:
+    """A fresh namespace name, so a test's calls and rules are its own."""
+    return new_namespace()

@@ -6,15 +6,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from support import extra_hub
 
 from mockhub.server import ThreadedHub
-from mockhub.settings import Settings
 
 
 @pytest.fixture(scope="module")
 def guarded() -> Iterator[ThreadedHub]:
-    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, admin_token="s3cret")
-    with ThreadedHub(settings) as hub:
+    with extra_hub(admin_token="s3cret") as hub:
         yield hub
 
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import anthropic
 import httpx
 import httpx2
 import pytest
+import support
+from support import extra_hub
 
 from mockhub.server import ThreadedHub
-from mockhub.settings import Settings
+
+calls = partial(support.calls, service="anthropic")
 
 MODEL = "claude-sonnet-5"
 HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
@@ -31,11 +35,6 @@ def client(server: ThreadedHub, max_retries: int = 0) -> anthropic.Anthropic:
 
 def user(text: str) -> list[Any]:
     return [{"role": "user", "content": text}]
-
-
-def calls(api: httpx.Client, **params: Any) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = api.get("/calls", params={"service": "anthropic", **params}).json()["calls"]
-    return result
 
 
 def events(body: str) -> list[tuple[str, dict[str, Any]]]:
@@ -60,8 +59,7 @@ def post(api: httpx.Client, path: str, **spec: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def pinned() -> Iterator[ThreadedHub]:
-    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, credentials="sk-ant-good")
-    with ThreadedHub(settings) as running:
+    with extra_hub(credentials="sk-ant-good") as running:
         yield running
 
 

@@ -9,18 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+from support import calls, extra_hub
 
 from mockhub.server import ThreadedHub
-from mockhub.settings import Settings
 
 TEAMS = "/teams/webhookb2/0a1b2c3d-0000-4000-8000-000000000000@tenant/IncomingWebhook/abc123/def456"
 WEBHOOK_ID = "1234567890123456789"
 DISCORD = f"/api/webhooks/{WEBHOOK_ID}/s3cr3t-t0ken"
-
-
-def calls(api: httpx.Client, service: str, **filters: Any) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = api.get("/calls", params={"service": service, **filters}).json()["calls"]
-    return result
 
 
 # -- Teams ---------------------------------------------------------------------------------------
@@ -295,8 +290,7 @@ def test_discord_get_webhook_and_namespace(api: httpx.Client) -> None:
 
 @pytest.fixture(scope="module")
 def pinned() -> Iterator[ThreadedHub]:
-    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, credentials="good-token", max_body_bytes=64 * 1024)
-    with ThreadedHub(settings) as running:
+    with extra_hub(credentials="good-token", max_body_bytes=64 * 1024) as running:
         yield running
 
 

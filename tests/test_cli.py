@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import free_port
 from typer.testing import CliRunner
 
 import mockhub as mockhub_package
@@ -156,6 +156,25 @@ def test_stub_add_list_clear(base_url: str) -> None:
     assert code == 0 and "deleted 2 stub(s)" in err
 
 
+def test_rule_flags_parse_json_headers_and_match_shortcuts(base_url: str) -> None:
+    code, out, err = cli(
+        "fault", "add", "-s", "webhook", "--status", "503", "--body", '{"error": "down"}', "--header", "Retry-After: 7",
+        "--regex", "db-[0-9]+", "--after", "1", url=base_url,
+    )  # fmt: skip
+    assert code == 0, err
+    rule = json.loads(out)
+    assert rule["body"] == {"error": "down"} and rule["headers"] == {"Retry-After": "7"}
+    assert rule["match"] == {"regex": "db-[0-9]+"} and rule["after"] == 1 and "times" not in rule  # 1, the default
+    code, out, _ = cli("fault", "add", "-s", "webhook", "--status", "500", "--body", "not json", url=base_url)
+    assert code == 0 and json.loads(out)["body"] == "not json"
+    code, _, err = cli("fault", "add", "-s", "webhook", "--action", "explode", url=base_url)
+    assert code == 2 and "invalid rule" in err
+    code, _, err = cli("stub", "add", "-s", "webhook", "--response-json", "{oops", url=base_url)
+    assert code == 2 and "--response-json is not valid JSON" in err
+    code, _, err = cli("stub", "add", "-s", "webhook", "--header", "no colon", url=base_url)
+    assert code == 2 and "--header must look like" in err
+
+
 def test_reset_whole_or_one_namespace(base_url: str, api: httpx.Client) -> None:
     seed(base_url)
     code, _, err = cli("reset", "-n", "team-a", url=base_url)
@@ -227,12 +246,6 @@ def test_default_url_is_ipv4_loopback_with_mockhub_http_port(server: ThreadedHub
 
 
 # -- as a real subprocess -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_health_subprocess_exit_codes(base_url: str) -> None:

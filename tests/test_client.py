@@ -1,15 +1,12 @@
-"""The Python client (`MockHub`, `AsyncMockHub`) against a real server on loopback."""
+"""The sync Python client (`MockHub`) against a real server on loopback (the async twin: test_client_async.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import secrets
 import smtplib
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -17,8 +14,9 @@ from email.message import EmailMessage
 import httpx
 import pytest
 from pydantic import ValidationError
+from support import later, post
 
-from mockhub import AsyncMockHub, Call, MockHub
+from mockhub import Call, MockHub
 from mockhub.api import CallOut, HealthOut, ResponseOut
 from mockhub.client import ActiveFault, CallResponse, FaultHit, Health, MockHubError, _lenient
 from mockhub.rules import Fault, FaultSpec
@@ -31,25 +29,6 @@ def hub(server: ThreadedHub) -> Iterator[MockHub]:
     with MockHub(server.url) as client:
         client.reset()
         yield client
-
-
-@pytest.fixture
-def ns() -> str:
-    return "t-" + secrets.token_hex(4)
-
-
-def post(url: str, payload: object) -> httpx.Response:
-    return httpx.post(url, json=payload, timeout=10)
-
-
-def later(delay: float, fn: object, *args: object) -> threading.Thread:
-    def run() -> None:
-        time.sleep(delay)
-        fn(*args)  # type: ignore[operator]
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_calls_are_typed_models_with_filters(hub: MockHub) -> None:
@@ -175,6 +154,7 @@ def test_stub_is_a_rule_and_a_context_manager(hub: MockHub) -> None:
         assert (r.status_code, r.json()) == (409, {"error": "duplicate"})
         assert post(hub.urls.webhook("other"), {}).status_code == 200
         assert [s.hits for s in hub.stubs()] == [1]
+        assert stub.refresh().hits == 1 and hub.get_stub(stub.id).hits == 1
     assert hub.stubs() == []
     assert post(url, {}).status_code == 200
     assert hub.calls(path="/webhooks/billing")[0].stub is not None
@@ -275,44 +255,6 @@ def test_export_jsonl(hub: MockHub, ns: str) -> None:
     assert [Call.model_validate(r) for r in records] == mine.calls()
 
 
-def test_async_client(server: ThreadedHub, ns: str) -> None:
-    async def scenario() -> None:
-        async with AsyncMockHub(server.url, namespace=ns) as hub:
-            assert (await hub.health()).status == "ok"
-            env = await hub.env()
-            assert env["ALERT_EMAIL_SMTP_USER"] == ns
-            async with httpx.AsyncClient() as http:
-                waiting = asyncio.ensure_future(hub.wait_for("webhook", count=2, timeout=20))
-                await asyncio.sleep(0.2)
-                for n in (1, 2):
-                    await http.post(hub.urls.webhook("async"), json={"n": n})
-                got = await waiting
-                assert [c.data["n"] for c in got] == [1, 2]
-                assert await hub.count("webhook") == 2
-                assert (await hub.call(got[0].id)).seq == got[0].seq
-
-                async with hub.fault("webhook", preset="rate_limited", times=None) as fault:
-                    assert fault.match.namespace == ns
-                    assert (await http.post(hub.urls.webhook("async"), json={})).status_code == 429
-                    assert [f.id for f in await hub.faults()] == [fault.id]
-                assert await hub.faults() == []
-
-                stub = await hub.stub("webhook", status=202, body="accepted")
-                assert (await http.post(hub.urls.webhook("async"), json={})).status_code == 202
-                assert await hub.delete_stub(stub.id) is True
-
-                stream = hub.stream("webhook", after=0)
-                first = await stream.__anext__()
-                assert first.data == {"n": 1}
-                await stream.aclose()
-
-            with pytest.raises(AssertionError, match="most similar first"):
-                await hub.wait_for("webhook", contains="never", timeout=0.2)
-            assert (await hub.reset()).calls == 4
-
-    asyncio.run(scenario())
-
-
 def test_client_models_match_the_api_models() -> None:
     """The client keeps its own light models (no FastAPI import); they must not drift from the API's."""
     assert set(Call.model_fields) == set(CallOut.model_fields)
@@ -343,4 +285,4 @@ def test_importing_mockhub_stays_cheap() -> None:
         "if m in sys.modules]; print(heavy); from mockhub import MockHub; print(MockHub.__module__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["[]", "mockhub.client"]
+    assert out.splitlines() == ["[]", "mockhub.client.sync"]

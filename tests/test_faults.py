@@ -15,13 +15,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
+import support
+from support import calls, extra_hub
 
 from mockhub.server import ThreadedHub
 from mockhub.settings import Settings
+
+add_fault = partial(support.add_fault, service="webhook")
 
 WEBHOOK = "/webhooks/alerts"
 
@@ -50,19 +55,6 @@ def server_log() -> Iterator[list[logging.LogRecord]]:
     finally:
         for name in names:
             logging.getLogger(name).removeHandler(handler)
-
-
-def add_fault(api: httpx.Client, **spec: Any) -> dict[str, Any]:
-    spec.setdefault("service", "webhook")
-    r = api.post("/faults", json=spec)
-    assert r.status_code == 201, r.text
-    fault: dict[str, Any] = r.json()
-    return fault
-
-
-def calls(api: httpx.Client, **filters: Any) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = api.get("/calls", params=filters).json()["calls"]
-    return result
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -300,7 +292,7 @@ PROBABLE = {"service": "webhook", "action": "error", "status": 503, "probability
 def test_seeded_probability_repeats_across_restarts() -> None:
     patterns = []
     for seed in (1234, 1234, 99):
-        with ThreadedHub(Settings(host="127.0.0.1", http_port=0, smtp_port=0, seed=seed)) as hub:
+        with extra_hub(seed=seed) as hub:
             patterns.append(_hit_pattern(hub.url, PROBABLE))
     first, again, other = patterns
     assert first == again

@@ -8,25 +8,21 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from support import extra_hub
 
 from mockhub.server import ThreadedHub
-from mockhub.settings import Settings
 
 
 @pytest.fixture(scope="module")
 def strict() -> Iterator[ThreadedHub]:
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        smtp_port=0,
+    with extra_hub(
         header_timeout=0.5,
         body_timeout=0.5,
         max_header_count=20,
         max_header_bytes=4096,
         max_body_bytes=1000,
         max_connections=8,
-    )
-    with ThreadedHub(settings) as hub:
+    ) as hub:
         yield hub
 
 

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from email.message import EmailMessage
-from typing import Any
+from functools import partial
 
 import httpx
 import pytest
 import requests
+import support
+from support import extra_hub
 
 from mockhub.server import ThreadedHub
-from mockhub.settings import Settings
+
+calls = partial(support.calls, service="mailgun")
 
 DOMAIN = "mg.example.com"
 AUTH = ("api", "key-0123456789abcdef")
-
-
-def calls(api: httpx.Client, **filters: Any) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = api.get("/calls", params={"service": "mailgun", **filters}).json()["calls"]
-    return result
 
 
 def test_send_form_encoded(api: httpx.Client, base_url: str) -> None:
@@ -154,7 +152,7 @@ def test_namespace_prefix(api: httpx.Client) -> None:
 
 @pytest.fixture(scope="module")
 def pinned() -> Iterator[ThreadedHub]:
-    with ThreadedHub(Settings(host="127.0.0.1", http_port=0, smtp_port=0, credentials="key-good")) as running:
+    with extra_hub(credentials="key-good") as running:
         yield running
 
 

@@ -6,14 +6,20 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 import openai
 import pytest
+import support
+from support import extra_hub
 
 from mockhub.server import ThreadedHub
-from mockhub.settings import Settings
+
+calls = partial(support.calls, service="openai")
+stub = partial(support.add_stub, service="openai")
+fault = partial(support.add_fault, service="openai")
 
 MODEL = "gpt-4o-mini"
 AUTH = {"authorization": "Bearer sk-test"}
@@ -37,35 +43,15 @@ def user(text: str) -> list[Any]:
     return [{"role": "system", "content": "You are terse."}, {"role": "user", "content": text}]
 
 
-def calls(api: httpx.Client, **params: Any) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = api.get("/calls", params={"service": "openai", **params}).json()["calls"]
-    return result
-
-
 def frames(text: str) -> list[str]:
     """The `data:` payloads of an SSE body, in order."""
     return [block.removeprefix("data: ") for block in text.split("\n\n") if block.startswith("data: ")]
 
 
-def stub(api: httpx.Client, **spec: Any) -> dict[str, Any]:
-    r = api.post("/stubs", json={"service": "openai", **spec})
-    assert r.status_code == 201, r.text
-    created: dict[str, Any] = r.json()
-    return created
-
-
-def fault(api: httpx.Client, **spec: Any) -> dict[str, Any]:
-    r = api.post("/faults", json={"service": "openai", **spec})
-    assert r.status_code == 201, r.text
-    created: dict[str, Any] = r.json()
-    return created
-
-
 @pytest.fixture(scope="module")
 def pinned() -> Iterator[ThreadedHub]:
     """A second mockhub that accepts only the key `sk-good`."""
-    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, credentials="sk-good, sk-other")
-    with ThreadedHub(settings) as running:
+    with extra_hub(credentials="sk-good, sk-other") as running:
         yield running
 
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 import httpx2
 import pagerduty
 import pytest
+import support
+from support import extra_hub
 
 from mockhub.server import ThreadedHub
-from mockhub.settings import Settings
+
+calls = partial(support.calls, service="pagerduty")
 
 KEY = "R0UTINGKEY0123456789ABCDEFGHIJKL"
 PAYLOAD = {"summary": "s", "source": "x"}
@@ -39,11 +43,6 @@ def client(base_url: str, key: str = KEY) -> pagerduty.EventsApiV2Client:
     # The client sleeps 1.5 s * 2^n between retries; the fake's answers need no such patience.
     pd.sleep_timer = 0.01
     return pd
-
-
-def calls(api: httpx.Client, **filters: Any) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = api.get("/calls", params={"service": "pagerduty", **filters}).json()["calls"]
-    return result
 
 
 def test_trigger_with_the_official_client_is_recorded(api: httpx.Client, base_url: str) -> None:
@@ -174,8 +173,7 @@ def test_namespace_prefix_in_base_url(api: httpx.Client, base_url: str) -> None:
 
 @pytest.fixture(scope="module")
 def pinned() -> Iterator[ThreadedHub]:
-    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, credentials=f"{KEY}, other-key")
-    with ThreadedHub(settings) as running:
+    with extra_hub(credentials=f"{KEY}, other-key") as running:
         yield running
 
 

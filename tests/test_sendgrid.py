@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
+import support
 from python_http_client.exceptions import BadRequestsError, TooManyRequestsError, UnauthorizedError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Attachment, Bcc, Cc, Mail, MailSettings, Personalization, SandBoxMode, To
+from support import extra_hub
 
 from mockhub.server import ThreadedHub
-from mockhub.settings import Settings
+
+calls = partial(support.calls, service="sendgrid")
 
 
 def sendgrid(base_url: str, key: str = "SG.test-key") -> SendGridAPIClient:
     return SendGridAPIClient(key, host=base_url)
-
-
-def calls(api: httpx.Client, **filters: Any) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = api.get("/calls", params={"service": "sendgrid", **filters}).json()["calls"]
-    return result
 
 
 def test_send_a_mail_with_the_sdk(api: httpx.Client, base_url: str) -> None:
@@ -199,7 +198,7 @@ def test_namespace_in_host(api: httpx.Client, base_url: str) -> None:
 
 @pytest.fixture(scope="module")
 def pinned() -> Iterator[ThreadedHub]:
-    with ThreadedHub(Settings(host="127.0.0.1", http_port=0, smtp_port=0, credentials="SG.good")) as running:
+    with extra_hub(credentials="SG.good") as running:
         yield running
 
 

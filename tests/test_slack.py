@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from functools import partial
 
 import httpx
 import pytest
+import support
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
+from support import extra_hub
 
 from mockhub.server import ThreadedHub
-from mockhub.settings import Settings
+
+calls = partial(support.calls, service="slack")
+fault = partial(support.add_fault, service="slack")
 
 HOOK = "/services/T0001/B0001/s3cr3t"
-
-
-def calls(api: httpx.Client, **filters: Any) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = api.get("/calls", params={"service": "slack", **filters}).json()["calls"]
-    return result
-
-
-def fault(api: httpx.Client, **spec: Any) -> dict[str, Any]:
-    r = api.post("/faults", json={"service": "slack", **spec})
-    assert r.status_code == 201, r.text
-    created: dict[str, Any] = r.json()
-    return created
 
 
 @pytest.fixture
@@ -294,8 +286,7 @@ def test_web_api_presets(web: WebClient, api: httpx.Client, preset: str, status:
 
 @pytest.fixture(scope="module")
 def pinned() -> Iterator[ThreadedHub]:
-    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, credentials="xoxb-good, s3cr3t")
-    with ThreadedHub(settings) as hub:
+    with extra_hub(credentials="xoxb-good, s3cr3t") as hub:
         yield hub
 
 

@@ -8,13 +8,17 @@ import ssl
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
-from typing import Any
+from functools import partial
 
 import httpx
 import pytest
+import support
+from support import extra_hub
 
 from mockhub.server import ThreadedHub
-from mockhub.settings import Settings
+
+calls = partial(support.calls, service="smtp")
+fault = partial(support.add_fault, service="smtp")
 
 TIMEOUT = 10
 
@@ -36,20 +40,6 @@ def message(
     return msg
 
 
-def calls(api: httpx.Client, **params: Any) -> list[dict[str, Any]]:
-    r = api.get("/calls", params={"service": "smtp", **params})
-    r.raise_for_status()
-    result: list[dict[str, Any]] = r.json()["calls"]
-    return result
-
-
-def fault(api: httpx.Client, **spec: Any) -> dict[str, Any]:
-    r = api.post("/faults", json={"service": "smtp", **spec})
-    assert r.status_code == 201, r.text
-    created: dict[str, Any] = r.json()
-    return created
-
-
 def trusted(api: httpx.Client) -> ssl.SSLContext:
     """A client context that trusts mockhub's certificate, as served at /tls/ca.pem."""
     r = api.get("/tls/ca.pem")
@@ -61,17 +51,13 @@ def trusted(api: httpx.Client) -> ssl.SSLContext:
 @pytest.fixture(scope="module")
 def strict() -> Iterator[ThreadedHub]:
     """A second mockhub with tight SMTP limits, pinned credentials and SMTPS on."""
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        smtp_port=0,
+    with extra_hub(
         smtps_port=0,
         smtp_max_message_bytes=20_000,
         smtp_max_recipients=3,
         smtp_require_auth=True,
         smtp_credentials="alice:secret,bob",
-    )
-    with ThreadedHub(settings) as running:
+    ) as running:
         yield running
 
 

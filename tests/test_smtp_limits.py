@@ -12,6 +12,7 @@ from email.message import EmailMessage
 
 import httpx
 import pytest
+from support import extra_hub
 
 from mockhub.server import ThreadedHub
 from mockhub.settings import Settings
@@ -53,15 +54,13 @@ def _read_until_closed(sock: socket.socket) -> bytes:
 
 @pytest.fixture(scope="module")
 def impatient() -> Iterator[ThreadedHub]:
-    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, smtp_timeout=1.0)
-    with ThreadedHub(settings) as hub:
+    with extra_hub(smtp_timeout=1.0) as hub:
         yield hub
 
 
 @pytest.fixture(scope="module")
 def crowded() -> Iterator[ThreadedHub]:
-    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, smtp_max_connections=3)
-    with ThreadedHub(settings) as hub:
+    with extra_hub(smtp_max_connections=3) as hub:
         yield hub
 
 

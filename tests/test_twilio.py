@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
+import support
+from support import calls, extra_hub, free_port, wait_calls
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from mockhub.server import ThreadedHub
 from mockhub.settings import Settings
+
+fault = partial(support.add_fault, service="twilio")
 
 ACCOUNT = "AC" + "0" * 31 + "1"
 TOKEN = "test-auth-token"
@@ -47,33 +51,9 @@ def twilio(base_url: str, ns: str) -> Client:
     return client_for(f"{base_url}/ns/{ns}")
 
 
-def calls(api: httpx.Client, **filters: Any) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = api.get("/calls", params=filters).json()["calls"]
-    return result
-
-
-def wait_calls(api: httpx.Client, count: int, **filters: Any) -> list[dict[str, Any]]:
-    body = api.get("/calls", params={**filters, "wait": 10, "min": count}).json()
-    assert not body.get("timed_out"), f"only {body['count']} calls arrived: {body['calls']}"
-    result: list[dict[str, Any]] = body["calls"]
-    return result
-
-
-def fault(api: httpx.Client, **spec: Any) -> None:
-    r = api.post("/faults", json={"service": "twilio", **spec})
-    assert r.status_code == 201, r.text
-
-
 def stub(api: httpx.Client, ns: str, **reply: Any) -> None:
     r = api.post("/stubs", json={"service": "twilio", "match": {"namespace": ns}, "reply": reply})
     assert r.status_code == 201, r.text
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # -- create -------------------------------------------------------------------------------------
@@ -383,16 +363,12 @@ def test_rate_limited_on_list(twilio: Client, api: httpx.Client, ns: str) -> Non
 
 @pytest.fixture(scope="module")
 def pinned() -> Iterator[ThreadedHub]:
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        smtp_port=0,
+    with extra_hub(
         credentials=f"{ACCOUNT}:{TOKEN}, {API_KEY}:key-secret",
         twilio_final_status="undelivered",
         twilio_error_code=30007,
         twilio_callback_delay_ms=1,
-    )
-    with ThreadedHub(settings) as hub:
+    ) as hub:
         yield hub
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Playwright, Request, expect, sync_playwright
+from support import extra_hub
 
 from mockhub.server import ThreadedHub
 from mockhub.ui import ASSETS, CSP
@@ -514,10 +515,8 @@ def test_stays_usable_with_ten_thousand_calls(watched: Watched, server: Threaded
 @pytest.mark.browser
 @browser_test
 def test_the_ui_works_behind_the_admin_token(watched: Watched) -> None:
-    from mockhub.settings import Settings
 
-    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, admin_token="ui-s3cret")
-    with ThreadedHub(settings) as guarded:
+    with extra_hub(admin_token="ui-s3cret") as guarded:
         assert httpx.get(f"{guarded.url}/ui").status_code == 401
         page = watched.open_ui(guarded.url, "?token=ui-s3cret")
         httpx.post(f"{guarded.url}/webhooks/guarded", json={"summary": "behind the token"})

@@ -1,0 +1,243 @@
+"""`AsyncMockHub`: the async twin of `MockHub` (httpx.AsyncClient), method for method.
+
+Its non-I/O half is `_Base`, shared with `MockHub`. `fault`/`stub`/`add_fault`/`add_stub` return an
+`AsyncRule`: `rule = await hub.fault(...)`, or `async with hub.fault(...):` to delete it on exit.
+`smtp_port` is an awaitable property: `await hub.smtp_port`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Literal, Unpack
+
+import httpx
+
+from mockhub.client.base import _EXPORT_TIMEOUT, _STREAM_TIMEOUT, MockHubError, _Base, _error, _lenient, _Sse
+from mockhub.client.base import _spec_json as spec_json
+from mockhub.client.models import AsyncActiveFault, AsyncActiveStub, AsyncRule, Call, CallFilters, Health, ResetResult
+from mockhub.client.options import FaultOptions, StubOptions
+from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
+
+__all__ = ["AsyncMockHub"]
+
+
+class AsyncMockHub(_Base):
+    """The async twin of `MockHub` (httpx.AsyncClient). `fault`/`stub` return an `AsyncRule`:
+    `rule = await hub.fault(...)`, or `async with hub.fault(...):` to delete it on exit."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace: str | None = None,
+        timeout: float = 10.0,
+        smtp_host: str | None = None,
+        smtp_port: int | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(url, namespace, smtp_host, smtp_port)
+        self._owns_client = client is None
+        self._http = client or httpx.AsyncClient(base_url=self.url, timeout=timeout, trust_env=False)
+
+    # -- plumbing ------------------------------------------------------------------------------------
+    async def _request(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        response = await self._http.request(method, self.url + path, **kwargs, **extra)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.json()
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncMockHub:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def namespaced(self, namespace: str | None) -> AsyncMockHub:
+        """A client for another namespace (None: all of them), sharing this one's connections."""
+        return AsyncMockHub(
+            self.url, namespace=namespace, smtp_host=self._smtp_host, smtp_port=self._smtp_port, client=self._http
+        )
+
+    # -- health ----------------------------------------------------------------------------------------
+    async def health(self) -> Health:
+        return self._health_of(await self._request("GET", "/health"))
+
+    @property
+    def smtp_port(self) -> Awaitable[int | None]:
+        """The SMTP listener's port (asked from `/health` once when not given): `await hub.smtp_port`."""
+        return self._smtp_port_now()
+
+    async def _smtp_port_now(self) -> int | None:
+        if self._smtp_port is None:
+            self._smtp_port = (await self.health()).smtp_port
+        return self._smtp_port
+
+    async def services(self) -> list[dict[str, Any]]:
+        """Every fake the server has, with its facts (`GET /services`): routes, URLs, env, filter fields..."""
+        return self._learn(self._services_of(await self._http.get(f"{self.url}/services")))
+
+    async def env(self) -> dict[str, str]:
+        """Ready-made settings pointing an application at this namespace's fakes (see `app_env`)."""
+        if self._catalogue is None:
+            await self.services()
+        return self._env(await self.smtp_port)
+
+    # -- calls -------------------------------------------------------------------------------------------
+    async def calls(
+        self,
+        service: str | None = None,
+        *,
+        limit: int | None = None,
+        order: Literal["asc", "desc"] = "asc",
+        **filters: Unpack[CallFilters],
+    ) -> list[Call]:
+        """The recorded calls matching the filters, oldest first."""
+        params = self._params(service, filters, limit=limit, order=order)
+        return self._calls_of(await self._request("GET", "/calls", params=params))
+
+    async def call(self, call_id: str) -> Call:
+        return self._call_of(await self._request("GET", self._call_path(call_id)))
+
+    async def raw(self, call_id: str) -> bytes:
+        """A call's body byte-exact: an email's message source, a webhook's payload."""
+        response = await self._http.get(self.url + self._call_path(call_id, "/raw"))
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.content
+
+    async def count(self, service: str | None = None, **filters: Unpack[CallFilters]) -> int:
+        return self._number(await self._request("GET", "/calls/count", params=self._params(service, filters)), "count")
+
+    async def delete_calls(self, service: str | None = None, **filters: Unpack[CallFilters]) -> int:
+        """Forget the matching calls (faults and stubs stay); returns how many were forgotten."""
+        body = await self._request("DELETE", "/calls", params=self._params(service, filters))
+        return self._number(body, "deleted")
+
+    async def wait_for(
+        self, service: str | None = None, *, count: int = 1, timeout: float = 5.0, **filters: Unpack[CallFilters]
+    ) -> list[Call]:
+        """Wait (long poll, no sleeping) until at least `count` calls match; return every matching call.
+
+        On timeout, raise an AssertionError listing what did arrive in this namespace, most similar first.
+        """
+        __tracebackhide__ = True  # pytest: show the test's line, not the client's insides
+        params = self._wait_params(service, count, timeout, filters)
+        got = self._calls_of(await self._request("GET", "/calls", params=params, timeout=timeout + 10.0))
+        if len(got) >= count:
+            return got
+        others = await self.namespaced(params.get("namespace")).calls(limit=500, order="desc")
+        if self._catalogue is None:
+            # Which data fields hold recipients and text, for the near-miss explanation.
+            with contextlib.suppress(MockHubError, httpx.HTTPError):
+                await self.services()
+        raise AssertionError(self._miss(params, count, got, others, timeout))
+
+    async def stream(self, service: str | None = None, **filters: Unpack[CallFilters]) -> AsyncIterator[Call]:
+        """Each new matching call as it is recorded (Server-Sent Events); with `after`, earlier ones first."""
+        params = self._params(service, filters)
+        url = f"{self.url}/calls/stream"
+        async with self._http.stream("GET", url, params=params, timeout=_STREAM_TIMEOUT) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise _error(response)
+            parser = _Sse()
+            async for line in response.aiter_lines():
+                if (call := parser.call(line)) is not None:
+                    yield call
+
+    async def export(
+        self, fmt: Literal["jsonl", "har"] = "jsonl", service: str | None = None, **filters: Unpack[CallFilters]
+    ) -> AsyncIterator[bytes]:
+        """The journal as JSON Lines or HAR, in chunks (servers without `/calls/export`: JSONL from `/calls`)."""
+        params = self._export_params(fmt, service, filters)
+        url = f"{self.url}/calls/export"
+        async with self._http.stream("GET", url, params=params, timeout=_EXPORT_TIMEOUT) as response:
+            if response.status_code < 400:
+                async for chunk in response.aiter_bytes():
+                    yield chunk
+                return
+            await response.aread()
+            if (failure := self._export_failure(response, fmt)) is not None:
+                raise failure
+        for line in self._jsonl_of(await self._request("GET", "/calls", params=self._params(service, filters))):
+            yield line
+
+    # -- faults ------------------------------------------------------------------------------------------
+    def fault(self, service: str | None = None, **options: Unpack[FaultOptions]) -> AsyncRule[AsyncActiveFault]:
+        """Add a fault rule (SPEC section 5): `await` it, or `async with hub.fault(...):` to remove it on exit.
+
+        `times=None` fails every matching call until the rule is deleted. The options: `FaultOptions`.
+        """
+        return self.add_fault(self._fault_spec(service, options))
+
+    def add_fault(self, spec: FaultSpec) -> AsyncRule[AsyncActiveFault]:
+        async def create() -> AsyncActiveFault:
+            rule: AsyncActiveFault = _lenient(
+                AsyncActiveFault, await self._request("POST", "/faults", json=spec_json(spec))
+            )
+            rule._hub = self
+            return rule
+
+        return AsyncRule(create)
+
+    async def get_fault(self, fault_id: str) -> Fault:
+        return self._fault_of(await self._request("GET", self._rule_path("faults", fault_id)))
+
+    async def faults(self) -> list[Fault]:
+        return self._faults_of(await self._request("GET", "/faults", params=self._params()))
+
+    async def delete_fault(self, fault_id: str, *, missing_ok: bool = False) -> bool:
+        return await self._delete_rule("faults", fault_id, missing_ok=missing_ok)
+
+    async def clear_faults(self) -> int:
+        return self._number(await self._request("DELETE", "/faults", params=self._params()), "deleted")
+
+    # -- stubs -------------------------------------------------------------------------------------------
+    def stub(self, service: str | None = None, **options: Unpack[StubOptions]) -> AsyncRule[AsyncActiveStub]:
+        """Script a reply (SPEC section 7): `content`/`tool_calls` for LLMs, `status`/`json`/`body` for raw HTTP.
+
+        `await` it, or `async with hub.stub(...):` to remove it on exit. The options: `StubOptions`.
+        """
+        return self.add_stub(self._stub_spec(service, options))
+
+    def add_stub(self, spec: StubSpec) -> AsyncRule[AsyncActiveStub]:
+        async def create() -> AsyncActiveStub:
+            rule: AsyncActiveStub = _lenient(
+                AsyncActiveStub, await self._request("POST", "/stubs", json=spec_json(spec))
+            )
+            rule._hub = self
+            return rule
+
+        return AsyncRule(create)
+
+    async def get_stub(self, stub_id: str) -> Stub:
+        return self._stub_of(await self._request("GET", self._rule_path("stubs", stub_id)))
+
+    async def stubs(self) -> list[Stub]:
+        return self._stubs_of(await self._request("GET", "/stubs", params=self._params()))
+
+    async def delete_stub(self, stub_id: str, *, missing_ok: bool = False) -> bool:
+        return await self._delete_rule("stubs", stub_id, missing_ok=missing_ok)
+
+    async def clear_stubs(self) -> int:
+        return self._number(await self._request("DELETE", "/stubs", params=self._params()), "deleted")
+
+    async def _delete_rule(self, kind: Literal["faults", "stubs"], rule_id: str, *, missing_ok: bool) -> bool:
+        try:
+            await self._request("DELETE", self._rule_path(kind, rule_id))
+        except MockHubError as exc:
+            if self._missing(exc, missing_ok):
+                return False
+            raise
+        return True
+
+    # -- reset -------------------------------------------------------------------------------------------
+    async def reset(self) -> ResetResult:
+        """Forget calls, faults and stubs (only this namespace's when the client has one)."""
+        return self._reset_of(await self._request("POST", "/reset", params=self._params()))

@@ -1,0 +1,267 @@
+"""What the inspection API answers, as light pydantic models (no server imports), and rules with a handle
+back to the client that made them."""
+
+from __future__ import annotations
+
+import base64
+import json as jsonlib
+from collections.abc import Awaitable, Callable, Generator
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from mockhub.filters import CallFilters, recipients_of, subjects_of, texts_of
+from mockhub.rules import Fault, Stub
+
+if TYPE_CHECKING:
+    from mockhub.client.aio import AsyncMockHub
+    from mockhub.client.sync import MockHub
+
+__all__ = [
+    "ActiveFault",
+    "ActiveStub",
+    "AsyncActiveFault",
+    "AsyncActiveStub",
+    "AsyncRule",
+    "Call",
+    "CallFilters",
+    "CallResponse",
+    "FaultHit",
+    "Health",
+    "ResetResult",
+    "StubHit",
+]
+
+
+def _decode(text: str, encoding: str) -> bytes:
+    return base64.b64decode(text) if encoding == "base64" else text.encode("utf-8")
+
+
+class CallResponse(BaseModel):
+    """What mockhub answered to a call."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: int
+    headers: dict[str, str] = {}
+    body: str = ""
+    body_encoding: Literal["utf-8", "base64"] = "utf-8"
+
+    @property
+    def content(self) -> bytes:
+        return _decode(self.body, self.body_encoding)
+
+
+class FaultHit(BaseModel):
+    """The fault rule that hit a call."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    id: str
+    action: str
+    preset: str | None = None
+
+
+class StubHit(BaseModel):
+    """The stub that answered a call (`index`: which of its answers, for a `sequence`)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    id: str
+    index: int = 0
+
+
+class Call(BaseModel):
+    """One recorded call (SPEC section 3). `data` holds the service's parsed fields."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    seq: int
+    time: datetime
+    service: str
+    namespace: str = "default"
+    direction: Literal["inbound", "outbound"] = "inbound"
+    method: str
+    path: str
+    query: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    body: str = ""
+    body_encoding: Literal["utf-8", "base64"] = "utf-8"
+    data: dict[str, Any] = {}
+    response: CallResponse | None = None
+    fault: FaultHit | None = None
+    stub: StubHit | None = None
+    duration_ms: float = 0.0
+    summary: str = ""
+    """The fake's own one-line summary of the call (what the UI's list shows)."""
+
+    @property
+    def content(self) -> bytes:
+        """The request body byte-exact (an email's message source)."""
+        return _decode(self.body, self.body_encoding)
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status mockhub answered (None when it never answered: a reset, a timeout)."""
+        return None if self.response is None else self.response.status
+
+    def body_json(self) -> Any:
+        """The request body parsed as JSON."""
+        return jsonlib.loads(self.content)
+
+    def describe(self, width: int = 80) -> str:
+        """`#12 slack POST /services/T/B/X -> 200  "alerts: disk full"`: what a failure message shows."""
+        from mockhub.client.explain import describe
+
+        return describe(self, width)
+
+    # What `mockhub.filters` reads of a call (the server's matchers, run on the client's copy).
+    def recipients(self) -> frozenset[str]:
+        return recipients_of(self.service, self.data)
+
+    def search_text(self) -> str:
+        return "\n".join([self.content.decode("utf-8", "replace"), *texts_of(self.service, self.data)])
+
+    def subjects(self) -> list[str]:
+        return subjects_of(self.service, self.data)
+
+
+class Health(BaseModel):
+    """`GET /health`."""
+
+    status: Literal["ok", "starting"]
+    version: str
+    http_port: int
+    smtp_port: int | None = None
+    smtps_port: int | None = None
+    calls: int = 0
+    evicted: int = 0
+    last_seq: int = 0
+    body_bytes: int = 0
+
+
+class ResetResult(BaseModel):
+    """How many calls, faults and stubs a reset forgot."""
+
+    calls: int
+    faults: int
+    stubs: int
+
+
+# The one definition of the /calls filters in the client (to move to mockhub/filters.py).
+# The filters are defined once, in mockhub.filters; re-exported here for the clients.
+__all__ += ["CallFilters"]
+
+
+# -- rules with a handle back to their client ----------------------------------------------------------
+
+
+class ActiveFault(Fault):
+    """A fault rule as created by `MockHub.fault`: also a context manager that deletes it on exit."""
+
+    model_config = ConfigDict(extra="ignore")
+    _hub: MockHub | None = PrivateAttr(None)
+
+    def delete(self) -> None:
+        if self._hub is not None:
+            self._hub.delete_fault(self.id, missing_ok=True)
+
+    def refresh(self) -> Fault:
+        """The rule as the server sees it now (its counters: `seen`, `fired`, `remaining`)."""
+        if self._hub is None:
+            raise RuntimeError("this fault is not bound to a client")
+        return self._hub.get_fault(self.id)
+
+    def __enter__(self) -> ActiveFault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.delete()
+
+
+class ActiveStub(Stub):
+    """A stub as created by `MockHub.stub`: also a context manager that deletes it on exit."""
+
+    model_config = ConfigDict(extra="ignore")
+    _hub: MockHub | None = PrivateAttr(None)
+
+    def delete(self) -> None:
+        if self._hub is not None:
+            self._hub.delete_stub(self.id, missing_ok=True)
+
+    def refresh(self) -> Stub:
+        """The stub as the server sees it now (its `hits`)."""
+        if self._hub is None:
+            raise RuntimeError("this stub is not bound to a client")
+        return self._hub.get_stub(self.id)
+
+    def __enter__(self) -> ActiveStub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.delete()
+
+
+class AsyncActiveFault(Fault):
+    """A fault rule as created by `AsyncMockHub.fault`: `await rule.delete()`, `await rule.refresh()`."""
+
+    model_config = ConfigDict(extra="ignore")
+    _hub: AsyncMockHub | None = PrivateAttr(None)
+
+    async def delete(self) -> None:
+        if self._hub is not None:
+            await self._hub.delete_fault(self.id, missing_ok=True)
+
+    async def refresh(self) -> Fault:
+        """The rule as the server sees it now (its counters: `seen`, `fired`, `remaining`)."""
+        if self._hub is None:
+            raise RuntimeError("this fault is not bound to a client")
+        return await self._hub.get_fault(self.id)
+
+
+class AsyncActiveStub(Stub):
+    """A stub as created by `AsyncMockHub.stub`: `await rule.delete()`, `await rule.refresh()`."""
+
+    model_config = ConfigDict(extra="ignore")
+    _hub: AsyncMockHub | None = PrivateAttr(None)
+
+    async def delete(self) -> None:
+        if self._hub is not None:
+            await self._hub.delete_stub(self.id, missing_ok=True)
+
+    async def refresh(self) -> Stub:
+        """The stub as the server sees it now (its `hits`)."""
+        if self._hub is None:
+            raise RuntimeError("this stub is not bound to a client")
+        return await self._hub.get_stub(self.id)
+
+
+R = TypeVar("R", AsyncActiveFault, AsyncActiveStub)
+
+
+class AsyncRule(Generic[R]):
+    """What `AsyncMockHub.fault/stub` return: `await` it for the rule, or `async with` it to delete on exit."""
+
+    def __init__(self, create: Callable[[], Awaitable[R]]) -> None:
+        self._create_rule: Callable[[], Awaitable[R]] = create
+        self._rule: R | None = None
+
+    async def _create(self) -> R:
+        if self._rule is None:
+            self._rule = await self._create_rule()
+        return self._rule
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self._create().__await__()
+
+    async def __aenter__(self) -> R:
+        return await self._create()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._rule is not None:
+            await self._rule.delete()

@@ -1,0 +1,225 @@
+"""`MockHub`: the synchronous client (httpx.Client). Its non-I/O half is `_Base`, shared with `AsyncMockHub`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Literal, Unpack
+
+import httpx
+
+from mockhub.client.base import _EXPORT_TIMEOUT, _STREAM_TIMEOUT, MockHubError, _Base, _error, _lenient, _Sse
+from mockhub.client.base import _spec_json as spec_json
+from mockhub.client.models import ActiveFault, ActiveStub, Call, CallFilters, Health, ResetResult
+from mockhub.client.options import FaultOptions, StubOptions
+from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
+
+__all__ = ["MockHub"]
+
+
+class MockHub(_Base):
+    """A typed client of a running mockhub's inspection API.
+
+    `MockHub()` connects to `MOCKHUB_URL` (default http://127.0.0.1:8080). With `namespace=`, every
+    query and reset is scoped to that namespace, and rules created here only match it.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace: str | None = None,
+        timeout: float = 10.0,
+        smtp_host: str | None = None,
+        smtp_port: int | None = None,
+        client: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(url, namespace, smtp_host, smtp_port)
+        self._owns_client = client is None
+        self._http = client or httpx.Client(base_url=self.url, timeout=timeout, trust_env=False)
+
+    # -- plumbing ------------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        response = self._http.request(method, self.url + path, **kwargs, **extra)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.json()
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._http.close()
+
+    def __enter__(self) -> MockHub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def namespaced(self, namespace: str | None) -> MockHub:
+        """A client for another namespace (None: all of them), sharing this one's connections."""
+        return MockHub(
+            self.url, namespace=namespace, smtp_host=self._smtp_host, smtp_port=self._smtp_port, client=self._http
+        )
+
+    # -- health ----------------------------------------------------------------------------------------
+    def health(self) -> Health:
+        return self._health_of(self._request("GET", "/health"))
+
+    @property
+    def smtp_port(self) -> int | None:
+        """The SMTP listener's port (asked from `/health` once when not given)."""
+        if self._smtp_port is None:
+            self._smtp_port = self.health().smtp_port
+        return self._smtp_port
+
+    def services(self) -> list[dict[str, Any]]:
+        """Every fake the server has, with its facts (`GET /services`): routes, URLs, env, filter fields..."""
+        return self._learn(self._services_of(self._http.get(f"{self.url}/services")))
+
+    def env(self) -> dict[str, str]:
+        """Ready-made settings pointing an application at this namespace's fakes (see `app_env`)."""
+        if self._catalogue is None:
+            self.services()
+        return self._env(self.smtp_port)
+
+    # -- calls -------------------------------------------------------------------------------------------
+    def calls(
+        self,
+        service: str | None = None,
+        *,
+        limit: int | None = None,
+        order: Literal["asc", "desc"] = "asc",
+        **filters: Unpack[CallFilters],
+    ) -> list[Call]:
+        """The recorded calls matching the filters, oldest first."""
+        return self._calls_of(
+            self._request("GET", "/calls", params=self._params(service, filters, limit=limit, order=order))
+        )
+
+    def call(self, call_id: str) -> Call:
+        return self._call_of(self._request("GET", self._call_path(call_id)))
+
+    def raw(self, call_id: str) -> bytes:
+        """A call's body byte-exact: an email's message source, a webhook's payload."""
+        response = self._http.get(self.url + self._call_path(call_id, "/raw"))
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.content
+
+    def count(self, service: str | None = None, **filters: Unpack[CallFilters]) -> int:
+        return self._number(self._request("GET", "/calls/count", params=self._params(service, filters)), "count")
+
+    def delete_calls(self, service: str | None = None, **filters: Unpack[CallFilters]) -> int:
+        """Forget the matching calls (faults and stubs stay); returns how many were forgotten."""
+        return self._number(self._request("DELETE", "/calls", params=self._params(service, filters)), "deleted")
+
+    def wait_for(
+        self, service: str | None = None, *, count: int = 1, timeout: float = 5.0, **filters: Unpack[CallFilters]
+    ) -> list[Call]:
+        """Wait (long poll, no sleeping) until at least `count` calls match; return every matching call.
+
+        On timeout, raise an AssertionError listing what did arrive in this namespace, most similar first.
+        """
+        __tracebackhide__ = True  # pytest: show the test's line, not the client's insides
+        params = self._wait_params(service, count, timeout, filters)
+        got = self._calls_of(self._request("GET", "/calls", params=params, timeout=timeout + 10.0))
+        if len(got) >= count:
+            return got
+        others = self.namespaced(params.get("namespace")).calls(limit=500, order="desc")
+        if self._catalogue is None:
+            # Which data fields hold recipients and text, for the near-miss explanation.
+            with contextlib.suppress(MockHubError, httpx.HTTPError):
+                self.services()
+        raise AssertionError(self._miss(params, count, got, others, timeout))
+
+    def stream(self, service: str | None = None, **filters: Unpack[CallFilters]) -> Iterator[Call]:
+        """Each new matching call as it is recorded (Server-Sent Events); with `after`, earlier ones first."""
+        params = self._params(service, filters)
+        with self._http.stream("GET", f"{self.url}/calls/stream", params=params, timeout=_STREAM_TIMEOUT) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise _error(response)
+            parser = _Sse()
+            for line in response.iter_lines():
+                if (call := parser.call(line)) is not None:
+                    yield call
+
+    def export(
+        self, fmt: Literal["jsonl", "har"] = "jsonl", service: str | None = None, **filters: Unpack[CallFilters]
+    ) -> Iterator[bytes]:
+        """The journal as JSON Lines or HAR, in chunks (servers without `/calls/export`: JSONL from `/calls`)."""
+        params = self._export_params(fmt, service, filters)
+        url = f"{self.url}/calls/export"
+        with self._http.stream("GET", url, params=params, timeout=_EXPORT_TIMEOUT) as response:
+            if response.status_code < 400:
+                yield from response.iter_bytes()
+                return
+            response.read()
+            if (failure := self._export_failure(response, fmt)) is not None:
+                raise failure
+        yield from self._jsonl_of(self._request("GET", "/calls", params=self._params(service, filters)))
+
+    # -- faults ------------------------------------------------------------------------------------------
+    def fault(self, service: str | None = None, **options: Unpack[FaultOptions]) -> ActiveFault:
+        """Add a fault rule (SPEC section 5); `with hub.fault(...):` removes it again on exit.
+
+        `times=None` fails every matching call until the rule is deleted. The options: `FaultOptions`.
+        """
+        return self.add_fault(self._fault_spec(service, options))
+
+    def add_fault(self, spec: FaultSpec) -> ActiveFault:
+        rule: ActiveFault = _lenient(ActiveFault, self._request("POST", "/faults", json=spec_json(spec)))
+        rule._hub = self
+        return rule
+
+    def get_fault(self, fault_id: str) -> Fault:
+        return self._fault_of(self._request("GET", self._rule_path("faults", fault_id)))
+
+    def faults(self) -> list[Fault]:
+        return self._faults_of(self._request("GET", "/faults", params=self._params()))
+
+    def delete_fault(self, fault_id: str, *, missing_ok: bool = False) -> bool:
+        return self._delete_rule("faults", fault_id, missing_ok=missing_ok)
+
+    def clear_faults(self) -> int:
+        return self._number(self._request("DELETE", "/faults", params=self._params()), "deleted")
+
+    # -- stubs -------------------------------------------------------------------------------------------
+    def stub(self, service: str | None = None, **options: Unpack[StubOptions]) -> ActiveStub:
+        """Script a reply (SPEC section 7): `content`/`tool_calls` for LLMs, `status`/`json`/`body` for raw HTTP.
+
+        `with hub.stub(...):` removes it again on exit. The options: `StubOptions`.
+        """
+        return self.add_stub(self._stub_spec(service, options))
+
+    def add_stub(self, spec: StubSpec) -> ActiveStub:
+        rule: ActiveStub = _lenient(ActiveStub, self._request("POST", "/stubs", json=spec_json(spec)))
+        rule._hub = self
+        return rule
+
+    def get_stub(self, stub_id: str) -> Stub:
+        return self._stub_of(self._request("GET", self._rule_path("stubs", stub_id)))
+
+    def stubs(self) -> list[Stub]:
+        return self._stubs_of(self._request("GET", "/stubs", params=self._params()))
+
+    def delete_stub(self, stub_id: str, *, missing_ok: bool = False) -> bool:
+        return self._delete_rule("stubs", stub_id, missing_ok=missing_ok)
+
+    def clear_stubs(self) -> int:
+        return self._number(self._request("DELETE", "/stubs", params=self._params()), "deleted")
+
+    def _delete_rule(self, kind: Literal["faults", "stubs"], rule_id: str, *, missing_ok: bool) -> bool:
+        try:
+            self._request("DELETE", self._rule_path(kind, rule_id))
+        except MockHubError as exc:
+            if self._missing(exc, missing_ok):
+                return False
+            raise
+        return True
+
+    # -- reset -------------------------------------------------------------------------------------------
+    def reset(self) -> ResetResult:
+        """Forget calls, faults and stubs (only this namespace's when the client has one)."""
+        return self._reset_of(self._request("POST", "/reset", params=self._params()))

@@ -1,0 +1,101 @@
+"""Where an application under test finds the fakes: `Urls` (one namespace's URLs) and `app_env`.
+
+Both are built from the server's catalogue (`GET /services`): each fake declares its URLs and the
+environment variables an application reads, so a fake added to the server needs nothing here.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from typing import Any
+
+from mockhub.filters import FIELDS, DataFields
+
+__all__ = ["Catalogue", "Urls", "app_env"]
+
+Catalogue = list[dict[str, Any]]
+"""`GET /services`' list: each fake's facts as JSON."""
+
+
+def learn(catalogue: Catalogue) -> None:
+    """Teach the shared filters which `data` fields each fake's calls hold (for failure messages)."""
+    for info in catalogue:
+        fields = info.get("fields") or {}
+        if info.get("name") and info["name"] not in FIELDS:
+            FIELDS[info["name"]] = DataFields(
+                to=tuple(fields.get("to", ())),
+                text=tuple(fields.get("text", ())),
+                subject=tuple(fields.get("subject", ())),
+            )
+
+
+class Urls:
+    """Where each fake lives, for one namespace: `urls.slack_webhook`, `urls.openai_base`, ... (`GET /services`)."""
+
+    def __init__(self, base: str, paths: Mapping[str, str]) -> None:
+        self.base = base
+        """The namespace's root: `{server}/ns/{namespace}` (or the server itself when unscoped)."""
+        self._paths = dict(paths)
+
+    @classmethod
+    def of(cls, base: str, catalogue: Catalogue) -> Urls:
+        return cls(base, {name: url["path"] for info in catalogue for name, url in (info.get("urls") or {}).items()})
+
+    def __getattr__(self, name: str) -> str:
+        paths = self.__dict__.get("_paths", {})
+        if name not in paths:
+            raise AttributeError(f"no fake declares a URL named {name!r}; known: {', '.join(sorted(paths))}")
+        return f"{self.base}{paths[name]}"
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *self._paths})
+
+    def names(self) -> list[str]:
+        """The URL names the fakes declare."""
+        return sorted(self._paths)
+
+    def webhook(self, name: str = "hook") -> str:
+        """A generic webhook URL: any method on `/webhooks/{name...}` is recorded as service `webhook`."""
+        root = self._paths.get("webhook", "/webhooks/hook").rsplit("/", 1)[0]
+        return f"{self.base}{root}/{name.lstrip('/')}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Urls) and (other.base, other._paths) == (self.base, self._paths)
+
+    def __hash__(self) -> int:
+        return hash(self.base)
+
+    def __repr__(self) -> str:
+        return f"Urls({self.base!r})"
+
+
+class _Known(string.Formatter):
+    """`str.format`, noting whether the template named anything unknown (then the variable is left out)."""
+
+    def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:
+        value = kwargs.get(str(key)) if isinstance(key, str) else None
+        if value is None:
+            raise KeyError(key)
+        return value
+
+
+def app_env(
+    catalogue: Catalogue, urls: Urls, host: str, listeners: Mapping[str, int | None], namespace: str | None, server: str
+) -> dict[str, str]:
+    """The environment each fake declares for an application under test (`GET /services` `env`), filled in."""
+    values: dict[str, Any] = {"base": urls.base, "server": server, "host": host, "namespace": namespace, "urls": urls}
+    values.update({name: port for name, port in listeners.items() if port is not None})
+    env = {"MOCKHUB_URL": server}
+    if namespace is not None:
+        env["MOCKHUB_NAMESPACE"] = namespace
+    formatter = _Known()
+    for info in catalogue:
+        for var in info.get("env") or []:
+            if any(values.get(name) is None for name in var.get("requires", [])):
+                continue
+            try:
+                env[var["name"]] = formatter.format(var["value"], **values)
+            except (KeyError, AttributeError):
+                continue  # names a namespace, a listener or a URL this server does not have
+    return dict(sorted(env.items()))

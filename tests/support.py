@@ -1,0 +1,83 @@
+"""Helpers the test files share: the inspection API over plain httpx, rules, ports, extra servers."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from mockhub.server import ThreadedHub
+from mockhub.settings import Settings
+
+
+def calls(api: httpx.Client, service: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+    """`GET /calls` (of one service when given), as plain JSON."""
+    params = filters if service is None else {"service": service, **filters}
+    r = api.get("/calls", params=params)
+    r.raise_for_status()
+    result: list[dict[str, Any]] = r.json()["calls"]
+    return result
+
+
+def wait_calls(api: httpx.Client, count: int, **filters: Any) -> list[dict[str, Any]]:
+    """Long-poll `GET /calls` until `count` calls match (10 s at most)."""
+    body = api.get("/calls", params={**filters, "wait": 10, "min": count}).json()
+    assert not body.get("timed_out"), f"only {body['count']} calls arrived: {body['calls']}"
+    result: list[dict[str, Any]] = body["calls"]
+    return result
+
+
+def add_rule(api: httpx.Client, kind: str, service: str | None, **spec: Any) -> dict[str, Any]:
+    """`POST /faults` or `POST /stubs`; the rule must be created."""
+    r = api.post(f"/{kind}", json={"service": service, **spec})
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    return created
+
+
+def add_fault(api: httpx.Client, service: str | None = None, **spec: Any) -> dict[str, Any]:
+    return add_rule(api, "faults", service, **spec)
+
+
+def add_stub(api: httpx.Client, service: str | None = None, **spec: Any) -> dict[str, Any]:
+    return add_rule(api, "stubs", service, **spec)
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on (right now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def extra_hub(**settings: Any) -> Iterator[ThreadedHub]:
+    """A second mockhub on free loopback ports with its own settings (credentials, limits...)."""
+    with ThreadedHub(Settings(host="127.0.0.1", http_port=0, smtp_port=0, **settings)) as running:
+        yield running
+
+
+def post(url: str, payload: object) -> httpx.Response:
+    return httpx.post(url, json=payload, timeout=10)
+
+
+def later(delay: float, fn: Callable[..., object], *args: object) -> threading.Thread:
+    """Call `fn(*args)` from another thread after `delay` seconds (a late-arriving call)."""
+
+    def run() -> None:
+        time.sleep(delay)
+        fn(*args)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def new_namespace(prefix: str = "t-") -> str:
+    return prefix + secrets.token_hex(4)
