@@ -1,4 +1,4 @@
-"""The fault engine (SPEC section 5), driven through real clients against the generic webhook fake.
+"""The fault engine (docs/faults.md), driven through real clients against the generic webhook fake.
 
 Transport faults are checked the way an application meets them: httpx raising ReadTimeout,
 RemoteProtocolError or ReadError, urllib3 retrying. After each, the server must stay healthy,

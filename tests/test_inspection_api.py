@@ -1,4 +1,4 @@
-"""The journal and the inspection API, driven over loopback HTTP (SPEC sections 3, 4 and 6)."""
+"""The journal and the inspection API, driven over loopback HTTP."""
 
 from __future__ import annotations
 

@@ -213,7 +213,7 @@ def test_starttls_then_auth_login(server: ThreadedHub, api: httpx.Client) -> Non
     (call,) = calls(api)
     assert call["data"]["tls"] is True
     assert call["data"]["auth_user"] == "team-a"
-    # The AUTH user name is the namespace (SPEC section 6).
+    # The AUTH user name is the namespace (docs/namespaces.md).
     assert call["namespace"] == "team-a"
     assert len(calls(api, namespace="team-a")) == 1
     assert len(calls(api, namespace="default")) == 0

@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Playwrigh
 from support import extra_hub
 
 from mockhub.server import ThreadedHub
+from mockhub.settings import Settings
 from mockhub.ui import ASSETS, CSP
 
 CHROMIUM = os.environ.get("MOCKHUB_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -347,7 +348,7 @@ def test_hostile_email_html_executes_and_loads_nothing(
     origin = server.url
     for url in watched.requests:
         path = url.removeprefix(origin)
-        if url.startswith(origin) and re.match(r"/(ui|calls|faults|stubs)\b", path):
+        if url.startswith(origin) and re.match(r"/(ui|calls|faults|stubs|services)\b", path):
             continue
         assert watched.failed.get(url) in ("csp", "net::ERR_BLOCKED_BY_CSP"), f"unexpected load: {url}"
     for url in watched.responses:
@@ -524,3 +525,45 @@ def test_the_ui_works_behind_the_admin_token(watched: Watched) -> None:
         expect(rows(page).first).to_contain_text("behind the token")
         rows(page).first.click()
         expect(page.locator("body")).to_contain_text("/webhooks/guarded")
+
+
+@pytest.mark.browser
+@browser_test
+def test_a_fake_of_ones_own_is_masked_and_summarised_in_the_ui(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The throwaway fake of test_catalogue.py: its colour, secret path part and summary reach the UI."""
+    from test_catalogue import ACME
+
+    folder = tmp_path_factory.mktemp("acme-ui")
+    (folder / "acme_ui_fake.py").write_text(ACME)
+    import sys
+
+    sys.path.insert(0, str(folder))
+    try:
+        settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, fakes="acme_ui_fake:AcmePagerService")
+        with ThreadedHub(settings) as hub:
+            r = httpx.post(
+                f"{hub.url}/acme/v1/keys/key-TOPSECRET/page",
+                json={"pager": "oncall-7", "message": "disk full on db-1", "title": "Disk"},
+                headers={"x-acme-key": "hdr-TOPSECRET"},
+            )
+            assert r.status_code == 202
+            page = browser.new_page()
+            try:
+                page.goto(f"{hub.url}/ui")
+                row = page.locator("#list .row").filter(has_text="page oncall-7: disk full on db-1")
+                expect(row).to_have_count(1)
+                expect(row).to_contain_text("/acme/v1/keys/••••••••/page")
+                badge = row.locator(".badge.svc")
+                expect(badge).to_have_text("acmepager")
+                assert badge.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(255, 136, 0)"
+                row.click()
+                detail = page.locator("#detail")
+                expect(detail).to_contain_text("x-acme-key")
+                assert "TOPSECRET" not in page.content()
+                screenshot(page, "ui-own-fake.png")
+            finally:
+                page.close()
+    finally:
+        sys.path.remove(str(folder))

@@ -170,7 +170,7 @@ class AsyncMockHub(_Base):
 
     # -- faults ------------------------------------------------------------------------------------------
     def fault(self, service: str | None = None, **options: Unpack[FaultOptions]) -> AsyncRule[AsyncActiveFault]:
-        """Add a fault rule (SPEC section 5): `await` it, or `async with hub.fault(...):` to remove it on exit.
+        """Add a fault rule (docs/faults.md): `await` it, or `async with hub.fault(...):` to remove it on exit.
 
         `times=None` fails every matching call until the rule is deleted. The options: `FaultOptions`.
         """
@@ -200,7 +200,7 @@ class AsyncMockHub(_Base):
 
     # -- stubs -------------------------------------------------------------------------------------------
     def stub(self, service: str | None = None, **options: Unpack[StubOptions]) -> AsyncRule[AsyncActiveStub]:
-        """Script a reply (SPEC section 7): `content`/`tool_calls` for LLMs, `status`/`json`/`body` for raw HTTP.
+        """Script a reply (docs/stubs.md): `content`/`tool_calls` for LLMs, `status`/`json`/`body` for raw HTTP.
 
         `await` it, or `async with hub.stub(...):` to remove it on exit. The options: `StubOptions`.
         """

@@ -74,7 +74,7 @@ class StubHit(BaseModel):
 
 
 class Call(BaseModel):
-    """One recorded call (SPEC section 3). `data` holds the service's parsed fields."""
+    """One recorded call (docs/inspection-api.md). `data` holds the service's parsed fields."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -32,7 +32,7 @@ class MatchOptions(TypedDict, total=False):
 
 
 class FaultOptions(MatchOptions, total=False):
-    """The options of `fault(...)`: the fields of `FaultSpec` (SPEC section 5) plus the match shortcuts."""
+    """The options of `fault(...)`: the fields of `FaultSpec` (docs/faults.md) plus the match shortcuts."""
 
     preset: Preset | None
     action: FaultAction
@@ -52,7 +52,7 @@ class FaultOptions(MatchOptions, total=False):
 
 
 class StubOptions(MatchOptions, total=False):
-    """The options of `stub(...)`: the fields of `StubSpec` (SPEC section 7), the match shortcuts, and
+    """The options of `stub(...)`: the fields of `StubSpec` (docs/stubs.md), the match shortcuts, and
     shortcuts for its answer: `content` / `tool_calls` (a `reply`), `status` / `json` / `body` / `headers`
     (a raw HTTP `response`)."""
 

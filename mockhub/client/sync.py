@@ -162,7 +162,7 @@ class MockHub(_Base):
 
     # -- faults ------------------------------------------------------------------------------------------
     def fault(self, service: str | None = None, **options: Unpack[FaultOptions]) -> ActiveFault:
-        """Add a fault rule (SPEC section 5); `with hub.fault(...):` removes it again on exit.
+        """Add a fault rule (docs/faults.md); `with hub.fault(...):` removes it again on exit.
 
         `times=None` fails every matching call until the rule is deleted. The options: `FaultOptions`.
         """
@@ -187,7 +187,7 @@ class MockHub(_Base):
 
     # -- stubs -------------------------------------------------------------------------------------------
     def stub(self, service: str | None = None, **options: Unpack[StubOptions]) -> ActiveStub:
-        """Script a reply (SPEC section 7): `content`/`tool_calls` for LLMs, `status`/`json`/`body` for raw HTTP.
+        """Script a reply (docs/stubs.md): `content`/`tool_calls` for LLMs, `status`/`json`/`body` for raw HTTP.
 
         `with hub.stub(...):` removes it again on exit. The options: `StubOptions`.
         """

@@ -55,7 +55,7 @@ class PagerDutyService(Service):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # None = any non-empty routing key is accepted (SPEC section 2).
+        # None = any non-empty routing key is accepted (docs/services/pagerduty.md).
         self._keys = self.ctx.pinned
 
     def routes(self) -> list[Route]:

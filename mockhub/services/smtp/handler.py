@@ -50,7 +50,7 @@ class Attempt:
 
 
 def namespace_for(auth_user: str | None, recipients: list[str]) -> str:
-    """SPEC 6: the AUTH user name, else a recipient `anything+ns-{namespace}@...`, else default."""
+    """The namespace: the AUTH user name, else a recipient `anything+ns-{namespace}@...`, else default."""
     if auth_user:
         return auth_user
     for rcpt in recipients:
