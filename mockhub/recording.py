@@ -1,4 +1,7 @@
-"""Recordings: the durable JSON Lines journal, replay, HAR export, and stub/fault files (SPEC section 8).
+"""Recordings: the durable JSON Lines journal, replay, and `attach`, which wires them up (SPEC section 8).
+
+Also the public face of HAR export (`mockhub.har`) and stub/fault files (`mockhub.rulefiles`):
+every name in `__all__` is importable from here.
 
 The record file holds one line per call, `Call.to_dict()` as JSON, written by a journal sink before the
 fake's answer is sent: a process killed at any moment has every acknowledged call on disk. A streamed
@@ -14,18 +17,17 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime
-from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 import orjson
-from pydantic import BaseModel, ValidationError
 
-from mockhub.journal import Call, Journal, ResponseRecord, encode_body
-from mockhub.rules import FaultSpec, RuleBook, StubSpec, reply_field_problems
+from mockhub.har import to_har
+from mockhub.journal import Call, Journal, ResponseRecord
+from mockhub.rulefiles import RecordingError, load_rule_files
+from mockhub.rules import RuleBook, StubSpec
 
 if TYPE_CHECKING:
     from mockhub.settings import Settings
@@ -42,10 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("mockhub")
-
-
-class RecordingError(Exception):
-    """A record, replay or stub file that cannot be used; the message names the file and the entry."""
 
 
 # -- the call record, both ways -------------------------------------------------------------------
@@ -333,252 +331,6 @@ async def jsonl_chunks(calls: list[Call], batch: int = 500) -> AsyncIterator[byt
     """The calls as JSON Lines, a batch at a time (bodies always inline: an export stands alone)."""
     for start in range(0, len(calls), batch):
         yield b"".join(orjson.dumps(c.to_api()) + b"\n" for c in calls[start : start + batch])
-
-
-_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
-
-
-def _pairs(items: dict[str, Any]) -> list[dict[str, str]]:
-    out: list[dict[str, str]] = []
-    for name, value in items.items():
-        for v in value if isinstance(value, list) else [value]:
-            out.append({"name": name, "value": str(v)})
-    return out
-
-
-def _url(call: Call) -> str:
-    if call.path.startswith(("http://", "https://")):
-        return call.path
-    host = call.headers.get("host", "localhost")
-    path = call.path
-    if call.namespace != "default" and "x-mockhub-namespace" not in call.headers:
-        path = f"/ns/{call.namespace}{path}"
-    query = f"?{urlencode(call.query, doseq=True)}" if call.query else ""
-    return f"http://{host}{path}{query}"
-
-
-def _content(body: bytes, mime: str) -> dict[str, Any]:
-    text, encoding = encode_body(body)
-    content: dict[str, Any] = {"size": len(body), "mimeType": mime}
-    if body:
-        content["text"] = text
-        if encoding == "base64":
-            content["encoding"] = "base64"
-    return content
-
-
-def _har_entry(call: Call) -> dict[str, Any]:
-    request: dict[str, Any] = {
-        "method": call.method,
-        "url": _url(call),
-        "httpVersion": "HTTP/1.1",
-        "cookies": [],
-        "headers": _pairs(call.headers),
-        "queryString": _pairs(call.query),
-        "headersSize": -1,
-        "bodySize": len(call.body),
-    }
-    if call.body:
-        text, _ = encode_body(call.body)
-        request["postData"] = {"mimeType": call.headers.get("content-type", "application/octet-stream"), "text": text}
-    entry: dict[str, Any] = {
-        "startedDateTime": datetime.fromtimestamp(call.time, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z"),
-        "time": round(call.duration_ms, 3),
-        "request": request,
-        "cache": {},
-        "timings": {"send": 0, "wait": round(call.duration_ms, 3), "receive": 0},
-        "_mockhub": {
-            "id": call.id,
-            "seq": call.seq,
-            "service": call.service,
-            "namespace": call.namespace,
-            "direction": call.direction,
-            "data": call.data,
-            "fault": call.fault,
-            "stub": call.stub,
-        },
-    }
-    response = call.response
-    if response is None:
-        # No answer at all (a reset, an empty close, a timeout): how browsers export a failed request.
-        entry["response"] = {
-            "status": 0,
-            "statusText": "",
-            "httpVersion": "",
-            "cookies": [],
-            "headers": [],
-            "content": {"size": 0, "mimeType": "x-unknown"},
-            "redirectURL": "",
-            "headersSize": -1,
-            "bodySize": -1,
-            "_error": (call.fault or {}).get("reason", "no response"),
-        }
-        return entry
-    try:
-        status_text = HTTPStatus(response.status).phrase
-    except ValueError:
-        status_text = ""
-    entry["response"] = {
-        "status": response.status,
-        "statusText": status_text,
-        "httpVersion": "HTTP/1.1",
-        "cookies": [],
-        "headers": _pairs(response.headers),
-        "content": _content(response.body, response.headers.get("content-type", "x-unknown")),
-        "redirectURL": response.headers.get("location", ""),
-        "headersSize": -1,
-        "bodySize": len(response.body),
-    }
-    return entry
-
-
-def to_har(calls: Iterable[Call], version: str) -> dict[str, Any]:
-    """A HAR 1.2 log of the HTTP calls; SMTP calls are not HTTP, so they are counted and left out."""
-    entries: list[dict[str, Any]] = []
-    skipped = 0
-    for call in calls:
-        if call.method in _HTTP_METHODS:
-            entries.append(_har_entry(call))
-        else:
-            skipped += 1
-    log_: dict[str, Any] = {
-        "version": "1.2",
-        "creator": {"name": "mockhub", "version": version},
-        "pages": [],
-        "entries": entries,
-    }
-    if skipped:
-        log_["comment"] = f"{skipped} non-HTTP calls (SMTP) left out: export them with format=jsonl"
-    return {"log": log_}
-
-
-# -- stub and fault files ---------------------------------------------------------------------------
-
-_STUB_KEYS = frozenset({"reply", "response", "sequence"})
-_FAULT_KEYS = frozenset({"action", "preset"})
-_RULE_SUFFIXES = (".json", ".yaml", ".yml")
-
-
-def _problems(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()))
-        message = str(err.get("msg", "")).removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
-
-
-def _parse_file(file: Path) -> Any:
-    try:
-        text = file.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecordingError(f"{file}: cannot read: {exc}") from exc
-    if file.suffix == ".json":
-        import json
-
-        try:
-            return json.loads(text) if text.strip() else None
-        except json.JSONDecodeError as exc:
-            raise RecordingError(f"{file}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
-    import yaml  # only stub files need it: keeps ~30 ms off every start
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and start is not None:
-            problem += f" ({context} at line {start.line + 1} column {start.column + 1})"
-        raise RecordingError(f"{file}: invalid YAML{where}: {problem}") from exc
-
-
-def _entries(file: Path, content: Any) -> list[tuple[str, str, dict[str, Any]]]:
-    """(where, kind, entry) for each rule in a file: a list, or a mapping with `stubs` / `faults` lists."""
-    if content is None:
-        return []
-    found: list[tuple[str, str, dict[str, Any]]] = []
-    if isinstance(content, dict):
-        unknown = set(content) - {"stubs", "faults", "description"}
-        if unknown:
-            raise RecordingError(
-                f"{file}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}: "
-                "expected 'stubs', 'faults' (lists) and an optional 'description'"
-            )
-        for kind in ("stubs", "faults"):
-            items = content.get(kind) or []
-            if not isinstance(items, list):
-                raise RecordingError(f"{file}: '{kind}' must be a list, not {type(items).__name__}")
-            for i, item in enumerate(items):
-                found.append((f"{kind}[{i}]", kind[:-1], item))
-        return found
-    if not isinstance(content, list):
-        raise RecordingError(f"{file}: expected a list of stubs/faults or a mapping with 'stubs' and 'faults'")
-    for i, item in enumerate(content):
-        keys = set(item) if isinstance(item, dict) else set()
-        if keys & _STUB_KEYS and not keys & _FAULT_KEYS:
-            found.append((f"entry {i}", "stub", item))
-        elif keys & _FAULT_KEYS and not keys & _STUB_KEYS:
-            found.append((f"entry {i}", "fault", item))
-        else:
-            raise RecordingError(
-                f"{file}: entry {i}: cannot tell a stub from a fault: a stub has 'reply', 'response' or "
-                "'sequence'; a fault has 'action' or 'preset' (or use the 'stubs:' / 'faults:' form)"
-            )
-    return found
-
-
-def _reply_problems(fields: dict[str, Any], services: Collection[str] | None) -> list[str]:
-    if not isinstance(services, Mapping):
-        return []
-    service = fields.get("service") if isinstance(fields.get("service"), str) else None
-    replies: list[tuple[str, Mapping[str, Any]]] = []
-    if isinstance(fields.get("reply"), dict):
-        replies.append(("reply", fields["reply"]))
-    if isinstance(fields.get("sequence"), list):
-        replies += [(f"sequence.{i}", r) for i, r in enumerate(fields["sequence"]) if isinstance(r, dict)]
-    return reply_field_problems(service, replies, services)
-
-
-def load_rule_files(path: Path, services: Collection[str] | None = None) -> list[StubSpec | FaultSpec]:
-    """Every stub and fault in a stub file, or in the `*.json`/`*.yaml` files of a folder (name order).
-
-    Each entry may carry a `description` (documentation only). Any invalid entry fails the whole load
-    with a message naming the file, the entry and the field. With `services`, unknown names are errors.
-    """
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in _RULE_SUFFIXES and p.is_file())
-    elif path.is_file():
-        files = [path]
-    else:
-        raise RecordingError(f"{path}: no such stub file or folder")
-    specs: list[StubSpec | FaultSpec] = []
-    for file in files:
-        for where, kind, entry in _entries(file, _parse_file(file)):
-            if not isinstance(entry, dict):
-                raise RecordingError(f"{file}: {where}: expected a mapping, not {type(entry).__name__}")
-            fields = {k: v for k, v in entry.items() if k != "description"}
-            model: type[BaseModel] = StubSpec if kind == "stub" else FaultSpec
-            label = f" (service '{fields['service']}')" if isinstance(fields.get("service"), str) else ""
-            # The fakes' own reply fields are checked on the raw entry, so both kinds of problem show at once.
-            own = _reply_problems(fields, services) if kind == "stub" else []
-            try:
-                spec = model.model_validate(fields)
-            except ValidationError as exc:
-                problems = "; ".join([_problems(exc), *own])
-                raise RecordingError(f"{file}: {where}{label}: invalid {kind}: {problems}") from exc
-            if own:
-                raise RecordingError(f"{file}: {where}{label}: invalid {kind}: {'; '.join(own)}")
-            assert isinstance(spec, StubSpec | FaultSpec)
-            if services is not None and spec.service is not None and spec.service not in services:
-                raise RecordingError(
-                    f"{file}: {where}: unknown service '{spec.service}' (known: {', '.join(sorted(services))})"
-                )
-            specs.append(spec)
-    return specs
 
 
 # -- wiring -----------------------------------------------------------------------------------------

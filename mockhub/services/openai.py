@@ -10,11 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
-
 from mockhub.journal import Call
 from mockhub.rules import Preset
-from mockhub.services import llm
+from mockhub.services import llm, openai_responses
 from mockhub.services.base import (
     AppUrl,
     BadRequest,
@@ -27,6 +25,7 @@ from mockhub.services.base import (
     json_reply,
     route,
 )
+from mockhub.services.openai_wire import bad, err, stream_reply, tool_texts
 
 __all__ = ["OpenAIService"]
 
@@ -83,16 +82,6 @@ _PRESETS: dict[str, tuple[int, str, str, str | None]] = {
 }
 
 
-def _err(status: int, message: str, type_: str, param: str | None = None, code: str | None = None) -> Reply:
-    reply = json_reply({"error": {"message": message, "type": type_, "param": param, "code": code}}, status)
-    reply.headers.append(("x-request-id", llm.random_id("req_", 16)))
-    return reply
-
-
-def _bad(message: str, param: str | None = None, code: str | None = None, **data: Any) -> BadRequest:
-    return BadRequest(_err(400, message, "invalid_request_error", param, code), {"error": code or "invalid", **data})
-
-
 class OpenAIService(Service):
     """OpenAI's REST API at `/v1/...`."""
 
@@ -126,7 +115,7 @@ class OpenAIService(Service):
 
     # -- provider shapes -----------------------------------------------------------------------
     def error(self, status: int, message: str, code: str | None = None) -> Reply:
-        return _err(
+        return err(
             status,
             message,
             _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
@@ -136,7 +125,7 @@ class OpenAIService(Service):
 
     def preset(self, name: Preset, request: Request) -> Reply:
         status, type_, message, code = _PRESETS[name]
-        reply = _err(status, message, type_, None, code)
+        reply = err(status, message, type_, None, code)
         if status == 429 or status >= 500:
             reply.headers.extend(_RETRY_HEADERS)
         if status == 429:
@@ -148,12 +137,13 @@ class OpenAIService(Service):
         key = llm.bearer(request.header("authorization"))
         problem = self.credentials.problem(key)
         if problem == "missing":
-            raise BadRequest(_err(401, _NO_KEY, "invalid_request_error"), {"error": "missing_api_key"})
+            raise BadRequest(err(401, _NO_KEY, "invalid_request_error"), {"error": "missing_api_key"})
         if problem == "invalid":
             shown = f"{key[:3]}*****{key[-4:]}" if key and len(key) > 8 else "*****"
             message = f"Incorrect API key provided: {shown}. You can find your API key at https://platform.openai.com/account/api-keys."
             raise BadRequest(
-                _err(401, message, "invalid_request_error", None, "invalid_api_key"), {"error": "invalid_api_key"}
+                err(401, message, "invalid_request_error", None, "invalid_api_key"),
+                {"error": "invalid_api_key"},
             )
 
     def _body(self, request: Request) -> dict[str, Any]:
@@ -161,9 +151,9 @@ class OpenAIService(Service):
         try:
             body = request.json()
         except ValueError:
-            raise _bad(_BAD_JSON, code="invalid_json") from None
+            raise bad(_BAD_JSON, code="invalid_json") from None
         if not isinstance(body, dict):
-            raise _bad(_BAD_JSON, code="invalid_json")
+            raise bad(_BAD_JSON, code="invalid_json")
         return body
 
     def parse_auth(self, request: Request) -> dict[str, Any]:
@@ -177,11 +167,11 @@ class OpenAIService(Service):
         stream = bool(body.get("stream"))
         data: dict[str, Any] = {"model": model, "messages": messages, "stream": stream, "tools": body.get("tools")}
         if not model or not isinstance(model, str):
-            raise _bad("you must provide a model parameter", **data)
+            raise bad("you must provide a model parameter", **data)
         if messages is None:
-            raise _bad("Missing required parameter: 'messages'.", "messages", "missing_required_parameter", **data)
+            raise bad("Missing required parameter: 'messages'.", "messages", "missing_required_parameter", **data)
         if not isinstance(messages, list) or not messages:
-            raise _bad(
+            raise bad(
                 "Invalid 'messages': empty array. Expected an array with minimum length 1, "
                 "but got an empty array instead.",
                 "messages",
@@ -189,7 +179,7 @@ class OpenAIService(Service):
                 **data,
             )
         if body.get("stream_options") is not None and not stream:
-            raise _bad(
+            raise bad(
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                 "stream_options",
                 "invalid_value",
@@ -198,7 +188,7 @@ class OpenAIService(Service):
         turns: list[llm.Turn] = []
         for i, message in enumerate(messages):
             if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise _bad(f"Missing required parameter: 'messages[{i}].role'.", f"messages[{i}].role", **data)
+                raise bad(f"Missing required parameter: 'messages[{i}].role'.", f"messages[{i}].role", **data)
             role = message["role"]
             if role in ("tool", "function"):
                 turns.append(llm.Turn("tool", llm.text_of(message.get("content")), message.get("tool_call_id")))
@@ -214,7 +204,7 @@ class OpenAIService(Service):
         conv = llm.conversation(
             model,
             turns,
-            _tool_texts(body.get("tools")),
+            tool_texts(body.get("tools")),
             max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
             [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else (),
         )
@@ -292,7 +282,7 @@ class OpenAIService(Service):
         if include_usage:
             frames.append(llm.sse({**base, "choices": [], "usage": usage}))
         frames.append(b"data: [DONE]\n\n")
-        return _stream_reply(frames, reply.chunk_delay_ms, headers)
+        return stream_reply(frames, reply.chunk_delay_ms, headers)
 
     # -- embeddings ----------------------------------------------------------------------------
     def parse_embeddings(self, request: Request) -> dict[str, Any]:
@@ -303,18 +293,18 @@ class OpenAIService(Service):
         dims = body.get("dimensions")
         data: dict[str, Any] = {"model": model, "input": raw, "encoding_format": fmt, "dimensions": dims}
         if not model or not isinstance(model, str):
-            raise _bad("you must provide a model parameter", **data)
+            raise bad("you must provide a model parameter", **data)
         if raw is None:
-            raise _bad("Missing required parameter: 'input'.", "input", "missing_required_parameter", **data)
+            raise bad("Missing required parameter: 'input'.", "input", "missing_required_parameter", **data)
         texts = _embedding_inputs(raw)
         if texts is None or not texts or any(t == "" for t in texts):
-            raise _bad(
+            raise bad(
                 "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.",
                 "input",
                 **data,
             )
         if fmt not in ("float", "base64"):
-            raise _bad(
+            raise bad(
                 f"Invalid value: '{fmt}'. Supported values are: 'float' and 'base64'.",
                 "encoding_format",
                 "invalid_value",
@@ -322,14 +312,14 @@ class OpenAIService(Service):
             )
         if dims is not None:
             if not isinstance(dims, int) or isinstance(dims, bool) or dims < 1:
-                raise _bad(
+                raise bad(
                     "Invalid 'dimensions': integer below minimum value. "
                     f"Expected a value >= 1, but got {dims} instead.",
                     "dimensions",
                     **data,
                 )
             if model == "text-embedding-ada-002":
-                raise _bad("This model does not support specifying dimensions.", "dimensions", **data)
+                raise bad("This model does not support specifying dimensions.", "dimensions", **data)
         return data
 
     async def embeddings(self, request: Request) -> Reply:
@@ -357,161 +347,13 @@ class OpenAIService(Service):
 
     # -- responses -----------------------------------------------------------------------------
     def parse_responses(self, request: Request) -> dict[str, Any]:
-        body = self._body(request)
-        model = body.get("model")
-        raw = body.get("input", "")
-        instructions = body.get("instructions")
-        data: dict[str, Any] = {
-            "model": model,
-            "input": raw,
-            "instructions": instructions,
-            "stream": bool(body.get("stream")),
-            "tools": body.get("tools"),
-        }
-        if not model or not isinstance(model, str):
-            raise _bad("Missing required parameter: 'model'.", "model", "missing_required_parameter", **data)
-        turns: list[llm.Turn] = []
-        messages: list[dict[str, Any]] = []
-        if isinstance(instructions, str) and instructions:
-            turns.append(llm.Turn("system", instructions))
-        if isinstance(raw, str):
-            messages.append({"role": "user", "content": raw})
-            turns.append(llm.Turn("user", raw))
-        elif isinstance(raw, list):
-            for item in raw:
-                if not isinstance(item, dict):
-                    raise _bad(
-                        "Invalid type for 'input': expected a string or an array of input items.", "input", **data
-                    )
-                kind = item.get("type", "message")
-                if kind == "function_call_output":
-                    output = item.get("output")
-                    text = output if isinstance(output, str) else llm.text_of(output)
-                    turns.append(llm.Turn("tool", text, item.get("call_id")))
-                    messages.append({"role": "tool", "content": text, "call_id": item.get("call_id")})
-                elif kind == "function_call":
-                    text = f"{item.get('name', '')}({item.get('arguments', '')})"
-                    turns.append(llm.Turn("assistant", text))
-                    messages.append({"role": "assistant", "content": text})
-                elif kind == "message":
-                    role = item.get("role", "user")
-                    text = llm.text_of(item.get("content"))
-                    turns.append(llm.Turn("system" if role == "developer" else str(role), text))
-                    messages.append({"role": role, "content": text})
-        else:
-            raise _bad("Invalid type for 'input': expected a string or an array of input items.", "input", **data)
-        max_tokens = body.get("max_output_tokens")
-        conv = llm.conversation(
-            model,
-            turns,
-            _tool_texts(body.get("tools")),
-            max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
-        )
-        data["messages"] = messages
-        data.update(conv.fields())
-        return data
+        return openai_responses.parse(self._body(request))
 
     async def responses(self, request: Request) -> Reply:
-        body = request.json()
-        data = request.data
-        conv = llm.Conversation.from_data(data)
-        reply = llm.choose_reply(conv, request.stub, "call_")
-        incomplete = reply.finish == "length"
-        status = "incomplete" if incomplete else "completed"
-        llm.record_reply(data, reply, "status", status)
-        request.call.invalidate()
-        response_id = llm.random_id("resp_")
-        created = int(time.time())
-        message_id = llm.random_id("msg_")
-        output: list[dict[str, Any]] = []
-        if reply.text or not reply.tool_calls:
-            output.append(_message_item(message_id, reply.text, "completed"))
-        for tool in reply.tool_calls:
-            output.append(_function_item(tool, "fc_" + tool.id.removeprefix("call_"), tool.arguments, "completed"))
-        usage = {
-            "input_tokens": reply.input_tokens,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-            "output_tokens": reply.output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": reply.input_tokens + reply.output_tokens,
-        }
-
-        def response(state: str, items: list[dict[str, Any]], with_usage: bool) -> dict[str, Any]:
-            return {
-                "id": response_id,
-                "object": "response",
-                "created_at": created,
-                "status": state,
-                "background": False,
-                "error": None,
-                "incomplete_details": {"reason": "max_output_tokens"} if incomplete and state == status else None,
-                "instructions": body.get("instructions"),
-                "max_output_tokens": body.get("max_output_tokens"),
-                "metadata": body.get("metadata") or {},
-                "model": conv.model,
-                "output": items,
-                "parallel_tool_calls": body.get("parallel_tool_calls", True),
-                "previous_response_id": body.get("previous_response_id"),
-                "reasoning": {"effort": None, "summary": None},
-                "service_tier": "default",
-                "store": body.get("store", True),
-                "temperature": body.get("temperature", 1.0),
-                "text": {"format": {"type": "text"}},
-                "tool_choice": body.get("tool_choice", "auto"),
-                "tools": body.get("tools") or [],
-                "top_p": body.get("top_p", 1.0),
-                "truncation": "disabled",
-                "usage": usage if with_usage else None,
-                "user": None,
-            }
-
-        headers = [("x-request-id", llm.random_id("req_", 16)), ("openai-processing-ms", "1")]
-        if not data["stream"]:
-            return json_reply(response(status, output, True), headers=headers)
-
-        frames: list[bytes] = []
-
-        def event(type_: str, **fields: Any) -> None:
-            frames.append(llm.sse({"type": type_, "sequence_number": len(frames), **fields}, type_))
-
-        event("response.created", response=response("in_progress", [], False))
-        event("response.in_progress", response=response("in_progress", [], False))
-        index = 0
-        if reply.text or not reply.tool_calls:
-            event("response.output_item.added", output_index=0, item=_message_item(message_id, None, "in_progress"))
-            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            where = {"item_id": message_id, "output_index": 0, "content_index": 0}
-            event("response.content_part.added", **where, part=part)
-            for piece in reply.pieces:
-                event("response.output_text.delta", **where, delta=piece, logprobs=[])
-            event("response.output_text.done", **where, text=reply.text, logprobs=[])
-            event("response.content_part.done", **where, part={**part, "text": reply.text})
-            event("response.output_item.done", output_index=0, item=output[0])
-            index = 1
-        for tool in reply.tool_calls:
-            item_id = "fc_" + tool.id.removeprefix("call_")
-            event(
-                "response.output_item.added", output_index=index, item=_function_item(tool, item_id, "", "in_progress")
-            )
-            for fragment in llm.tokenize(tool.arguments):
-                event("response.function_call_arguments.delta", item_id=item_id, output_index=index, delta=fragment)
-            event(
-                "response.function_call_arguments.done", item_id=item_id, output_index=index, arguments=tool.arguments
-            )
-            event("response.output_item.done", output_index=index, item=output[index])
-            index += 1
-        event("response.incomplete" if incomplete else "response.completed", response=response(status, output, True))
-        return _stream_reply(frames, reply.chunk_delay_ms, headers)
+        return openai_responses.respond(request)
 
 
 # --------------------------------------------------------------------------------------------------
-
-
-def _tool_texts(tools: Any) -> list[str]:
-    """Tool definitions count towards the prompt's tokens."""
-    if not isinstance(tools, list):
-        return []
-    return [orjson.dumps(t).decode() for t in tools]
 
 
 def _chat_usage(reply: llm.LlmReply) -> dict[str, Any]:
@@ -527,15 +369,6 @@ def _chat_usage(reply: llm.LlmReply) -> dict[str, Any]:
             "rejected_prediction_tokens": 0,
         },
     }
-
-
-def _stream_reply(frames: list[bytes], delay_ms: int, headers: list[tuple[str, str]]) -> Reply:
-    return Reply(
-        200,
-        b"",
-        [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"), *headers],
-        stream=llm.paced(frames, delay_ms),
-    )
 
 
 def _embedding_inputs(raw: Any) -> list[str] | None:
@@ -554,19 +387,3 @@ def _embedding_inputs(raw: Any) -> list[str] | None:
 
 def _model(model_id: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": _MODELS_CREATED, "owned_by": "mockhub"}
-
-
-def _message_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:
-    content = [] if text is None else [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
-    return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content}
-
-
-def _function_item(tool: llm.ToolUse, item_id: str, arguments: str, status: str) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "type": "function_call",
-        "status": status,
-        "call_id": tool.id,
-        "name": tool.name,
-        "arguments": arguments,
-    }

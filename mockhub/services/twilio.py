@@ -14,17 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import math
 import re
 import time
 import uuid
-from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import format_datetime
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -44,6 +38,7 @@ from mockhub.services.base import (
     json_reply,
     route,
 )
+from mockhub.services.twilio_callbacks import API_VERSION, Message, MessageStore, callback_call
 
 if TYPE_CHECKING:
     import httpx
@@ -60,7 +55,6 @@ class TwilioReply(BaseModel):
     error_code: int | None = Field(None, description="ErrorCode of a failed delivery, e.g. 30003")
 
 
-API_VERSION = "2010-04-01"
 _CALLBACK_TIMEOUT_S = 10.0
 # Bodies of callback targets' answers kept in the journal; a callback target is not the thing under test.
 _MAX_RECORDED_ANSWER = 64 * 1024
@@ -76,16 +70,6 @@ _GSM_BASIC = frozenset(
     "abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
-
-_ERROR_MESSAGES = {
-    30001: "Queue overflow",
-    30003: "Unreachable destination handset",
-    30004: "Message blocked",
-    30005: "Unknown destination handset",
-    30006: "Landline or unreachable carrier",
-    30007: "Message filtered",
-    30008: "Unknown error",
-}
 
 # Generic Twilio codes for HTTP-level errors (wrong method, body too large, fault presets).
 _STATUS_CODES = {401: 20003, 403: 20003, 404: 20404, 405: 20004, 429: 20429, 500: 20500, 503: 20503}
@@ -109,22 +93,6 @@ def num_segments(body: str) -> int:
     return 1 if units <= 70 else math.ceil(units / 67)
 
 
-def sign(token: str, url: str, params: dict[str, str]) -> str:
-    """Twilio's request signature: HMAC-SHA1 of the URL plus each sorted name and value, base64."""
-    payload = url + "".join(name + params[name] for name in sorted(params))
-    return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
-
-
-@lru_cache(maxsize=256)
-def _rfc2822_second(second: int) -> str:
-    return format_datetime(datetime.fromtimestamp(second, UTC))
-
-
-def _rfc2822(epoch: float | None) -> str | None:
-    # Cached per second: every message created within one second shares its date strings.
-    return None if epoch is None else _rfc2822_second(int(epoch))
-
-
 def _valid_address(value: str, sender: bool) -> bool:
     m = _CHANNEL.match(value)
     if m is not None:
@@ -133,63 +101,6 @@ def _valid_address(value: str, sender: bool) -> bool:
     if _E164.match(value):
         return True
     return sender and bool(_SHORT_CODE.match(value) or _ALPHA_SENDER.match(value))
-
-
-@dataclass(slots=True)
-class _Message:
-    sid: str
-    account_sid: str
-    namespace: str
-    to: str
-    from_: str | None
-    body: str
-    media_urls: list[str]
-    messaging_service_sid: str | None
-    status_callback: str | None
-    created: float
-    initial: str
-    # The statuses it moves through after `initial`, one every `delay` seconds.
-    steps: list[tuple[str, int | None]]
-    delay: float
-    segments: str
-
-    def state(self, now: float) -> tuple[str, int | None, float, float | None]:
-        """(status, error_code, date_updated, date_sent) at time `now`."""
-        status, code, updated, sent = self.initial, None, self.created, None
-        for i, (step, step_code) in enumerate(self.steps):
-            at = self.created + self.delay * (i + 1)
-            if at > now:
-                break
-            status, code, updated = step, step_code, at
-            if step == "sent":
-                sent = at
-        return status, code, updated, sent
-
-    def resource(self, now: float) -> dict[str, Any]:
-        status, code, updated, sent = self.state(now)
-        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{self.sid}"
-        return {
-            "account_sid": self.account_sid,
-            "api_version": API_VERSION,
-            "body": self.body,
-            "date_created": _rfc2822(self.created),
-            "date_sent": _rfc2822(sent),
-            "date_updated": _rfc2822(updated),
-            "direction": "outbound-api",
-            "error_code": code,
-            "error_message": _ERROR_MESSAGES.get(code) if code else None,
-            "from": self.from_,
-            "messaging_service_sid": self.messaging_service_sid,
-            "num_media": str(len(self.media_urls)),
-            "num_segments": self.segments,
-            "price": None,
-            "price_unit": "USD",
-            "sid": self.sid,
-            "status": status,
-            "subresource_uris": {"media": f"{uri}/Media.json", "feedback": f"{uri}/Feedback.json"},
-            "to": self.to,
-            "uri": f"{uri}.json",
-        }
 
 
 class TwilioService(Service):
@@ -223,10 +134,7 @@ class TwilioService(Service):
         super().__init__(ctx)
         settings = ctx.settings
         self._pinned = ctx.pinned
-        self._max_messages = settings.twilio_max_messages
-        # Every stored message by sid (oldest first, for eviction), and per (namespace, account) for lists.
-        self._messages: OrderedDict[str, _Message] = OrderedDict()
-        self._by_account: dict[tuple[str, str], OrderedDict[str, _Message]] = {}
+        self._messages = MessageStore(settings.twilio_max_messages)
         self._client: httpx.AsyncClient | None = None
         self._last_auth: tuple[str, tuple[str, str] | None] = ("", None)
 
@@ -385,7 +293,7 @@ class TwilioService(Service):
         account = request.path_params["account"]
         user, password = self._authenticate(request, data)
         now = time.time()
-        message = _Message(
+        message = Message(
             sid="SM" + uuid.uuid4().hex,
             account_sid=account,
             namespace=request.namespace,
@@ -402,7 +310,7 @@ class TwilioService(Service):
             segments=str(num_segments(data["body"] or "")),
         )
         data["message_sid"] = message.sid
-        self._store(message)
+        self._messages.add(message)
         reply = json_reply(message.resource(now), 201)
         if message.status_callback:
             token = self._signing_token(account, user, password)
@@ -410,75 +318,17 @@ class TwilioService(Service):
         return reply
 
     def reset(self, namespace: str | None) -> None:
-        doomed = [sid for sid, m in self._messages.items() if namespace is None or m.namespace == namespace]
-        for sid in doomed:
-            message = self._messages.pop(sid)
-            key = (message.namespace, message.account_sid)
-            index = self._by_account[key]
-            del index[sid]
-            if not index:
-                del self._by_account[key]
-
-    def _store(self, message: _Message) -> None:
-        key = (message.namespace, message.account_sid)
-        self._messages[message.sid] = message
-        self._by_account.setdefault(key, OrderedDict())[message.sid] = message
-        while len(self._messages) > self._max_messages:
-            _, old = self._messages.popitem(last=False)
-            old_key = (old.namespace, old.account_sid)
-            index = self._by_account[old_key]
-            del index[old.sid]
-            if not index:
-                del self._by_account[old_key]
+        self._messages.reset(namespace)
 
     # -- status callbacks ----------------------------------------------------------------------
-    async def _deliver(self, message: _Message, token: str) -> None:
+    async def _deliver(self, message: Message, token: str) -> None:
         for status, code in message.steps:
             await asyncio.sleep(message.delay)
             await self._callback(message, status, code, token)
 
-    async def _callback(self, message: _Message, status: str, code: int | None, token: str) -> None:
-        url = message.status_callback
-        assert url is not None
-        params = {
-            "AccountSid": message.account_sid,
-            "ApiVersion": API_VERSION,
-            "To": message.to,
-            "MessageSid": message.sid,
-            "MessageStatus": status,
-            "SmsSid": message.sid,
-            "SmsStatus": status,
-        }
-        if message.from_:
-            params["From"] = message.from_
-        if message.messaging_service_sid:
-            params["MessagingServiceSid"] = message.messaging_service_sid
-        if code:
-            params["ErrorCode"] = str(code)
-        body = urlencode(params).encode()
-        headers = {
-            "content-type": "application/x-www-form-urlencoded",
-            "x-twilio-signature": sign(token, url, params),
-            "i-twilio-idempotency-token": str(uuid.uuid4()),
-            "user-agent": "TwilioProxy/1.1",
-        }
-        call = Call(
-            service=self.name,
-            method="POST",
-            path=url,
-            namespace=message.namespace,
-            direction="outbound",
-            headers=headers,
-            body=body,
-            data={
-                "message_sid": message.sid,
-                "status": status,
-                "error_code": code,
-                "to": message.to,
-                "from": message.from_,
-                "status_callback": url,
-            },
-        )
+    async def _callback(self, message: Message, status: str, code: int | None, token: str) -> None:
+        call = callback_call(self.name, message, status, code, token)
+        url = call.path
         started = time.perf_counter()
         if not self.ctx.outbound_allowed(url):
             call.data["error"] = "callback host not allowed by MOCKHUB_CALLBACK_ALLOW"
@@ -487,7 +337,7 @@ class TwilioService(Service):
         try:
             if self._client is None:  # made on the first callback (httpx is slow to import)
                 self._client = self._new_client()
-            answer = await self._client.post(url, content=body, headers=headers)
+            answer = await self._client.post(url, content=call.body, headers=call.headers)
             call.response = ResponseRecord(
                 answer.status_code, dict(answer.headers.items()), answer.content[:_MAX_RECORDED_ANSWER]
             )
@@ -503,9 +353,7 @@ class TwilioService(Service):
         return data
 
     async def fetch(self, request: Request) -> Reply:
-        key = (request.namespace, request.path_params["account"])
-        index = self._by_account.get(key)
-        message = index.get(request.path_params["message"]) if index is not None else None
+        message = self._messages.get(request.namespace, request.path_params["account"], request.path_params["message"])
         if message is None:
             return self.twilio_error(404, 20404, f"The requested resource {request.path} was not found")
         return json_reply(message.resource(time.time()))
@@ -532,9 +380,8 @@ class TwilioService(Service):
         to, from_ = query.get("To"), query.get("From")
         on, before, after = query.get("DateSent"), query.get("DateSent<"), query.get("DateSent>")
 
-        matching: list[_Message] = []
-        index = self._by_account.get((request.namespace, account))
-        for message in reversed(index.values()) if index is not None else ():
+        matching: list[Message] = []
+        for message in self._messages.newest_first(request.namespace, account):
             if (to is not None and message.to != to) or (from_ is not None and message.from_ != from_):
                 continue
             if on is not None or before is not None or after is not None:
