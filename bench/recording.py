@@ -22,7 +22,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's mockhub
 
 from mockhub.journal import Call, Journal, ResponseRecord
-from mockhub.recording import JsonlRecorder
+from mockhub.recording import JsonlSink
 
 _HEADERS = [
     (b"host", b"127.0.0.1:8080"),
@@ -59,7 +59,7 @@ def memory_per_call(n: int) -> float:
     return (after - before) / n
 
 
-def append_rate(n: int, sink: JsonlRecorder | None, clock: Callable[[], float] = time.process_time) -> float:
+def append_rate(n: int, sink: JsonlSink | None, clock: Callable[[], float] = time.process_time) -> float:
     """Microseconds per append. CPU time by default, so a busy machine skews the figure less."""
     journal = Journal(max_calls=10_000)
     if sink is not None:
@@ -77,11 +77,11 @@ def main() -> None:
     print(f"memory: {per_call:,.0f} bytes per small webhook call ({n:,} calls, {per_call * n / 2**20:,.1f} MiB)")
     with tempfile.TemporaryDirectory() as tmp:
         bare = append_rate(n, None)
-        recorder = JsonlRecorder(Path(tmp, "plain"))
+        recorder = JsonlSink(Path(tmp, "plain"))
         recorded = append_rate(n, recorder)
         recorder.close()
         size = recorder.path.stat().st_size / n
-        synced = JsonlRecorder(Path(tmp, "fsync"), fsync=True)
+        synced = JsonlSink(Path(tmp, "fsync"), fsync=True)
         fsynced = append_rate(min(n, 2_000), synced, time.perf_counter)  # waiting for the disk is no CPU
         synced.close()
     print("CPU time per Journal.append (fsync: wall time):")
