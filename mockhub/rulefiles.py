@@ -98,15 +98,7 @@ def _entries(file: Path, content: Any) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def _reply_problems(fields: dict[str, Any], services: Collection[str] | None) -> list[str]:
-    if not isinstance(services, Mapping):
-        return []
-    service = fields.get("service") if isinstance(fields.get("service"), str) else None
-    replies: list[tuple[str, Mapping[str, Any]]] = []
-    if isinstance(fields.get("reply"), dict):
-        replies.append(("reply", fields["reply"]))
-    if isinstance(fields.get("sequence"), list):
-        replies += [(f"sequence.{i}", r) for i, r in enumerate(fields["sequence"]) if isinstance(r, dict)]
-    return reply_field_problems(service, replies, services)
+    return reply_field_problems(fields, services) if isinstance(services, Mapping) else []
 
 
 def load_rule_files(path: Path, services: Collection[str] | None = None) -> list[StubSpec | FaultSpec]:

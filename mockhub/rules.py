@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -181,17 +181,20 @@ class StubSpec(BaseModel):
         return self
 
 
-def reply_field_problems(
-    service: str | None,
-    replies: Sequence[tuple[str, Mapping[str, Any]]],
-    own_fields: Mapping[str, type[BaseModel] | None],
-) -> list[str]:
-    """What is wrong with the fake-specific fields of `replies` (`(where, fields)` pairs), as pydantic words it.
+def reply_field_problems(stub: Mapping[str, Any], own_fields: Mapping[str, type[BaseModel] | None]) -> list[str]:
+    """What is wrong with the fake-specific fields of a stub's replies, as pydantic words it.
 
-    A fake declares its own reply fields (`Service.stub_reply`); without a `service`, a field any
-    fake declares is allowed. Messages have pydantic's shape (`reply.mood: Extra inputs are not
-    permitted`), so the API and stub files report them alike.
+    `stub` is a stub as posted (a raw stub-file entry, or a `StubSpec` dumped). A fake declares its
+    own reply fields (`Service.stub_reply`); without a `service`, a field any fake declares is
+    allowed. Messages have pydantic's shape (`reply.mood: Extra inputs are not permitted`), so the
+    API and stub files report them alike.
     """
+    service = stub.get("service") if isinstance(stub.get("service"), str) else None
+    replies: list[tuple[str, Mapping[str, Any]]] = []
+    if isinstance(stub.get("reply"), Mapping):
+        replies.append(("reply", stub["reply"]))
+    if isinstance(stub.get("sequence"), list):
+        replies += [(f"sequence.{i}", r) for i, r in enumerate(stub["sequence"]) if isinstance(r, Mapping)]
     models = {name: m for name, m in own_fields.items() if m is not None}
     chosen = [models[service]] if service in models else [] if service else list(models.values())
     allowed = {name for model in chosen for name in model.model_fields} | set(StubReply.model_fields)
@@ -210,9 +213,7 @@ def reply_field_problems(
 
 def check_reply_fields(spec: StubSpec, own_fields: Mapping[str, type[BaseModel] | None]) -> None:
     """Raise ValueError when a reply of `spec` names a field its fake does not declare, or a bad value."""
-    replies = [("reply", spec.reply.model_extra or {})] if spec.reply is not None else []
-    replies += [(f"sequence.{i}", r.model_extra or {}) for i, r in enumerate(spec.sequence or [])]
-    problems = reply_field_problems(spec.service, replies, own_fields)
+    problems = reply_field_problems(spec.model_dump(by_alias=True), own_fields)
     if problems:
         raise ValueError("; ".join(problems))
 
