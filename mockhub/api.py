@@ -274,7 +274,8 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
     def _filter(model: type[QueryModel], request: Request) -> QueryModel:
         query = _parse(model, request)
-        _known(query.to_filter().service)
+        # `service` is one of the filters `with_filters` added to every query model.
+        _known(getattr(query, "service", None))
         return query
 
     # -- services ----------------------------------------------------------------------------------
