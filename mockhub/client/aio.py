@@ -82,6 +82,15 @@ class AsyncMockHub(_Base):
         """Every fake the server has, with its facts (`GET /services`): routes, URLs, env, filter fields..."""
         return self._learn(self._services_of(await self._http.get(f"{self.url}/services")))
 
+    def _catalogue_now(self) -> list[dict[str, Any]]:
+        if self._catalogue is None:
+            # `urls` is a plain property: before `services()` or `env()` was awaited, it asks once,
+            # blocking, with this client's own headers (an admin token among them).
+            response = httpx.get(f"{self.url}/services", headers=self._http.headers, timeout=10.0, trust_env=False)
+            self._learn(self._services_of(response))
+        assert self._catalogue is not None
+        return self._catalogue
+
     async def env(self) -> dict[str, str]:
         """Ready-made settings pointing an application at this namespace's fakes (see `app_env`)."""
         if self._catalogue is None:

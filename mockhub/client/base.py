@@ -136,12 +136,8 @@ class _Base:
         return Urls.of(self.root, self._catalogue_now())
 
     def _catalogue_now(self) -> Catalogue:
-        """The catalogue, asked for once. (The async client loads it without blocking in `services()`/`env()`.)"""
-        if self._catalogue is None:
-            response = httpx.get(f"{self.url}/services", timeout=10.0, trust_env=False)
-            self._learn(self._services_of(response))
-        assert self._catalogue is not None
-        return self._catalogue
+        """The catalogue, asked for once (each client asks with its own connection and credentials)."""
+        raise NotImplementedError
 
     def _learn(self, catalogue: Catalogue) -> Catalogue:
         learn(catalogue)

@@ -77,10 +77,11 @@ class MockHub(_Base):
         """Every fake the server has, with its facts (`GET /services`): routes, URLs, env, filter fields..."""
         return self._learn(self._services_of(self._http.get(f"{self.url}/services")))
 
+    def _catalogue_now(self) -> list[dict[str, Any]]:
+        return self._catalogue if self._catalogue is not None else self.services()
+
     def env(self) -> dict[str, str]:
         """Ready-made settings pointing an application at this namespace's fakes (see `app_env`)."""
-        if self._catalogue is None:
-            self.services()
         return self._env(self.smtp_port)
 
     # -- calls -------------------------------------------------------------------------------------------
