@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -81,3 +82,18 @@ def later(delay: float, fn: Callable[..., object], *args: object) -> threading.T
 
 def new_namespace(prefix: str = "t-") -> str:
     return prefix + secrets.token_hex(4)
+
+
+@contextmanager
+def own_fake_hub(folder: Path, module: str, source: str, class_name: str) -> Iterator[ThreadedHub]:
+    """A mockhub serving a fake of one's own: `source` written to `folder/module.py`, loaded by `--fakes`."""
+    import sys
+
+    (folder / f"{module}.py").write_text(source)
+    sys.path.insert(0, str(folder))
+    try:
+        settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, fakes=f"{module}:{class_name}")
+        with ThreadedHub(settings) as hub:
+            yield hub
+    finally:
+        sys.path.remove(str(folder))

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import own_fake_hub
 
 from mockhub.server import ThreadedHub
-from mockhub.settings import Settings
 
 ACME = '''
 from typing import Any
@@ -61,15 +61,8 @@ class AcmePagerService(Service):
 
 @pytest.fixture(scope="module")
 def acme(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedHub]:
-    folder = tmp_path_factory.mktemp("acme")
-    (folder / "acme_fake.py").write_text(ACME)
-    sys.path.insert(0, str(folder))
-    try:
-        settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, fakes="acme_fake:AcmePagerService")
-        with ThreadedHub(settings) as hub:
-            yield hub
-    finally:
-        sys.path.remove(str(folder))
+    with own_fake_hub(tmp_path_factory.mktemp("acme"), "acme_fake", ACME, "AcmePagerService") as hub:
+        yield hub
 
 
 def _page(hub: ThreadedHub, key: str, pager: str, message: str, title: str) -> httpx.Response:

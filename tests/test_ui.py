@@ -23,7 +23,6 @@ from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Playwrigh
 from support import extra_hub
 
 from mockhub.server import ThreadedHub
-from mockhub.settings import Settings
 from mockhub.ui import ASSETS, CSP
 
 CHROMIUM = os.environ.get("MOCKHUB_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -533,37 +532,30 @@ def test_a_fake_of_ones_own_is_masked_and_summarised_in_the_ui(
     browser: Browser, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """The throwaway fake of test_catalogue.py: its colour, secret path part and summary reach the UI."""
+    from support import own_fake_hub
     from test_catalogue import ACME
 
     folder = tmp_path_factory.mktemp("acme-ui")
-    (folder / "acme_ui_fake.py").write_text(ACME)
-    import sys
-
-    sys.path.insert(0, str(folder))
-    try:
-        settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, fakes="acme_ui_fake:AcmePagerService")
-        with ThreadedHub(settings) as hub:
-            r = httpx.post(
-                f"{hub.url}/acme/v1/keys/key-TOPSECRET/page",
-                json={"pager": "oncall-7", "message": "disk full on db-1", "title": "Disk"},
-                headers={"x-acme-key": "hdr-TOPSECRET"},
-            )
-            assert r.status_code == 202
-            page = browser.new_page()
-            try:
-                page.goto(f"{hub.url}/ui")
-                row = page.locator("#list .row").filter(has_text="page oncall-7: disk full on db-1")
-                expect(row).to_have_count(1)
-                expect(row).to_contain_text("/acme/v1/keys/••••••••/page")
-                badge = row.locator(".badge.svc")
-                expect(badge).to_have_text("acmepager")
-                assert badge.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(255, 136, 0)"
-                row.click()
-                detail = page.locator("#detail")
-                expect(detail).to_contain_text("x-acme-key")
-                assert "TOPSECRET" not in page.content()
-                screenshot(page, "ui-own-fake.png")
-            finally:
-                page.close()
-    finally:
-        sys.path.remove(str(folder))
+    with own_fake_hub(folder, "acme_ui_fake", ACME, "AcmePagerService") as hub:
+        r = httpx.post(
+            f"{hub.url}/acme/v1/keys/key-TOPSECRET/page",
+            json={"pager": "oncall-7", "message": "disk full on db-1", "title": "Disk"},
+            headers={"x-acme-key": "hdr-TOPSECRET"},
+        )
+        assert r.status_code == 202
+        page = browser.new_page()
+        try:
+            page.goto(f"{hub.url}/ui")
+            row = page.locator("#list .row").filter(has_text="page oncall-7: disk full on db-1")
+            expect(row).to_have_count(1)
+            expect(row).to_contain_text("/acme/v1/keys/••••••••/page")
+            badge = row.locator(".badge.svc")
+            expect(badge).to_have_text("acmepager")
+            assert badge.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(255, 136, 0)"
+            row.click()
+            detail = page.locator("#detail")
+            expect(detail).to_contain_text("x-acme-key")
+            assert "TOPSECRET" not in page.content()
+            screenshot(page, "ui-own-fake.png")
+        finally:
+            page.close()
