@@ -241,9 +241,9 @@ def email_summary(call: Call) -> str:
     data = call.data
     recipients = [r for key in ("to", "cc", "rcpt_to") for r in _as_list(data.get(key))]
     seen = list(dict.fromkeys(recipients))
-    subject = data.get("subject") if isinstance(data.get("subject"), str) else None
-    if subject is None and isinstance(data.get("subjects"), list) and data["subjects"]:
-        subject = str(data["subjects"][0])
+    # The subjects the `subject` filter reads (the fake's own `fields.subject`), the first one shown.
+    subjects = call.subjects()
+    subject = subjects[0] if subjects else None
     return f"{subject or '(no subject)'} → {', '.join(seen) or '?'}"
 
 
