@@ -24,7 +24,7 @@ from mockhub.pipeline import HttpPipeline
 from mockhub.recording import RecordingError, attach
 from mockhub.router import Router
 from mockhub.rules import RuleBook
-from mockhub.services import SERVICES, load_fake
+from mockhub.services import SERVICES, FakesError, load_fake
 from mockhub.services.base import ServiceContext
 from mockhub.settings import Settings
 from mockhub.transport import MockhubProtocol
@@ -64,10 +64,12 @@ class Hub:
         self.services = [cls(ctx) for cls in [*extra, *SERVICES]]
         names = [s.name for s in self.services]
         if len(set(names)) != len(names):
-            raise ValueError(f"fakes: two fakes share a name: {sorted(n for n in names if names.count(n) > 1)}")
+            raise FakesError(f"fakes: two fakes share a name: {sorted(n for n in names if names.count(n) > 1)}")
         self.router = Router(self.services)
         # Stub files, replay and the JSONL sink; a bad file fails here, naming the file and entry.
-        self.recording = attach(self.settings, self.journal, self.rules, {s.name: s.stub_reply for s in self.services})
+        # Each fake's own stub reply fields: stub files (here) and POST /stubs are checked against them.
+        self.stub_replies = {s.name: s.stub_reply for s in self.services}
+        self.recording = attach(self.settings, self.journal, self.rules, self.stub_replies)
         self.pipeline = HttpPipeline(
             self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
         )
@@ -111,7 +113,7 @@ class Hub:
                     self.rules,
                     self.health,
                     services={s.name: s.info() for s in self.services},
-                    stub_replies={s.name: s.stub_reply for s in self.services},
+                    stub_replies=self.stub_replies,
                     on_reset=self._reset_services,
                 )
                 api = create_api(state, __version__)
@@ -365,7 +367,7 @@ def run(settings: Settings) -> None:
     """Serve until SIGTERM / SIGINT."""
     try:
         hub = Hub(settings)
-    except (RecordingError, ValueError) as exc:
+    except (RecordingError, FakesError) as exc:
         print(f"mockhub: error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     # What is alive after start-up (modules, the app) never becomes garbage: keep it out of collections.

@@ -15,7 +15,7 @@ from mockhub.services.teams import TeamsService
 from mockhub.services.twilio import TwilioService
 from mockhub.services.webhooks import WebhookService
 
-__all__ = ["SERVICES", "load_fake"]
+__all__ = ["SERVICES", "FakesError", "load_fake"]
 
 SERVICES: list[type[Service]] = [
     WebhookService,
@@ -33,17 +33,21 @@ SERVICES: list[type[Service]] = [
 ]
 
 
+class FakesError(ValueError):
+    """The `fakes` setting names something that is not a loadable fake (or one whose name is taken)."""
+
+
 def load_fake(spec: str) -> type[Service]:
     """The fake named `package.module:ClassName` (the `fakes` setting): a fake of the user's own, in one file."""
     import importlib
 
     module_name, _, class_name = spec.strip().partition(":")
     if not module_name or not class_name:
-        raise ValueError(f"fakes: {spec!r} is not of the form package.module:ServiceClass")
+        raise FakesError(f"fakes: {spec!r} is not of the form package.module:ServiceClass")
     try:
         found = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"fakes: cannot load {spec!r}: {exc}") from None
+        raise FakesError(f"fakes: cannot load {spec!r}: {exc}") from None
     if not (isinstance(found, type) and issubclass(found, Service) and isinstance(getattr(found, "name", None), str)):
-        raise ValueError(f"fakes: {spec!r} is not a mockhub Service subclass with a name")
+        raise FakesError(f"fakes: {spec!r} is not a mockhub Service subclass with a name")
     return found
