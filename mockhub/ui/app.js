@@ -242,11 +242,15 @@
     );
   }
 
+  // A service in the filter's list: the catalogue's, then any a call or the URL names.
+  function noteService(name) {
+    if (state.services.has(name)) return;
+    state.services.add(name);
+    ui.service.append(el("option", { value: name, text: name }));
+  }
+
   function noteFacets(call) {
-    if (!state.services.has(call.service)) {
-      state.services.add(call.service);
-      ui.service.append(el("option", { value: call.service, text: call.service }));
-    }
+    noteService(call.service);
     if (!state.namespaces.has(call.namespace)) {
       state.namespaces.add(call.namespace);
       ui.namespaces.append(el("option", { value: call.namespace }));
@@ -828,16 +832,10 @@
 
   async function init() {
     await loadCatalogue();
-    for (const name of CATALOGUE.keys()) {
-      state.services.add(name);
-      ui.service.append(el("option", { value: name, text: name }));
-    }
+    for (const name of CATALOGUE.keys()) noteService(name);
     ui.namespaces.append(el("option", { value: "default" }));
     readHash();
-    if (state.filters.service && !state.services.has(state.filters.service)) {
-      state.services.add(state.filters.service);
-      ui.service.append(el("option", { value: state.filters.service, text: state.filters.service }));
-    }
+    if (state.filters.service) noteService(state.filters.service);
     ui.service.value = state.filters.service;
     ui.namespace.value = state.filters.namespace;
     ui.text.value = state.filters.text;
