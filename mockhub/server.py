@@ -186,7 +186,7 @@ class Hub:
             if path.startswith("/ns/"):
                 namespace, _, rest = path[4:].partition("/")
                 path = "/" + rest
-            found = self.router.match(path, scope["method"])
+            found = self.router.match(path, scope["method"], scope)
             if found is not None:
                 service, route, params = found
                 await self.pipeline.handle(service, route, params, path, namespace, scope, receive, send)

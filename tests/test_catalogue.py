@@ -163,3 +163,35 @@ def test_a_bad_fakes_setting_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "mockhub: error: fakes: cannot load 'nope:X'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+MODELS = '''
+from typing import Any, Mapping
+
+from mockhub.services.base import Reply, Request, Route, Service, json_reply, route, scope_header
+
+
+def _acme_key(scope: Mapping[str, Any]) -> bool:
+    return scope_header(scope, b"x-acme-key") is not None
+
+
+class AcmeModelsService(Service):
+    """Shares OpenAI's `GET /v1/models`, claiming only the requests that carry its own key header."""
+
+    name = "acmemodels"
+
+    def routes(self) -> list[Route]:
+        return [route("GET", "/v1/models", self.models, accepts=_acme_key)]
+
+    async def models(self, request: Request) -> Reply:
+        return json_reply({"acme": True})
+'''
+
+
+def test_two_fakes_share_a_path_told_apart_by_the_request(tmp_path: Path) -> None:
+    with own_fake_hub(tmp_path, "acme_models", MODELS, "AcmeModelsService") as hub:
+        assert httpx.get(f"{hub.url}/v1/models", headers={"x-acme-key": "k"}).json() == {"acme": True}
+        # Without the header the route declines and OpenAI's model list answers, as before.
+        assert httpx.get(f"{hub.url}/v1/models", headers={"authorization": "Bearer sk-1"}).json()["object"] == "list"
+        services = [c["service"] for c in httpx.get(f"{hub.url}/calls").json()["calls"]]
+        assert services == ["acmemodels", "openai"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -44,6 +44,8 @@ __all__ = [
     "ServiceInfo",
     "email_summary",
     "json_reply",
+    "route",
+    "scope_header",
     "text_reply",
 ]
 
@@ -127,6 +129,9 @@ class Route:
     raise `BadRequest`. `handle` then answers, unless a fault or a raw stub answered instead.
     `reply_stubs=False` marks a route that renders no `reply` stubs (an LLM fake's embeddings or model
     list), so such stubs neither answer its calls nor spend their `times` or `sequence` on them.
+    `accepts`, given the request's ASGI scope (headers, query string), lets two fakes share a path:
+    a route whose `accepts` says no is skipped, and the router tries routes with an `accepts`
+    before those without (SES and SNS both answer `POST /`, told apart by the SigV4 scope).
     """
 
     methods: frozenset[str] | None
@@ -134,6 +139,7 @@ class Route:
     handle: Handler
     parse: Parser | None = None
     reply_stubs: bool = True
+    accepts: Callable[[Mapping[str, Any]], bool] | None = None
     regex: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -153,10 +159,23 @@ class Route:
 
 
 def route(
-    methods: str | None, pattern: str, handle: Handler, parse: Parser | None = None, reply_stubs: bool = True
+    methods: str | None,
+    pattern: str,
+    handle: Handler,
+    parse: Parser | None = None,
+    reply_stubs: bool = True,
+    accepts: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> Route:
     """Shorthand: `route("POST", "/v1/x", self.create)`; methods are space-separated, None = any."""
-    return Route(frozenset(methods.split()) if methods else None, pattern, handle, parse, reply_stubs)
+    return Route(frozenset(methods.split()) if methods else None, pattern, handle, parse, reply_stubs, accepts)
+
+
+def scope_header(scope: Mapping[str, Any], name: bytes) -> str | None:
+    """The first value of header `name` (lower-case bytes) in an ASGI scope, for a route's `accepts`."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 @dataclass(slots=True)
