@@ -97,3 +97,36 @@ def own_fake_hub(folder: Path, module: str, source: str, class_name: str) -> Ite
             yield hub
     finally:
         sys.path.remove(str(folder))
+
+
+NODE_DIR = Path(__file__).parent / "node"
+_node_lock = threading.Lock()
+
+
+def run_node(source: str, env: dict[str, str] | None = None, timeout: float = 60) -> str:
+    """Run a Node ES module (`source`) beside tests/node's packages and return its stdout.
+
+    The packages in tests/node/package-lock.json are installed on first use (`npm ci`), so the
+    README's one test command needs no separate step. A non-zero exit fails with Node's stderr.
+    """
+    import os
+    import subprocess
+
+    with _node_lock:
+        if not (NODE_DIR / "node_modules" / ".package-lock.json").exists():
+            subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=600)
+    script = NODE_DIR / f"script-{secrets.token_hex(4)}.mjs"
+    script.write_text(source)
+    try:
+        done = subprocess.run(
+            ["node", str(script)],
+            cwd=NODE_DIR,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    finally:
+        script.unlink()
+    assert done.returncode == 0, f"node exited {done.returncode}:\n{done.stderr}"
+    return done.stdout
