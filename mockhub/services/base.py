@@ -349,6 +349,12 @@ class Service:
         reply.headers.extend(headers)
         return reply
 
+    def finish(self, reply: Reply) -> None:
+        """Add what every answer of this provider carries (Discord's `Via` and rate headers), faults included.
+
+        Runs for every HTTP answer of the fake, just before it is recorded and sent; the default does nothing.
+        """
+
     def reset(self, namespace: str | None) -> None:
         """Forget state of the fake's own (Twilio's stored messages) on `POST /reset`; all when None."""
 
