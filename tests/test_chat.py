@@ -218,6 +218,8 @@ def test_discord_multipart_with_files(api: httpx.Client) -> None:
     data = calls(api, "discord")[0]["data"]
     assert data["attachments"] == [{"filename": "build.log", "content_type": "text/plain", "size": len(log)}]
     assert data["username"] == "ops"
+    download = api.get(f"/calls/{calls(api, 'discord')[0]['id']}/attachments/0")
+    assert download.content == log and download.headers["content-type"].startswith("text/plain")
 
 
 def test_discord_form_encoded(api: httpx.Client) -> None:
