@@ -471,7 +471,9 @@ def test_catalogue_and_env(api: httpx.Client, base_url: str) -> None:
     assert "x-postmark-server-token" in info["secret_headers"]
     assert "POST /email/withTemplate/" in info["routes"]
     env = MockHub(base_url).env()
-    assert env["POSTMARK_API_URL"] == base_url
+    assert env["POSTMARK_API_URL"] == base_url + "/"  # joined with "email" by clients such as anymail
+    assert postmark(base_url, env["POSTMARK_SERVER_TOKEN"]).emails._send(**message())["ErrorCode"] == 0
+    assert MockHub(base_url, namespace="team-a").env()["POSTMARK_API_URL"] == base_url + "/ns/team-a/"
 
 
 @pytest.fixture(scope="module")
@@ -488,3 +490,65 @@ def test_pinned_tokens(pinned: ThreadedHub) -> None:
     assert postmark(pinned.url, "pm-good-token").emails._send(**message())["Message"] == "OK"
     # Postmark's test token is accepted whatever the server's tokens are.
     assert postmark(pinned.url, "POSTMARK_API_TEST").emails._send(**message())["Message"] == "Test job accepted"
+
+
+NODE_SCRIPT = """
+import * as postmark from "postmark";
+
+const host = process.env.PM_HOST;
+const client = new postmark.ServerClient("server-token", { requestHost: host, useHttps: false });
+const out = {};
+out.sent = await client.sendEmail({
+  From: "alerts@example.com", To: "ops@example.com", Subject: "From Node", TextBody: "db-1 is down",
+});
+out.batch = await client.sendEmailBatch([
+  { From: "a@example.com", To: "one@example.com", Subject: "b1", TextBody: "1" },
+  { From: "a@example.com", To: "bad", Subject: "b2", TextBody: "2" },
+]);
+out.template = await client.sendEmailWithTemplate({
+  From: "a@example.com", To: "ada@example.com", TemplateAlias: "welcome", TemplateModel: { name: "Ada" },
+});
+out.templates = await client.sendEmailBatchWithTemplates([
+  { From: "a@example.com", To: "t@example.com", TemplateId: 7, TemplateModel: {} },
+]);
+const failures = {
+  inactive: () => client.sendEmail({ From: "a@example.com", To: "gone@inactive.postmark.test", TextBody: "x" }),
+  invalid: () => client.sendEmail({ From: "a@example.com", To: "bad", TextBody: "x" }),
+  token: () => new postmark.ServerClient("", { requestHost: host, useHttps: false }).sendEmail({}),
+  unauthorized: () =>
+    new postmark.ServerClient("nope", { requestHost: host + "/ns/pinned", useHttps: false }).sendEmail({}),
+};
+for (const [name, send] of Object.entries(failures)) {
+  try {
+    await send();
+    out[name] = "no error";
+  } catch (err) {
+    out[name] = { name: err.name, code: err.code, statusCode: err.statusCode, recipients: err.recipients };
+  }
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def test_official_node_sdk(api: httpx.Client, base_url: str) -> None:
+    import json
+
+    add_fault(api, "postmark", action="error", preset="unauthorized", match={"namespace": "pinned"})
+    host = base_url.removeprefix("http://")
+    out = json.loads(support.run_node(NODE_SCRIPT, {"PM_HOST": host}))
+    assert_accepted(out["sent"], "ops@example.com")
+    assert [a["ErrorCode"] for a in out["batch"]] == [0, 300]
+    assert_accepted(out["template"], "ada@example.com")
+    assert [a["ErrorCode"] for a in out["templates"]] == [0]
+    # The SDK raises its own error classes from Postmark's statuses and codes.
+    assert out["inactive"] == {
+        "name": "InactiveRecipientsError",
+        "code": 406,
+        "statusCode": 422,
+        "recipients": ["gone@inactive.postmark.test"],
+    }
+    assert out["invalid"]["name"] == "InvalidEmailRequestError" and out["invalid"]["code"] == 300
+    assert out["unauthorized"]["name"] == "InvalidAPIKeyError" and out["unauthorized"]["statusCode"] == 401
+    assert out["token"] != "no error"  # the SDK refuses an empty token before sending
+    assert len(calls(api, to="ops@example.com", subject="from node")) == 1
+    assert calls(api, namespace="pinned")[0]["response"]["status"] == 401

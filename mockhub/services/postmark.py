@@ -179,7 +179,7 @@ class PostmarkService(Service):
         )
     }
     env = (
-        EnvVar(name="POSTMARK_API_URL", value="{urls.postmark_base}"),
+        EnvVar(name="POSTMARK_API_URL", value="{urls.postmark_base}/"),
         EnvVar(name="POSTMARK_SERVER_TOKEN", value="mockhub-postmark-token"),
     )
     secret_headers = ("x-postmark-server-token", "x-postmark-account-token")
