@@ -136,6 +136,16 @@ def test_keys_are_read_case_insensitively_and_nulls_are_absent(api: httpx.Client
     assert (data["to"], data["cc"], data["subject"]) == (["b@example.com"], [], "lower")
 
 
+def test_address_lists(api: httpx.Client, base_url: str) -> None:
+    to = '"Receiver, Jr." <jr@example.com>, , plain@example.com,'
+    r = post(base_url, "/email", message(To=to))
+    assert r.status_code == 200
+    assert r.json()["To"] == to
+    assert calls(api)[0]["data"]["to"] == ["jr@example.com", "plain@example.com"]
+    r = post(base_url, "/email", message(From="Unquoted, display-name <from@example.com>"))
+    assert r.json() == {"ErrorCode": 300, "Message": "Invalid 'From' address: 'Unquoted'."}
+
+
 def test_a_cc_only_message_answers_without_to(api: httpx.Client, base_url: str) -> None:
     r = post(base_url, "/email", message(To=None, Cc="cc@example.com"))
     assert r.status_code == 200
@@ -224,6 +234,7 @@ def test_with_template_through_postmarker_trailing_slash(api: httpx.Client, base
     assert data["template_model"] == {"name": "Ada", "product": "mockhub"}
     assert data["inline_css"] is True
     assert data["to"] == ["ada@example.com"]
+    assert call["summary"] == "template 1234567 → ada@example.com"
     assert len(calls(api, to="ada@example.com")) == 1
     assert api.get("/calls/count", params={"service": "postmark", "contains": "mockhub"}).json()["count"] == 1
 
@@ -474,6 +485,15 @@ def test_catalogue_and_env(api: httpx.Client, base_url: str) -> None:
     assert env["POSTMARK_API_URL"] == base_url + "/"  # joined with "email" by clients such as anymail
     assert postmark(base_url, env["POSTMARK_SERVER_TOKEN"]).emails._send(**message())["ErrorCode"] == 0
     assert MockHub(base_url, namespace="team-a").env()["POSTMARK_API_URL"] == base_url + "/ns/team-a/"
+
+
+def test_a_body_past_the_limit_gets_postmarks_shape() -> None:
+    with extra_hub(max_body_bytes=2048) as small:
+        with pytest.raises(ClientError) as raised:
+            postmark(small.url).emails._send(**message(TextBody="x" * 4096))
+        assert raised.value.__cause__.response.status_code == 413  # type: ignore[union-attr]
+        assert raised.value.error_code == 0
+        assert postmark(small.url).emails._send(**message())["ErrorCode"] == 0
 
 
 @pytest.fixture(scope="module")

@@ -130,6 +130,8 @@ def _addresses(field: str, value: str | None) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     # getaddresses keeps a quoted display name with a comma in it together, as Postmark does.
     for name, address in email.utils.getaddresses([value]):
+        if not name and not address:
+            continue  # an empty entry of the list ("a@example.com, , b@example.com")
         if not _ADDRESS.match(address):
             shown = address or value.strip()
             raise Rejected(300, f"Invalid '{field}' address: '{shown}'.", "invalid_email_request")
@@ -187,10 +189,16 @@ class PostmarkService(Service):
 
     @classmethod
     def summarize(cls, call: Call) -> str:
-        messages = call.data.get("messages")
-        if isinstance(messages, list) and call.data.get("batch"):
-            return f"batch of {len(messages)}: {email_summary(call)}"
-        return email_summary(call)
+        data = call.data
+        line = email_summary(call)
+        template = data.get("template_alias") or data.get("template_id")
+        if template is not None and not call.subjects():
+            # A templated email's subject is Postmark's to render: name the template instead.
+            line = line.replace("(no subject)", f"template {template}", 1)
+        messages = data.get("messages")
+        if isinstance(messages, list) and data.get("batch"):
+            return f"batch of {len(messages)}: {line}"
+        return line
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -383,8 +391,7 @@ class PostmarkService(Service):
             data["headers"] = self._headers(fields["Headers"])
         if "Metadata" in fields:
             data["metadata"] = self._metadata(fields["Metadata"])
-        if "Attachments" in fields:
-            data["attachments"] = self._attachments(fields["Attachments"])
+        data["attachments"] = self._attachments(fields["Attachments"]) if "Attachments" in fields else []
         data["message_id"] = str(uuid.uuid4())
         data["submitted_at"] = _submitted_at()
 
@@ -558,7 +565,7 @@ class PostmarkService(Service):
         return answer
 
     def error(self, status: int, message: str, code: str | None = None) -> Reply:
-        error_code = {401: 10, 422: 300, 429: 429, 503: 100}.get(status, 0)
+        error_code = {401: 10, 422: 300, 429: 429, 500: 500, 503: 100}.get(status, 0)
         return _reply(status, error_code, message)
 
     def preset(self, name: Preset, request: Request) -> Reply:
