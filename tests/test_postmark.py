@@ -359,6 +359,30 @@ def test_inactive_recipients(api: httpx.Client, base_url: str) -> None:
     assert batch["data"]["to"] == ["ok@example.com"]
 
 
+def test_bounce_testing_domain_suppresses_hard_bounces(api: httpx.Client, base_url: str, ns: str) -> None:
+    def send(to: str, **extra: Any) -> requests.Response:
+        return post(base_url, "/email", message(To=to, **extra), **{"X-Mockhub-Namespace": ns})
+
+    # The first send is accepted; the hard bounce makes the address inactive for later sends.
+    assert send("HardBounce@bounce-testing.postmarkapp.com").status_code == 200
+    assert send("soft_bounce@bounce-testing.postmarkapp.com").status_code == 200
+    header = [{"Name": "X-PM-Bounce-Type", "Value": "Transient"}]
+    assert send("anyone@bounce-testing.postmarkapp.com", Headers=header).status_code == 200
+    r = send("hardbounce@bounce-testing.postmarkapp.com")
+    assert (r.status_code, r.json()["ErrorCode"]) == (422, 406)
+    assert "Found inactive addresses: hardbounce@bounce-testing.postmarkapp.com." in r.json()["Message"]
+    for to in ("soft_bounce@bounce-testing.postmarkapp.com", "anyone@bounce-testing.postmarkapp.com"):
+        assert send(to).status_code == 200  # not hard bounces: still active
+    recorded = calls(api, namespace=ns)
+    assert recorded[0]["data"]["bounces"] == {"hardbounce@bounce-testing.postmarkapp.com": "HardBounce"}
+    assert recorded[1]["data"]["bounces"] == {"soft_bounce@bounce-testing.postmarkapp.com": "SoftBounce"}
+    assert recorded[2]["data"]["bounces"] == {"anyone@bounce-testing.postmarkapp.com": "Transient"}
+    # Other namespaces have their own suppression list, and a reset forgets it.
+    assert post(base_url, "/email", message(To="hardbounce@bounce-testing.postmarkapp.com")).status_code == 200
+    api.post("/reset", params={"namespace": ns}).raise_for_status()
+    assert send("hardbounce@bounce-testing.postmarkapp.com").status_code == 200
+
+
 def test_test_token_validates_without_sending(api: httpx.Client, base_url: str) -> None:
     answer = postmark(base_url, "POSTMARK_API_TEST").emails.send(
         From="a@example.com", To="gone@inactive.postmark.test", TextBody="x"
@@ -366,6 +390,11 @@ def test_test_token_validates_without_sending(api: httpx.Client, base_url: str) 
     assert answer["ErrorCode"] == 0
     assert answer["Message"] == "Test job accepted"
     assert calls(api)[0]["data"]["test_mode"] is True
+    batch = postmark(base_url, "POSTMARK_API_TEST").emails.send_batch(message(), message(To="bad"))
+    assert [(a["ErrorCode"], a["Message"]) for a in batch] == [
+        (0, "Test job accepted"),
+        (300, "Invalid 'To' address: 'bad'."),
+    ]
     with pytest.raises(ClientError) as raised:  # still validated
         postmark(base_url, "POSTMARK_API_TEST").emails._send(**message(To="bad"))
     assert raised.value.error_code == 300

@@ -7,6 +7,8 @@ those, a rejected message answered inside the 200 list as `{"ErrorCode", "Messag
 Postmark does: HTTP 422 with an API `ErrorCode` (300 invalid email request, 402 invalid JSON, 403
 invalid field, 406 inactive recipient, 410 too many batch messages, 411 forbidden attachment type,
 1101/1109/1123 template errors), 401 with ErrorCode 10 for a bad token, 415 without JSON headers.
+Recipients at `inactive.postmark.test`, or that hard-bounced at Postmark's `bounce-testing.postmarkapp.com`
+(a per-namespace suppression list), are inactive.
 Each email lands in `data` with the same keys as an SMTP message (`from`, `to`, `cc`, `bcc`,
 `subject`, `text`, `html`, `attachments`), so the `to` / `subject` / `contains` filters find it.
 """
@@ -44,6 +46,17 @@ TEST_TOKEN = "POSTMARK_API_TEST"
 # Recipients at this domain are inactive (as if they had hard-bounced or complained): the fake's
 # documented stand-in for Postmark's per-server suppression list.
 INACTIVE_DOMAIN = "inactive.postmark.test"
+# Postmark's black-hole domain: a message to <BounceType>@ it "bounces" at once (an unknown local part
+# is a HardBounce), and a hard bounce puts the address on the suppression list: later sends are 406.
+BOUNCE_DOMAIN = "bounce-testing.postmarkapp.com"
+_BOUNCE_TYPES = {
+    t.lower(): t
+    for t in (
+        "HardBounce Transient Unsubscribe Subscribe AutoResponder AddressChange DnsError SpamNotification "
+        "OpenRelayTest Unknown SoftBounce VirusNotification ChallengeVerification BadEmailAddress SpamComplaint "
+        "ManuallyDeactivated Unconfirmed Blocked SMTPApiError InboundError DMARCPolicy TemplateRenderingFailed"
+    ).split()
+}
 MAX_RECIPIENTS = 50
 MAX_BATCH = 500
 
@@ -203,6 +216,14 @@ class PostmarkService(Service):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tokens = self.ctx.pinned
+        # Per namespace: the addresses that hard-bounced (at the bounce-testing domain), now inactive.
+        self._suppressed: dict[str, set[str]] = {}
+
+    def reset(self, namespace: str | None) -> None:
+        if namespace is None:
+            self._suppressed.clear()
+        else:
+            self._suppressed.pop(namespace, None)
 
     def routes(self) -> list[Route]:
         out: list[Route] = []
@@ -260,7 +281,7 @@ class PostmarkService(Service):
         body = self._json(request)
         if not isinstance(body, list):
             raise self._refused(_invalid_field("Messages"), {"test_mode": test_mode})
-        return self._parse_many(body, template=False, test_mode=test_mode)
+        return self._parse_many(request, body, template=False, test_mode=test_mode)
 
     def parse_template_batch(self, request: Request) -> dict[str, Any]:
         test_mode = self._authorize(request)
@@ -268,7 +289,7 @@ class PostmarkService(Service):
         messages = {k.lower(): v for k, v in body.items()}.get("messages") if isinstance(body, dict) else None
         if not isinstance(messages, list):
             raise self._refused(_invalid_field("Messages"), {"test_mode": test_mode})
-        return self._parse_many(messages, template=True, test_mode=test_mode)
+        return self._parse_many(request, messages, template=True, test_mode=test_mode)
 
     def _parse_one(self, request: Request, template: bool) -> dict[str, Any]:
         test_mode = self._authorize(request)
@@ -277,7 +298,7 @@ class PostmarkService(Service):
         try:
             self._message(body, template, data)
             if not test_mode:
-                self._check_inactive(data, batch=False)
+                self._check_inactive(data, self._suppressed.get(request.namespace, set()), batch=False)
         except Rejected as exc:
             # What was read before the problem is recorded too (the sender, the recipients).
             for key in ("message_id", "submitted_at"):
@@ -285,16 +306,17 @@ class PostmarkService(Service):
             raise self._refused(exc, data) from exc
         return data
 
-    def _parse_many(self, bodies: list[Any], template: bool, test_mode: bool) -> dict[str, Any]:
+    def _parse_many(self, request: Request, bodies: list[Any], template: bool, test_mode: bool) -> dict[str, Any]:
         if len(bodies) > MAX_BATCH:
             raise self._refused(Rejected(410, _DEFAULT_MESSAGES[410], "too_many_batch_messages"), {})
         messages: list[dict[str, Any]] = []
+        suppressed = self._suppressed.get(request.namespace, set())
         for body in bodies:
-            one: dict[str, Any] = {}
+            one: dict[str, Any] = {"test_mode": test_mode}
             try:
                 self._message(body, template, one)
                 if not test_mode:
-                    self._check_inactive(one, batch=True)
+                    self._check_inactive(one, suppressed, batch=True)
             except Rejected as exc:
                 for key in ("message_id", "submitted_at"):
                     one.pop(key, None)
@@ -492,14 +514,24 @@ class PostmarkService(Service):
         return found
 
     @staticmethod
-    def _check_inactive(data: dict[str, Any], batch: bool) -> None:
-        """Recipients at the inactive domain are not sent to; all of them inactive is a 406."""
-        recipients = [a for key in ("to", "cc", "bcc") for a in data.get(key, [])]
-        inactive = list(dict.fromkeys(a.lower() for a in recipients if a.lower().endswith("@" + INACTIVE_DOMAIN)))
+    def _check_inactive(data: dict[str, Any], suppressed: set[str], batch: bool) -> None:
+        """Inactive recipients are not sent to; all of them inactive is a 406. Notes the test bounces."""
+        recipients = list(dict.fromkeys(a.lower() for key in ("to", "cc", "bcc") for a in data.get(key, [])))
+        inactive = [a for a in recipients if a.endswith("@" + INACTIVE_DOMAIN) or a in suppressed]
+        header = next((v for k, v in data.get("headers", {}).items() if k.lower() == "x-pm-bounce-type"), None)
+        bounces: dict[str, str] = {}
+        for address in recipients:
+            local, _, domain = address.rpartition("@")
+            if domain == BOUNCE_DOMAIN and address not in inactive:
+                kind = _BOUNCE_TYPES.get((header or local).replace("_", "").replace("-", "").lower(), "HardBounce")
+                # Postmark simulates no spam complaint: it becomes a hard bounce.
+                bounces[address] = "HardBounce" if kind == "SpamComplaint" else kind
+        if bounces:
+            data["bounces"] = bounces
         if not inactive:
             return
         data["inactive"] = inactive
-        if len(inactive) == len({a.lower() for a in recipients}):
+        if len(inactive) == len(recipients):
             raise Rejected(406, _inactive_message(inactive, batch), "inactive_recipient")
 
     # -- answers ---------------------------------------------------------------------------------
@@ -509,7 +541,10 @@ class PostmarkService(Service):
         stub = request.stub.reply if request.stub is not None else None
         forced = PostmarkReply.model_validate(stub.model_extra or {}) if stub is not None else PostmarkReply()
         if data.get("batch"):
-            return self._answer_batch(data, forced)
+            reply = self._answer_batch(data, forced)
+            for message in data["messages"]:
+                self._note_bounces(request.namespace, message)
+            return reply
         if forced.error_code is not None:
             code = forced.error_code
             message = forced.message or self._stub_message(code, data, batch=False)
@@ -519,7 +554,16 @@ class PostmarkService(Service):
             raise BadRequest(
                 _reply(status, code, message), {"error": "stubbed", "error_code": code, "error_message": message}
             )
+        self._note_bounces(request.namespace, data)
         return json_reply(self._accepted(data, forced.message))
+
+    def _note_bounces(self, namespace: str, data: dict[str, Any]) -> None:
+        """A message sent (not refused, not in test mode) whose recipient hard-bounced makes it inactive."""
+        if "error_code" in data or data.get("test_mode"):
+            return
+        for address, kind in data.get("bounces", {}).items():
+            if kind == "HardBounce":
+                self._suppressed.setdefault(namespace, set()).add(address)
 
     def _answer_batch(self, data: dict[str, Any], forced: PostmarkReply) -> Reply:
         answers: list[dict[str, Any]] = []
