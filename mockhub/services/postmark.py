@@ -51,11 +51,30 @@ INACTIVE_DOMAIN = "inactive.postmark.test"
 BOUNCE_DOMAIN = "bounce-testing.postmarkapp.com"
 _BOUNCE_TYPES = {
     t.lower(): t
-    for t in (
-        "HardBounce Transient Unsubscribe Subscribe AutoResponder AddressChange DnsError SpamNotification "
-        "OpenRelayTest Unknown SoftBounce VirusNotification ChallengeVerification BadEmailAddress SpamComplaint "
-        "ManuallyDeactivated Unconfirmed Blocked SMTPApiError InboundError DMARCPolicy TemplateRenderingFailed"
-    ).split()
+    for t in [
+        "HardBounce",
+        "Transient",
+        "Unsubscribe",
+        "Subscribe",
+        "AutoResponder",
+        "AddressChange",
+        "DnsError",
+        "SpamNotification",
+        "OpenRelayTest",
+        "Unknown",
+        "SoftBounce",
+        "VirusNotification",
+        "ChallengeVerification",
+        "BadEmailAddress",
+        "SpamComplaint",
+        "ManuallyDeactivated",
+        "Unconfirmed",
+        "Blocked",
+        "SMTPApiError",
+        "InboundError",
+        "DMARCPolicy",
+        "TemplateRenderingFailed",
+    ]
 }
 MAX_RECIPIENTS = 50
 MAX_BATCH = 500
