@@ -601,3 +601,96 @@ def test_official_node_sdk(api: httpx.Client, base_url: str) -> None:
     assert out["token"] != "no error"  # the SDK refuses an empty token before sending
     assert len(calls(api, to="ops@example.com", subject="from node")) == 1
     assert calls(api, namespace="pinned")[0]["response"]["status"] == 401
+
+
+# -- the official Python SDK (postmark-python, imported as `postmark`) ------------------------------
+
+
+def official(base_url: str, token: str = "server-token") -> Any:
+    import postmark.sync
+
+    # retries=0: the SDK retries 429 and 5xx answers itself, with back-off.
+    return postmark.sync.ServerClient(token, retries=0, base_url=base_url)
+
+
+def test_official_sdk_sends(api: httpx.Client, base_url: str) -> None:
+    with official(base_url) as client:
+        sent = client.outbound.send(
+            {
+                "sender": "Alerts <alerts@example.com>",
+                "to": "ops@example.com",
+                "subject": "From the official SDK",
+                "text_body": "db-1 is down",
+                "metadata": {"host": "db-1"},
+                "headers": [{"Name": "X-Incident", "Value": "42"}],
+                "attachments": [{"Name": "log.txt", "Content": "aGk=", "ContentType": "text/plain"}],
+            }
+        )
+        assert sent.success and sent.to == "ops@example.com" and sent.message == "OK"
+        assert str(uuid.UUID(sent.message_id)) == sent.message_id
+        templated = client.outbound.send_with_template(
+            {
+                "sender": "a@example.com",
+                "to": "ada@example.com",
+                "template_alias": "welcome",
+                "template_model": {"n": 1},
+            }
+        )
+        assert templated.success
+        batch = client.outbound.send_batch(
+            [
+                {"sender": "a@example.com", "to": "one@example.com", "subject": "1", "text_body": "1"},
+                {"sender": "a@example.com", "to": "two@example.com", "subject": "2", "html_body": "<p>2</p>"},
+            ]
+        )
+        assert [r.to for r in batch] == ["one@example.com", "two@example.com"]
+        templates = client.outbound.send_batch_with_template(
+            [{"sender": "a@example.com", "to": "t@example.com", "template_id": 7, "template_model": {}}]
+        )
+        assert templates[0].success
+    one, template, many, many_templates = calls(api)
+    assert one["path"] == "/email" and one["headers"]["x-postmark-client"] == "postmark-python"
+    assert one["data"]["attachments"] == [{"filename": "log.txt", "content_type": "text/plain", "size": 2}]
+    assert (template["path"], template["data"]["template_alias"]) == ("/email/withTemplate", "welcome")
+    assert (many["path"], many["data"]["to"]) == ("/email/batch", ["one@example.com", "two@example.com"])
+    assert many_templates["path"] == "/email/batchWithTemplates"
+    assert len(calls(api, to="ops@example.com", subject="official sdk")) == 1
+
+
+def test_official_sdk_raises_its_exceptions(api: httpx.Client, base_url: str) -> None:
+    from postmark.exceptions import (
+        InactiveRecipientException,
+        RateLimitException,
+        ServerException,
+        ValidationException,
+    )
+
+    with official(base_url) as client:
+        with pytest.raises(InactiveRecipientException) as inactive:
+            client.outbound.send({"sender": "a@example.com", "to": "gone@inactive.postmark.test", "text_body": "x"})
+        assert (inactive.value.error_code, inactive.value.http_status) == (406, 422)
+        assert inactive.value.inactive_recipients == ["gone@inactive.postmark.test"]
+        with pytest.raises(ValidationException) as invalid:
+            client.outbound.send({"sender": "a@example.com", "to": "b@example.com"})  # no body
+        assert invalid.value.error_code == 300
+        for preset, raised, status in (
+            ("rate_limited", RateLimitException, 429),
+            ("server_error", ServerException, 500),
+            ("unavailable", ServerException, 503),
+        ):
+            add_fault(api, "postmark", action="error", preset=preset)
+            with pytest.raises(raised) as failure:
+                client.outbound.send({"sender": "a@example.com", "to": "b@example.com", "text_body": "x"})
+            assert failure.value.http_status == status
+    # A namespace in the base URL is kept (the SDK's httpx joins paths under it).
+    with official(f"{base_url}/ns/sdk-team") as client:
+        assert client.outbound.send({"sender": "a@example.com", "to": "b@example.com", "text_body": "x"}).success
+    assert len(calls(api, namespace="sdk-team")) == 1
+
+
+def test_official_sdk_bad_token(pinned: ThreadedHub) -> None:
+    from postmark.exceptions import InvalidAPIKeyException
+
+    with official(pinned.url, "pm-wrong") as client, pytest.raises(InvalidAPIKeyException) as raised:
+        client.outbound.send({"sender": "a@example.com", "to": "b@example.com", "text_body": "x"})
+    assert (raised.value.error_code, raised.value.http_status) == (10, 401)
