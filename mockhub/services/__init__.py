@@ -8,6 +8,7 @@ from mockhub.services.discord import DiscordService
 from mockhub.services.mailgun import MailgunService
 from mockhub.services.openai import OpenAIService
 from mockhub.services.pagerduty import PagerDutyService
+from mockhub.services.resend import ResendService
 from mockhub.services.sendgrid import SendGridService
 from mockhub.services.slack import SlackService
 from mockhub.services.smtp import SmtpService
@@ -28,6 +29,7 @@ SERVICES: list[type[Service]] = [
     TeamsService,
     SendGridService,
     MailgunService,
+    ResendService,
     OpenAIService,
     AnthropicService,
 ]
