@@ -371,7 +371,8 @@ class ResendService(Service):
         return [
             route("POST", "/emails/batch", self.send_batch, self.parse_batch),
             route("POST", "/emails", self.send, self.parse_send),
-            route("GET", "/emails/{email_id}", self.get, self.parse_get),
+            # A `reply` stub says what became of the emails a send makes; a GET renders none.
+            route("GET", "/emails/{email_id}", self.get, self.parse_get, reply_stubs=False),
         ]
 
     def reset(self, namespace: str | None) -> None:
