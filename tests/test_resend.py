@@ -389,6 +389,47 @@ def test_unknown_id_and_namespaces(api: httpx.Client, sdk: str) -> None:
     assert gone.value.code == 404
 
 
+def test_list_emails_newest_first_with_pages(api: httpx.Client, sdk: str) -> None:
+    ids = [resend.Emails.send(email(subject=f"n{i}"))["id"] for i in range(5)]
+    listed = resend.Emails.list()
+    assert listed["object"] == "list" and listed["has_more"] is False
+    assert [e["id"] for e in listed["data"]] == ids[::-1]
+    first = listed["data"][0]
+    assert first["subject"] == "n4" and first["to"] == ["ops@example.com"] and first["last_event"] == "delivered"
+    assert "html" not in first
+    page = resend.Emails.list({"limit": 2})
+    assert [e["id"] for e in page["data"]] == [ids[4], ids[3]] and page["has_more"] is True
+    page = resend.Emails.list({"limit": 2, "after": ids[3]})
+    assert [e["id"] for e in page["data"]] == [ids[2], ids[1]] and page["has_more"] is True
+    page = resend.Emails.list({"limit": 2, "before": ids[1]})
+    assert [e["id"] for e in page["data"]] == [ids[3], ids[2]] and page["has_more"] is True
+    with pytest.raises(ValidationError):
+        resend.Emails.list({"limit": 101})
+    assert calls(api)[-2]["summary"] == "list emails"
+
+
+def test_cancel_and_reschedule(api: httpx.Client, sdk: str) -> None:
+    scheduled = resend.Emails.send(email(scheduled_at="2030-08-05T11:52:01.858Z"))["id"]
+    updated = resend.Emails.update({"id": scheduled, "scheduled_at": "2030-09-01T08:00:00.000Z"})
+    assert updated["object"] == "email" and updated["id"] == scheduled
+    assert resend.Emails.get(scheduled)["scheduled_at"] == "2030-09-01T08:00:00.000Z"
+    assert resend.Emails.cancel(scheduled)["id"] == scheduled
+    assert resend.Emails.get(scheduled)["last_event"] == "canceled"
+    sent = resend.Emails.send(email())["id"]
+    with pytest.raises(ValidationError) as raised:
+        resend.Emails.cancel(sent)
+    assert raised.value.code == 422
+    with pytest.raises(ResendError) as missing:
+        resend.Emails.cancel("4ef9a417-02e9-4d39-ad75-9611e0fcc33c")
+    assert missing.value.code == 404
+    # A fault stops the cancel: the email stays scheduled.
+    again = resend.Emails.send(email(scheduled_at="in 1 hour"))["id"]
+    add_fault(api, "resend", preset="server_error", match={"path": "/emails/*/cancel"})
+    with pytest.raises(ApplicationError):
+        resend.Emails.cancel(again)
+    assert resend.Emails.get(again)["last_event"] == "scheduled"
+
+
 # -- idempotency ---------------------------------------------------------------------------------
 def test_idempotency_key(api: httpx.Client, sdk: str) -> None:
     first = resend.Emails.send(email(), {"idempotency_key": "welcome-user/123"})

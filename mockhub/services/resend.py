@@ -298,6 +298,10 @@ class _Store:
         box = self.emails.get(namespace)
         return box.get(email_id) if box is not None else None
 
+    def newest_first(self, namespace: str) -> list[dict[str, Any]]:
+        box = self.emails.get(namespace)
+        return list(reversed(box.values())) if box is not None else []
+
     def remembered(self, namespace: str, path: str, key: str) -> _Remembered | None:
         keys = self.keys.get(namespace, {})
         found = keys.get((path, key))
@@ -354,8 +358,8 @@ class ResendService(Service):
             return f"{data['error']}: {data.get('message', '')}"
         if data.get("replay_of"):
             return f"idempotent replay of {', '.join(data['replay_of'])}"
-        if call.method == "GET":
-            return f"get email {data.get('id', '?')}"
+        if data.get("action"):
+            return f"{data['action']} {data.get('id', 'emails')}"
         if isinstance(data.get("emails"), list):
             return f"batch of {len(data['emails'])}: {email_summary(call)}"
         if data.get("to"):
@@ -371,8 +375,11 @@ class ResendService(Service):
         return [
             route("POST", "/emails/batch", self.send_batch, self.parse_batch),
             route("POST", "/emails", self.send, self.parse_send),
-            # A `reply` stub says what became of the emails a send makes; a GET renders none.
+            # A `reply` stub says what became of the emails a send makes; these routes render none.
+            route("GET", "/emails", self.list_emails, self.parse_list, reply_stubs=False),
             route("GET", "/emails/{email_id}", self.get, self.parse_get, reply_stubs=False),
+            route("PATCH", "/emails/{email_id}", self.update, self.parse_update, reply_stubs=False),
+            route("POST", "/emails/{email_id}/cancel", self.cancel, self.parse_get, reply_stubs=False),
         ]
 
     def reset(self, namespace: str | None) -> None:
@@ -484,11 +491,46 @@ class ResendService(Service):
         return data
 
     def parse_get(self, request: Request) -> dict[str, Any]:
+        """GET /emails/{id} and POST /emails/{id}/cancel: a key and an id that is a UUID."""
         self._authorize(request)
         email_id = request.path_params["email_id"]
+        action = "cancel" if request.path.endswith("/cancel") else "get"
         if not _UUID.match(email_id):
             raise _reject(422, "invalid_parameter", "The `id` must be a valid UUID.", {"id": email_id})
-        return {"id": email_id}
+        return {"action": action, "id": email_id}
+
+    def parse_update(self, request: Request) -> dict[str, Any]:
+        data = self.parse_get(request)
+        payload = self._body(request)
+        scheduled = payload.get("scheduled_at") if isinstance(payload, dict) else None
+        if scheduled is None:
+            raise _reject(422, "missing_required_field", "Missing `scheduled_at` field.", data)
+        try:
+            data["scheduled_at"] = _scheduled_at(scheduled)
+        except _Rejected as exc:
+            raise _reject(exc.status, exc.name, exc.message, data) from None
+        data["action"] = "update"
+        return data
+
+    def parse_list(self, request: Request) -> dict[str, Any]:
+        self._authorize(request)
+        query = {k: v[-1] for k, v in request.query.items()}
+        data: dict[str, Any] = {"action": "list"}
+        limit = query.get("limit", "20")
+        if not limit.isdigit() or not 1 <= int(limit) <= 100:
+            raise _reject(422, "validation_error", "The `limit` parameter must be a number between 1 and 100.", data)
+        data["limit"] = int(limit)
+        if "after" in query and "before" in query:
+            raise _reject(
+                422,
+                "validation_error",
+                "You can only use either the `after` or the `before` parameter, not both.",
+                data,
+            )
+        for cursor in ("after", "before"):
+            if cursor in query:
+                data[cursor] = query[cursor]
+        return data
 
     # -- answering ---------------------------------------------------------------------------
     def _last_event(self, request: Request, email: dict[str, Any]) -> str:
@@ -581,6 +623,45 @@ class ResendService(Service):
         if email is None:
             raise _reject(404, "not_found", "Email not found")
         return Reply(200, orjson.dumps(email), [("content-type", "application/json"), *_RATE_HEADERS])
+
+    async def list_emails(self, request: Request) -> Reply:
+        data = request.data
+        newest_first = self._store.newest_first(request.namespace)
+        ids = [e["id"] for e in newest_first]
+        start, end = 0, len(newest_first)
+        for cursor in ("after", "before"):
+            if cursor in data:
+                if data[cursor] not in ids:
+                    raise _reject(404, "not_found", "Email not found")
+                at = ids.index(data[cursor])
+                start, end = (at + 1, len(ids)) if cursor == "after" else (0, at)
+        window = newest_first[start:end]
+        # `before` pages towards the newest: the emails just before the cursor.
+        page = window[-data["limit"] :] if "before" in data else window[: data["limit"]]
+        body = {
+            "object": "list",
+            "has_more": len(window) > len(page),
+            "data": [{k: v for k, v in e.items() if k not in ("object", "html", "text", "tags")} for e in page],
+        }
+        return Reply(200, orjson.dumps(body), [("content-type", "application/json"), *_RATE_HEADERS])
+
+    def _scheduled(self, request: Request) -> dict[str, Any]:
+        email = self._store.get(request.namespace, request.data["id"])
+        if email is None:
+            raise _reject(404, "not_found", "Email not found")
+        if email["last_event"] != "scheduled":
+            raise _reject(422, "validation_error", "Only scheduled emails can be updated or canceled.")
+        return email
+
+    async def cancel(self, request: Request) -> Reply:
+        email = self._scheduled(request)
+        email["last_event"] = "canceled"
+        return json_reply({"object": "email", "id": email["id"]}, 200, list(_RATE_HEADERS))
+
+    async def update(self, request: Request) -> Reply:
+        email = self._scheduled(request)
+        email["scheduled_at"] = request.data["scheduled_at"]
+        return json_reply({"object": "email", "id": email["id"]}, 200, list(_RATE_HEADERS))
 
     # -- errors ------------------------------------------------------------------------------
     def error(self, status: int, message: str, code: str | None = None) -> Reply:
