@@ -311,7 +311,12 @@ class _Store:
         return found
 
     def remember(self, namespace: str, path: str, key: str, entry: _Remembered) -> None:
-        self.keys.setdefault(namespace, {})[(path, key)] = entry
+        keys = self.keys.setdefault(namespace, {})
+        keys.pop((path, key), None)
+        keys[(path, key)] = entry
+        # Bounded like the emails: past the cap, the oldest keys (the first to expire) go first.
+        while len(keys) > _MAX_STORED:
+            del keys[next(iter(keys))]
 
     def reset(self, namespace: str | None) -> None:
         if namespace is None:
