@@ -67,7 +67,12 @@ _MAX_STORED = 10_000
 _TEST_OUTCOMES = {"bounced@resend.dev": "bounced", "complained@resend.dev": "complained"}
 _FORMAT = "The email address needs to follow the `email@example.com` or `Name <email@example.com>` format."
 # Every answer carries the rate-limit headers Resend sends (IETF draft 6), as an SDK may read them.
-_RATE_HEADERS = [("ratelimit-limit", "10"), ("ratelimit-remaining", "9"), ("ratelimit-reset", "1")]
+_RATE_HEADERS = [
+    ("ratelimit-limit", "10"),
+    ("ratelimit-policy", "10;w=1"),
+    ("ratelimit-remaining", "9"),
+    ("ratelimit-reset", "1"),
+]
 
 
 class _Rejected(Exception):
@@ -219,14 +224,18 @@ def _email(email: Any, batch: bool) -> dict[str, Any]:
     template = email.get("template")
     if template is not None and (not isinstance(template, dict) or not isinstance(template.get("id"), str)):
         raise _Rejected(422, "missing_required_field", "Missing `id` field in `template`.")
-    # A template may bring its own `from` and `subject`.
-    sender = email.get("from")
-    if (sender is None or sender == "") and template is None:
-        raise _Rejected(422, "missing_required_field", "Missing `from` field.")
+    # Resend's order: `to`, then the content, then `subject`, then `from` (a template may bring its
+    # own content, `subject` and `from`).
     to = _recipients(email, "to", required=True)
+    html, text = _optional_string(email, "html"), _optional_string(email, "text")
+    if html is None and text is None and template is None:
+        raise _Rejected(422, "missing_required_field", "Missing `html` or `text` field.")
     subject = _optional_string(email, "subject")
     if not subject and template is None:
         raise _Rejected(422, "missing_required_field", "Missing `subject` field.")
+    sender = email.get("from")
+    if (sender is None or sender == "") and template is None:
+        raise _Rejected(422, "missing_required_field", "Missing `from` field.")
     data: dict[str, Any] = {}
     if sender is not None and sender != "":
         if not isinstance(sender, str):
@@ -240,7 +249,6 @@ def _email(email: Any, batch: bool) -> dict[str, Any]:
     cc = _recipients(email, "cc")
     bcc = _recipients(email, "bcc")
     reply_to = _recipients(email, "reply_to")
-    html, text = _optional_string(email, "html"), _optional_string(email, "text")
     if template is not None and (html is not None or text is not None or email.get("react") is not None):
         raise _Rejected(
             422, "validation_error", "The `html`, `text` and `react` fields cannot be used with a `template`."
