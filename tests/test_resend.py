@@ -255,9 +255,9 @@ def test_batch_limit_and_shape(api: httpx.Client) -> None:
         (email(to=None), MissingRequiredFieldsError, 422, "Missing `to` field."),
         (email(to=[]), MissingRequiredFieldsError, 422, "Missing `to` field."),
         (email(subject=None), MissingRequiredFieldsError, 422, "Missing `subject` field."),
-        (email(html=None), MissingRequiredFieldsError, 422, "Missing `html` or `text` field."),
+        (email(html=None), ValidationError, 422, "Missing `html` or `text` field."),
         # Resend checks `to`, then the content, then `subject`, then `from`.
-        ({"from": "x@example.com", "to": "a@example.com"}, MissingRequiredFieldsError, 422, "Missing `html` or"),
+        ({"from": "x@example.com", "to": "a@example.com"}, ValidationError, 422, "Missing `html` or"),
         ({"text": "t"}, MissingRequiredFieldsError, 422, "Missing `to` field."),
         ({"to": "a@example.com", "text": "t"}, MissingRequiredFieldsError, 422, "Missing `subject` field."),
         (

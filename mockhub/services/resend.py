@@ -229,7 +229,7 @@ def _email(email: Any, batch: bool) -> dict[str, Any]:
     to = _recipients(email, "to", required=True)
     html, text = _optional_string(email, "html"), _optional_string(email, "text")
     if html is None and text is None and template is None:
-        raise _Rejected(422, "missing_required_field", "Missing `html` or `text` field.")
+        raise _Rejected(422, "validation_error", "Missing `html` or `text` field.")
     subject = _optional_string(email, "subject")
     if not subject and template is None:
         raise _Rejected(422, "missing_required_field", "Missing `subject` field.")
