@@ -487,7 +487,7 @@ class ResendService(Service):
                 emails.append({"index": index, **_email(email, batch=True)})
             except _Rejected as exc:
                 if not permissive:
-                    raise _reject(exc.status, exc.name, f"{exc.message}", {"index": index}) from None
+                    raise _reject(exc.status, exc.name, exc.message, {"index": index}) from None
                 errors.append({"index": index, "message": exc.message})
         replay = self._replay(request, key, payload)
         if replay is not None:
