@@ -9,6 +9,7 @@ from mockhub.services.mailgun import MailgunService
 from mockhub.services.openai import OpenAIService
 from mockhub.services.pagerduty import PagerDutyService
 from mockhub.services.postmark import PostmarkService
+from mockhub.services.resend import ResendService
 from mockhub.services.sendgrid import SendGridService
 from mockhub.services.slack import SlackService
 from mockhub.services.smtp import SmtpService
@@ -30,6 +31,7 @@ SERVICES: list[type[Service]] = [
     SendGridService,
     MailgunService,
     PostmarkService,
+    ResendService,
     OpenAIService,
     AnthropicService,
 ]
