@@ -110,12 +110,10 @@ def run_node(source: str, env: dict[str, str] | None = None, timeout: float = 60
     changes (`npm ci`), so the
     README's one test command needs no separate step. A non-zero exit fails with Node's stderr.
     """
+    import fcntl
+    import hashlib
     import os
     import subprocess
-
-    import hashlib
-
-    import fcntl
 
     # A file lock, not only a thread lock: pytest-xdist's workers are processes.
     with _node_lock, open(NODE_DIR / ".install.lock", "w") as lock:
