@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mockhub.services.anthropic import AnthropicService
+from mockhub.services.aws import SesService, SnsService
 from mockhub.services.base import Service
 from mockhub.services.discord import DiscordService
 from mockhub.services.mailgun import MailgunService
@@ -30,6 +31,9 @@ SERVICES: list[type[Service]] = [
     MailgunService,
     OpenAIService,
     AnthropicService,
+    # SES and SNS share POST / (the Query API), told apart by their routes' `accepts`.
+    SesService,
+    SnsService,
 ]
 
 
