@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from mockhub.filters import DataFields
 from mockhub.journal import Call, default_summary
 from mockhub.rules import Preset
 from mockhub.services.aws import query as q
@@ -101,6 +102,8 @@ class SnsService(Service):
     urls = {"sns_endpoint": AppUrl(path="", description="endpoint_url for boto3.client('sns')")}
     env = (EnvVar(name="AWS_ENDPOINT_URL_SNS", value="{base}", description="boto3/botocore's SNS endpoint"),)
     secret_headers = ("authorization", "x-amz-security-token")
+    # The form body is percent-encoded: `contains` reads the decoded message (and subject) instead.
+    fields = DataFields(to=("to",), text=("message", "subject"), subject=("subject",))
     stub_reply = q.AwsReply
 
     def __init__(self, ctx: ServiceContext) -> None:
