@@ -347,4 +347,16 @@ def test_catalogue_and_env(api: httpx.Client, base_url: str) -> None:
     assert info["label"] == "Amazon SNS" and "sns.*.amazonaws.com" in info["hosts"]
     from mockhub import MockHub
 
-    assert MockHub(base_url, namespace="team").env()["AWS_ENDPOINT_URL_SNS"] == f"{base_url}/ns/team"
+    env = MockHub(base_url, namespace="team").env()
+    assert env["AWS_ENDPOINT_URL_SNS"] == f"{base_url}/ns/team"
+    assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]  # boto3 signs nothing without
+
+
+def test_query_api_over_get(api: httpx.Client, base_url: str) -> None:
+    # The Query protocol also takes its parameters in a GET's query string.
+    sns(base_url).create_topic(Name="alerts")
+    r = httpx.get(f"{base_url}/", params={"Action": "ListTopics", "Version": "2010-03-31"}, headers=signed())
+    assert r.status_code == 200
+    assert f"<TopicArn>{arn('alerts')}</TopicArn>" in r.text
+    r = httpx.put(f"{base_url}/", params={"Action": "ListTopics"}, headers=signed())
+    assert r.status_code == 400 and "<Code>InvalidAction</Code>" in r.text

@@ -19,9 +19,10 @@ from xml.sax.saxutils import escape
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mockhub.services.base import Reply
+from mockhub.services.base import EnvVar, Reply
 
 __all__ = [
+    "CREDENTIAL_ENV",
     "AwsReply",
     "QueryError",
     "XmlMap",
@@ -33,10 +34,18 @@ __all__ = [
     "query_error",
     "query_result",
     "request_id",
+    "request_params",
 ]
 
 _XML_CONTENT_TYPE = "text/xml"
 _MEMBER = re.compile(r"^(.+)\.member\.(\d+)(?:\.(.+))?$")
+
+
+# boto3 signs nothing without credentials: any pair will do, mockhub reads the signature and does not check it.
+CREDENTIAL_ENV = (
+    EnvVar(name="AWS_ACCESS_KEY_ID", value="mockhub", description="any access key id (see MOCKHUB_CREDENTIALS)"),
+    EnvVar(name="AWS_SECRET_ACCESS_KEY", value="mockhub", description="any secret: signatures are not verified"),
+)
 
 
 class AwsReply(BaseModel):
@@ -78,6 +87,15 @@ def parse_form(body: bytes) -> dict[str, str]:
     for key, value in pairs:
         params.setdefault(key, value)
     return params
+
+
+def request_params(method: str, body: bytes, query_string: bytes) -> dict[str, str]:
+    """A Query call's parameters: a POST's form body, or a GET's query string (without a presigned URL's X-Amz-*)."""
+    if method == "POST":
+        return parse_form(body)
+    if method == "GET":
+        return {k: v for k, v in parse_form(query_string).items() if not k.startswith("X-Amz-")}
+    raise QueryError("InvalidAction", f"The Query API takes GET and POST requests, not {method}.")
 
 
 def members(params: Mapping[str, str], prefix: str) -> list[str] | None:

@@ -160,6 +160,7 @@ class SesService(Service):
     env = (
         EnvVar(name="AWS_ENDPOINT_URL_SES", value="{base}", description="boto3/botocore's SES (v1) endpoint"),
         EnvVar(name="AWS_ENDPOINT_URL_SESV2", value="{base}", description="boto3/botocore's SES v2 endpoint"),
+        *q.CREDENTIAL_ENV,
     )
     secret_headers = ("authorization", "x-amz-security-token")
     stub_reply = q.AwsReply
@@ -237,10 +238,8 @@ class SesService(Service):
     def parse_v1(self, request: Request) -> dict[str, Any]:
         signature = self._authorize(request, "v1")
         data: dict[str, Any] = {"api": "v1", "region": signature.region}
-        if request.method != "POST":
-            raise self._refuse("v1", SesError("InvalidAction", "The Query API takes POST requests."), data)
         try:
-            params = q.parse_form(request.body)
+            params = q.request_params(request.method, request.body, request.query_string)
         except q.QueryError as exc:
             raise self._refuse("v1", SesError(exc.code, exc.message, exc.status), data) from None
         action = params.get("Action")

@@ -100,7 +100,10 @@ class SnsService(Service):
     color = "#e8590c"
     hosts = ("sns.*.amazonaws.com", "sns.amazonaws.com")
     urls = {"sns_endpoint": AppUrl(path="", description="endpoint_url for boto3.client('sns')")}
-    env = (EnvVar(name="AWS_ENDPOINT_URL_SNS", value="{base}", description="boto3/botocore's SNS endpoint"),)
+    env = (
+        EnvVar(name="AWS_ENDPOINT_URL_SNS", value="{base}", description="boto3/botocore's SNS endpoint"),
+        *q.CREDENTIAL_ENV,
+    )
     secret_headers = ("authorization", "x-amz-security-token")
     # The form body is percent-encoded: `contains` reads the decoded message (and subject) instead.
     fields = DataFields(to=("to",), text=("message", "subject"), subject=("subject",))
@@ -174,10 +177,8 @@ class SnsService(Service):
             raise BadRequest(reply, {"error": exc.query_code, "message": exc.message}) from None
         data: dict[str, Any] = {"region": signature.region}
         try:
-            if request.method != "POST":
-                raise SnsError("InvalidAction", "The Query API takes POST requests.")
             try:
-                params = q.parse_form(request.body)
+                params = q.request_params(request.method, request.body, request.query_string)
             except q.QueryError as exc:
                 raise SnsError(exc.code, exc.message, exc.status) from None
             action = params.get("Action")
