@@ -533,3 +533,38 @@ def test_base64_attachment_sizes_are_decoded(api: httpx.Client, base_url: str) -
     )
     assert r.status_code == 200 and r.json()["MessageId"]
     assert calls(api)[0]["data"]["attachments"][0]["size"] == 5
+
+
+@pytest.mark.parametrize("kind", ["sesv2", "ses"])
+def test_raw_envelope_and_sender_beside_the_headers(api: httpx.Client, base_url: str, kind: str) -> None:
+    raw = b"To: list@example.com\r\nSubject: digest\r\n\r\nhello"
+    if kind == "sesv2":
+        client(kind, base_url).send_email(
+            FromEmailAddress="digest@example.com",
+            Destination={"ToAddresses": ["one@example.com"], "BccAddresses": ["two@example.com"]},
+            Content={"Raw": {"Data": raw}},
+        )
+    else:
+        client(kind, base_url).send_raw_email(
+            Source="digest@example.com", Destinations=["one@example.com", "two@example.com"], RawMessage={"Data": raw}
+        )
+    data = calls(api)[0]["data"]
+    assert data["to"] == ["list@example.com"]  # as the message says
+    assert data["rcpt_to"] == ["one@example.com", "two@example.com"]  # who it was sent to
+    assert data["from"] == data["source"] == "digest@example.com"
+    assert list(data["outcomes"]) == ["one@example.com", "two@example.com"]
+    assert len(calls(api, to="two@example.com")) == len(calls(api, to="list@example.com")) == 1
+
+
+def test_the_env_points_boto3_at_the_namespace(
+    api: httpx.Client, base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mockhub import MockHub
+
+    for name, value in MockHub(base_url, namespace="env-team").env().items():
+        monkeypatch.setenv(name, value)
+    # No endpoint_url and no credentials in code: boto3 reads AWS_ENDPOINT_URL_SESV2 and the keys.
+    session = boto3.session.Session()  # a fresh one: the default session would keep these credentials
+    session.client("sesv2", region_name="us-east-1").send_email(**simple())
+    session.client("ses", region_name="us-east-1").send_email(**v1_simple())
+    assert [c["data"]["api"] for c in calls(api, namespace="env-team")] == ["v2", "v1"]

@@ -305,6 +305,7 @@ class SesService(Service):
         self._raw_email(raw, data)
         if params.get("Source"):
             data["source"] = params["Source"]
+            data["from"] = data.get("from") or params["Source"]
         destinations = q.members(params, "Destinations")
         if destinations:
             data["rcpt_to"] = destinations
@@ -376,9 +377,14 @@ class SesService(Service):
             encoded = part.get("Data")
             if not isinstance(encoded, str):
                 raise SesError("BadRequestException", "Content.Raw.Data is required.")
+            envelope = [r for kind in ("to", "cc", "bcc") for r in data[kind]]
             self._raw_email(_base64(encoded, "Content.Raw.Data"), data)
+            if envelope:
+                # A Destination given with raw content is the envelope; the message's headers stay as written.
+                data["rcpt_to"] = envelope
             if sender is not None:
                 data["source"] = sender
+                data["from"] = data.get("from") or sender
             self._check_raw(data, sender is not None)
             return
         if kind == "Simple":
