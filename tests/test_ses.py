@@ -568,3 +568,11 @@ def test_the_env_points_boto3_at_the_namespace(
     session.client("sesv2", region_name="us-east-1").send_email(**simple())
     session.client("ses", region_name="us-east-1").send_email(**v1_simple())
     assert [c["data"]["api"] for c in calls(api, namespace="env-team")] == ["v2", "v1"]
+
+
+def test_non_ascii_content_in_both_apis(api: httpx.Client, base_url: str) -> None:
+    message = {"Subject": {"Data": "Störung: Café ☕"}, "Body": {"Text": {"Data": "Grüße"}}}
+    client("ses", base_url).send_email(**v1_simple(Message=message))
+    client("sesv2", base_url).send_email(**simple(Content={"Simple": message}))
+    assert [c["data"]["subject"] for c in calls(api)] == ["Störung: Café ☕"] * 2
+    assert len(calls(api, subject="café", contains="Grüße")) == 2

@@ -360,3 +360,11 @@ def test_query_api_over_get(api: httpx.Client, base_url: str) -> None:
     assert f"<TopicArn>{arn('alerts')}</TopicArn>" in r.text
     r = httpx.put(f"{base_url}/", params={"Action": "ListTopics"}, headers=signed())
     assert r.status_code == 400 and "<Code>InvalidAction</Code>" in r.text
+
+
+def test_throttled_exception_by_stub(api: httpx.Client, base_url: str) -> None:
+    client = sns(base_url)
+    add_stub(api, "sns", reply={"error": "Throttled", "status": 429, "message": "Rate exceeded"}, times=1)
+    with pytest.raises(client.exceptions.ThrottledException) as raised:
+        client.publish(PhoneNumber="+15551234567", Message="hi")
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
