@@ -231,7 +231,10 @@ class SesService(Service):
                 reply = self._v2_error(exc.json_code, exc.json_message, exc.json_status)
                 code = exc.json_code
             message = exc.message if api == "v1" else exc.json_message
-            raise BadRequest(reply, {"api": api, "error": code, "message": message}) from None
+            data: dict[str, Any] = {"api": api, "error": code, "message": message}
+            if api == "v2":
+                data["action"] = "SendEmail"  # the only v2 route (v1's action is in the unread body)
+            raise BadRequest(reply, data) from None
 
     # -- v1: the Query API ----------------------------------------------------------------------
 
