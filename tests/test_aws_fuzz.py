@@ -70,6 +70,11 @@ SNS_KEYS = [
     "MessageGroupId",
     "MessageDeduplicationId",
     "ReturnSubscriptionArn",
+    "SubscriptionArn",
+    "attributes.entry.1.key",
+    "attributes.entry.1.value",
+    "attributes.member.1",
+    "phoneNumber",
 ]
 SES_KEYS = [
     "Source",
@@ -85,7 +90,20 @@ SES_KEYS = [
     "Tags.member.1.Name",
     "ReplyToAddresses.member.1",
 ]
-SNS_ACTIONS = ["Publish", "CreateTopic", "Subscribe", "ListTopics", "DeleteTopic", "GetTopicAttributes", "Nope"]
+SNS_ACTIONS = [
+    "Publish",
+    "CreateTopic",
+    "Subscribe",
+    "ListTopics",
+    "DeleteTopic",
+    "GetTopicAttributes",
+    "ListSubscriptions",
+    "Unsubscribe",
+    "SetSMSAttributes",
+    "GetSMSAttributes",
+    "CheckIfPhoneNumberIsOptedOut",
+    "Nope",
+]
 SES_ACTIONS = ["SendEmail", "SendRawEmail", "SendTemplatedEmail", "Nope"]
 
 

@@ -368,3 +368,33 @@ def test_throttled_exception_by_stub(api: httpx.Client, base_url: str) -> None:
     with pytest.raises(client.exceptions.ThrottledException) as raised:
         client.publish(PhoneNumber="+15551234567", Message="hi")
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+
+
+def test_sms_settings_and_subscriptions_admin(api: httpx.Client, base_url: str) -> None:
+    client = sns(base_url)
+    client.set_sms_attributes(attributes={"DefaultSMSType": "Transactional", "DefaultSenderID": "ACME"})
+    assert client.get_sms_attributes()["attributes"] == {"DefaultSMSType": "Transactional", "DefaultSenderID": "ACME"}
+    assert client.get_sms_attributes(attributes=["DefaultSenderID"])["attributes"] == {"DefaultSenderID": "ACME"}
+    # The account's defaults apply to an SMS that sets none; the message's own attributes win.
+    client.publish(PhoneNumber="+15551234567", Message="a")
+    client.publish(
+        PhoneNumber="+15551234567",
+        Message="b",
+        MessageAttributes={"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Promotional"}},
+    )
+    first, second = calls(api)[-2:]
+    assert (first["data"]["sms_type"], first["data"]["sender_id"]) == ("Transactional", "ACME")
+    assert second["data"]["sms_type"] == "Promotional"
+    with pytest.raises(client.exceptions.InvalidParameterException):
+        client.set_sms_attributes(attributes={"DefaultSMSType": "Urgent"})
+    assert client.check_if_phone_number_is_opted_out(phoneNumber="+15551234567")["isOptedOut"] is False
+
+    topic = client.create_topic(Name="alerts")["TopicArn"]
+    queue = client.subscribe(TopicArn=topic, Protocol="sqs", Endpoint="arn:aws:sqs:us-east-1:123456789012:q")
+    client.subscribe(TopicArn=arn("not-created"), Protocol="sms", Endpoint="+15551234567")
+    assert {s["TopicArn"] for s in client.list_subscriptions()["Subscriptions"]} == {topic, arn("not-created")}
+    # A topic only subscribed to is not listed as created.
+    assert [t["TopicArn"] for t in client.list_topics()["Topics"]] == [topic]
+    client.unsubscribe(SubscriptionArn=queue["SubscriptionArn"])
+    assert client.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
+    assert calls(api)[-2]["data"]["subscription_known"] is True

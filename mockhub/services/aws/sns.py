@@ -52,6 +52,16 @@ _PAGE = 100
 _PROTOCOLS = ("http", "https", "email", "email-json", "sms", "sqs", "application", "lambda", "firehose")
 # Protocols whose subscriptions wait for the endpoint to confirm.
 _CONFIRMED_BY_ENDPOINT = ("http", "https", "email", "email-json")
+# SetSMSAttributes' account settings, and the values DefaultSMSType takes.
+_SMS_SETTINGS = (
+    "MonthlySpendLimit",
+    "DeliveryStatusIAMRole",
+    "DeliveryStatusSuccessSamplingRate",
+    "DefaultSenderID",
+    "DefaultSMSType",
+    "UsageReportS3Bucket",
+)
+_SMS_TYPES = ("Promotional", "Transactional")
 _SMS_ATTRIBUTES = {
     "AWS.SNS.SMS.SenderID": "sender_id",
     "AWS.SNS.SMS.SMSType": "sms_type",
@@ -90,6 +100,20 @@ class Topic:
     attributes: dict[str, str]
     tags: dict[str, str]
     subscriptions: list[dict[str, str]] = field(default_factory=list)
+    # False for a topic only known from a Subscribe to it: it has subscriptions, but was not created here.
+    created: bool = True
+
+
+@dataclass
+class Account:
+    """What SNS keeps for one namespace: its topics (by ARN) and its SMS preferences."""
+
+    topics: dict[str, Topic] = field(default_factory=dict)
+    sms: dict[str, str] = field(default_factory=dict)
+
+    def created(self, arn: str) -> Topic | None:
+        topic = self.topics.get(arn)
+        return topic if topic is not None and topic.created else None
 
 
 class SnsService(Service):
@@ -111,8 +135,7 @@ class SnsService(Service):
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
-        # namespace -> topic ARN -> topic
-        self._topics: dict[str, dict[str, Topic]] = {}
+        self._accounts: dict[str, Account] = {}  # by namespace
         self._sequence = itertools.count(10_000_000_000_000_000_000)
         self._parsers: dict[str, Callable[[Mapping[str, str], dict[str, Any], str], None]] = {
             "Publish": self._publish,
@@ -122,6 +145,11 @@ class SnsService(Service):
             "DeleteTopic": self._delete_topic,
             "GetTopicAttributes": self._known_topic,
             "ListSubscriptionsByTopic": self._known_topic,
+            "ListSubscriptions": self._list_topics,
+            "Unsubscribe": self._unsubscribe,
+            "SetSMSAttributes": self._set_sms_attributes,
+            "GetSMSAttributes": self._get_sms_attributes,
+            "CheckIfPhoneNumberIsOptedOut": self._check_opted_out,
         }
 
     @classmethod
@@ -157,9 +185,15 @@ class SnsService(Service):
 
     def reset(self, namespace: str | None) -> None:
         if namespace is None:
-            self._topics.clear()
+            self._accounts.clear()
         else:
-            self._topics.pop(namespace, None)
+            self._accounts.pop(namespace, None)
+
+    def _account(self, namespace: str) -> Account:
+        account = self._accounts.get(namespace)
+        if account is None:
+            account = self._accounts[namespace] = Account()
+        return account
 
     # -- parsing: every check, no state changed (a fault may still answer instead) ---------------
 
@@ -250,8 +284,13 @@ class SnsService(Service):
             for attribute, key in _SMS_ATTRIBUTES.items():
                 if attribute in attributes:
                     data[key] = attributes[attribute].get("StringValue")
+            # The account's defaults (SetSMSAttributes) apply where the message sets none.
+            defaults = self._account(namespace).sms
+            for setting, key in (("DefaultSenderID", "sender_id"), ("DefaultSMSType", "sms_type")):
+                if data.get(key) is None and setting in defaults:
+                    data[key] = defaults[setting]
             sms_type = data.get("sms_type")
-            if sms_type is not None and sms_type not in ("Promotional", "Transactional"):
+            if sms_type is not None and sms_type not in _SMS_TYPES:
                 raise SnsError(
                     "ParameterValueInvalid",
                     f"The message attribute 'AWS.SNS.SMS.SMSType' has an invalid value: {sms_type}. "
@@ -262,7 +301,7 @@ class SnsService(Service):
             data["topic_arn" if kind == "TopicArn" else "target_arn"] = arn
             endpoint = kind == "TargetArn" and ":endpoint/" in arn
             if not endpoint:
-                data["topic_created"] = arn in self._topics.get(namespace, {})
+                data["topic_created"] = self._account(namespace).created(arn) is not None
                 fifo = arn.endswith(".fifo")
                 if fifo and "message_group_id" not in data:
                     raise _invalid("The MessageGroupId parameter is required for FIFO topics")
@@ -332,7 +371,7 @@ class SnsService(Service):
             raise _invalid("Topic Name")
         arn = f"arn:aws:sns:{data['region']}:{ACCOUNT}:{name}"
         data["topic_arn"] = arn
-        data["created"] = arn not in self._topics.get(namespace, {})
+        data["created"] = self._account(namespace).created(arn) is None
 
     def _subscribe(self, params: Mapping[str, str], data: dict[str, Any], namespace: str) -> None:
         arn = self._topic_arn(params.get("TopicArn"), "TopicArn", data["region"])
@@ -378,8 +417,39 @@ class SnsService(Service):
     def _known_topic(self, params: Mapping[str, str], data: dict[str, Any], namespace: str) -> None:
         arn = self._topic_arn(params.get("TopicArn"), "TopicArn", data["region"])
         data["topic_arn"] = arn
-        if arn not in self._topics.get(namespace, {}):
+        if self._account(namespace).created(arn) is None:
             raise SnsError("NotFound", "Topic does not exist", 404)
+
+    def _unsubscribe(self, params: Mapping[str, str], data: dict[str, Any], namespace: str) -> None:
+        arn = params.get("SubscriptionArn")
+        if arn is None:
+            raise _null("subscriptionArn")
+        data["subscription_arn"] = arn
+        m = _ARN.match(arn)
+        if m is None or ":" not in m.group(3):
+            raise _invalid("SubscriptionArn")
+
+    def _set_sms_attributes(self, params: Mapping[str, str], data: dict[str, Any], namespace: str) -> None:
+        attributes = q.entries(params, "attributes")
+        data["attributes"] = attributes
+        for key, value in attributes.items():
+            if key not in _SMS_SETTINGS:
+                raise _invalid(f"{key} Reason: is not a valid attribute")
+            if key == "DefaultSMSType" and value not in _SMS_TYPES:
+                raise _invalid(f"DefaultSMSType Reason: {value} is not a valid value; use Promotional or Transactional")
+
+    def _get_sms_attributes(self, params: Mapping[str, str], data: dict[str, Any], namespace: str) -> None:
+        names = q.members(params, "attributes")
+        if names:
+            data["names"] = names
+
+    def _check_opted_out(self, params: Mapping[str, str], data: dict[str, Any], namespace: str) -> None:
+        number = params.get("phoneNumber")
+        if number is None:
+            raise _null("phoneNumber")
+        data["phone_number"] = number
+        if not _E164.match(number):
+            raise _invalid("PhoneNumber Reason: input incorrectly formatted")
 
     # -- answering: state changes here, after faults and stubs had their say ----------------------
 
@@ -392,7 +462,8 @@ class SnsService(Service):
             data.update(error=stubbed.error, message=message)
             return q.query_error(NAMESPACE, stubbed.error, message, stubbed.status or 400)
         action: str = data["action"]
-        topics = self._topics.setdefault(request.namespace, {})
+        account = self._account(request.namespace)
+        topics = account.topics
         result: dict[str, Any] | None
         if action == "Publish":
             if stubbed.message_id:
@@ -400,7 +471,9 @@ class SnsService(Service):
             result = {"MessageId": data["message_id"], "SequenceNumber": data.get("sequence_number")}
         elif action == "CreateTopic":
             arn = data["topic_arn"]
-            if arn not in topics:
+            if arn in topics:
+                topics[arn].created = True
+            else:
                 topics[arn] = Topic(
                     arn, data["topic_name"], dict(data.get("attributes") or {}), dict(data.get("tags") or {})
                 )
@@ -408,10 +481,10 @@ class SnsService(Service):
         elif action == "Subscribe":
             arn = data["topic_arn"]
             topic = topics.get(arn)
+            data["topic_created"] = topic is not None and topic.created
             if topic is None:
                 # Not created here: remembered anyway, so that its subscriptions can be listed.
-                topic = topics[arn] = Topic(arn, arn.rsplit(":", 1)[-1], {}, {})
-                data["topic_created"] = False
+                topic = topics[arn] = Topic(arn, arn.rsplit(":", 1)[-1], {}, {}, created=False)
             topic.subscriptions.append(
                 {
                     "SubscriptionArn": data["returned_arn"],
@@ -424,7 +497,7 @@ class SnsService(Service):
             result = {"SubscriptionArn": data["returned_arn"]}
         elif action == "ListTopics":
             region = data["region"]
-            arns = [arn for arn in topics if arn.split(":")[3] == region]
+            arns = [arn for arn, topic in topics.items() if topic.created and arn.split(":")[3] == region]
             start = int(data.get("next_token", "0"))
             page = arns[start : start + _PAGE]
             more = start + _PAGE < len(arns)
@@ -448,8 +521,33 @@ class SnsService(Service):
                 **topic.attributes,
             }
             result = {"Attributes": q.XmlMap(attributes)}
-        else:  # ListSubscriptionsByTopic
+        elif action == "ListSubscriptionsByTopic":
             result = {"Subscriptions": list(topics[data["topic_arn"]].subscriptions)}
+        elif action == "ListSubscriptions":
+            region = data["region"]
+            subscriptions = [s for t in topics.values() for s in t.subscriptions if t.arn.split(":")[3] == region]
+            start = int(data.get("next_token", "0"))
+            more = start + _PAGE < len(subscriptions)
+            result = {
+                "Subscriptions": subscriptions[start : start + _PAGE],
+                "NextToken": str(start + _PAGE) if more else None,
+            }
+        elif action == "Unsubscribe":
+            arn = data["subscription_arn"]
+            found = [t for t in topics.values() if any(s["SubscriptionArn"] == arn for s in t.subscriptions)]
+            data["subscription_known"] = bool(found)
+            for topic in found:
+                topic.subscriptions = [s for s in topic.subscriptions if s["SubscriptionArn"] != arn]
+            result = None
+        elif action == "SetSMSAttributes":
+            account.sms.update(data["attributes"])
+            result = {}
+        elif action == "GetSMSAttributes":
+            names = data.get("names")
+            chosen = {k: v for k, v in account.sms.items() if names is None or k in names}
+            result = {"attributes": q.XmlMap(chosen)}
+        else:  # CheckIfPhoneNumberIsOptedOut: nobody has opted out of mockhub
+            result = {"isOptedOut": False}
         return q.query_result(action, NAMESPACE, result)
 
     def error(self, status: int, message: str, code: str | None = None) -> Reply:
