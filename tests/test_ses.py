@@ -304,7 +304,7 @@ def test_v1_validation_errors(api: httpx.Client, base_url: str) -> None:
     assert raised.value.response["Error"]["Message"] == "At least one destination address is required."
     # An action this fake does not implement is refused as AWS refuses an unknown one.
     with pytest.raises(ClientError) as raised:
-        ses.get_send_quota()
+        ses.list_identities()
     assert raised.value.response["Error"]["Code"] == "InvalidAction"
     assert [c["data"]["error"] for c in calls(api)] == ["InvalidParameterValue"] * 3 + ["InvalidAction"]
     body = calls(api)[0]["response"]["body"]
@@ -510,7 +510,7 @@ def test_catalogue_and_env(api: httpx.Client, base_url: str) -> None:
     [info] = [s for s in api.get("/services").json()["services"] if s["name"] == "ses"]
     assert info["label"] == "Amazon SES"
     assert "email.*.amazonaws.com" in info["hosts"]
-    assert {"POST /v2/email/outbound-emails", "* /"} <= set(info["routes"])
+    assert {"POST /v2/email/outbound-emails", "GET /v2/email/account", "* /"} <= set(info["routes"])
     assert "authorization" in info["secret_headers"]
     assert "message_id" in info["stub_reply"]["properties"]
     from mockhub import MockHub
@@ -576,3 +576,19 @@ def test_non_ascii_content_in_both_apis(api: httpx.Client, base_url: str) -> Non
     client("sesv2", base_url).send_email(**simple(Content={"Simple": message}))
     assert [c["data"]["subject"] for c in calls(api)] == ["Störung: Café ☕"] * 2
     assert len(calls(api, subject="café", contains="Grüße")) == 2
+
+
+def test_quota_for_start_up_health_checks(api: httpx.Client, base_url: str) -> None:
+    quota = client("ses", base_url).get_send_quota()
+    assert (quota["Max24HourSend"], quota["MaxSendRate"], quota["SentLast24Hours"]) == (50000.0, 14.0, 0.0)
+    account = client("sesv2", base_url).get_account()
+    assert account["SendingEnabled"] is True and account["ProductionAccessEnabled"] is True
+    assert account["SendQuota"]["MaxSendRate"] == 14.0
+    assert [c["summary"] for c in calls(api)] == ["GetSendQuota", "GetAccount"]
+    # Unsigned, the account answers as any SES v2 call does.
+    r = httpx.get(f"{base_url}/v2/email/account")
+    assert (r.status_code, r.headers["x-amzn-errortype"]) == (403, "MissingAuthenticationTokenException")
+    add_fault(api, "ses", preset="unavailable", match={"path": "/v2/email/account"})
+    with pytest.raises(ClientError) as raised:
+        client("sesv2", base_url).get_account()
+    assert raised.value.response["Error"]["Code"] == "ServiceUnavailable"

@@ -58,7 +58,9 @@ _SIMULATED = {
     "ooto": "auto_replied",
 }
 _TEMPLATE_TAG = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
-_ACTIONS = ("SendEmail", "SendRawEmail", "SendTemplatedEmail")
+_ACTIONS = ("SendEmail", "SendRawEmail", "SendTemplatedEmail", "GetSendQuota")
+# The sending quota answered by GetSendQuota (v1) and GetAccount (v2): a production account's defaults.
+_QUOTA = {"Max24HourSend": 50000.0, "MaxSendRate": 14.0, "SentLast24Hours": 0.0}
 _THROTTLED = "Maximum sending rate exceeded."
 _INTERNAL = "The request processing has failed because of an unknown error, exception or failure."
 _UNAVAILABLE = "The request has failed due to a temporary failure of the server."
@@ -169,11 +171,14 @@ class SesService(Service):
     def summarize(cls, call: Call) -> str:
         if call.data.get("error") and not call.data.get("from"):
             return f"{call.data.get('action') or call.method} refused: {call.data['error']}"
+        if call.data.get("action") in ("GetSendQuota", "GetAccount"):
+            return str(call.data["action"])
         return email_summary(call)
 
     def routes(self) -> list[Route]:
         return [
             route("POST", "/v2/email/outbound-emails", self.send, self.parse_v2, accepts=self._accepts_v2),
+            route("GET", "/v2/email/account", self.account, self.parse_account, accepts=self._accepts_v2),
             route(None, "/", self.send, self.parse_v1, accepts=self._accepts_v1),
         ]
 
@@ -220,7 +225,7 @@ class SesService(Service):
         reply = self._v1_error(code, exc.message, exc.status) if api == "v1" else self._v2_error(code, exc.message)
         return BadRequest(reply, {**data, "error": code, "message": exc.message})
 
-    def _authorize(self, request: Request, api: str) -> sigv4.SigV4:
+    def _authorize(self, request: Request, api: str, action: str = "SendEmail") -> sigv4.SigV4:
         try:
             return sigv4.check(request.headers, request.query, SIGNING_NAMES, self.ctx.pinned)
         except sigv4.AuthError as exc:
@@ -233,7 +238,7 @@ class SesService(Service):
             message = exc.message if api == "v1" else exc.json_message
             data: dict[str, Any] = {"api": api, "error": code, "message": message}
             if api == "v2":
-                data["action"] = "SendEmail"  # the only v2 route (v1's action is in the unread body)
+                data["action"] = action  # (v1's action is in the body, not read for a refused call)
             raise BadRequest(reply, data) from None
 
     # -- v1: the Query API ----------------------------------------------------------------------
@@ -253,6 +258,8 @@ class SesService(Service):
             version = params.get("Version", "2010-12-01")
             message = f"Could not find operation {action} for version {version}"
             raise self._refuse("v1", SesError("InvalidAction", message), data)
+        if action == "GetSendQuota":
+            return data  # nothing to check: a health check's question
         try:
             if action == "SendRawEmail":
                 self._v1_raw(params, data)
@@ -424,6 +431,27 @@ class SesService(Service):
             raise SesError("InvalidParameterValue", "Missing required header 'From'.")
         self._check_addresses(data)
 
+    def parse_account(self, request: Request) -> dict[str, Any]:
+        signature = self._authorize(request, "v2", "GetAccount")
+        return {"api": "v2", "action": "GetAccount", "region": signature.region}
+
+    async def account(self, request: Request) -> Reply:
+        """GetAccount: a production account, sending enabled (what start-up health checks look at)."""
+        reply = request.stub.reply if request.stub is not None else None
+        stubbed = q.AwsReply.model_validate(reply.model_extra or {}) if reply is not None else q.AwsReply()
+        if stubbed.error:
+            request.data.update(error=stubbed.error, message=stubbed.message or stubbed.error)
+            return self._v2_error(stubbed.error, stubbed.message or stubbed.error, stubbed.status or 400)
+        account = {
+            "DedicatedIpAutoWarmupEnabled": False,
+            "EnforcementStatus": "HEALTHY",
+            "ProductionAccessEnabled": True,
+            "SendQuota": _QUOTA,
+            "SendingEnabled": True,
+            "SuppressionAttributes": {"SuppressedReasons": []},
+        }
+        return json_reply(account, headers=[("x-amzn-requestid", q.request_id())])
+
     # -- what both APIs share -------------------------------------------------------------------
 
     @staticmethod
@@ -476,6 +504,8 @@ class SesService(Service):
             if api == "v1":
                 return self._v1_error(stubbed.error, message, status)
             return self._v2_error(stubbed.error, message, status)
+        if data.get("action") == "GetSendQuota":
+            return q.query_result("GetSendQuota", NAMESPACE, _QUOTA)
         if stubbed.message_id:
             data["message_id"] = stubbed.message_id
         if api == "v1":
