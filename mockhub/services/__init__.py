@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mockhub.services.anthropic import AnthropicService
+from mockhub.services.aws import SesService, SnsService
 from mockhub.services.base import Service
 from mockhub.services.discord import DiscordService
 from mockhub.services.mailgun import MailgunService
@@ -34,6 +35,9 @@ SERVICES: list[type[Service]] = [
     ResendService,
     OpenAIService,
     AnthropicService,
+    # SES and SNS share POST / (the Query API), told apart by their routes' `accepts`.
+    SesService,
+    SnsService,
 ]
 
 
