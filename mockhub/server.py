@@ -19,13 +19,13 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from mockhub import __version__
-from mockhub.journal import Journal
+from mockhub.journal import Call, Journal
 from mockhub.pipeline import HttpPipeline
 from mockhub.recording import RecordingError, attach
 from mockhub.router import Router
 from mockhub.rules import RuleBook
 from mockhub.services import SERVICES, FakesError, load_fake
-from mockhub.services.base import ServiceContext
+from mockhub.services.base import Attachment, ServiceContext
 from mockhub.settings import Settings
 from mockhub.transport import MockhubProtocol
 
@@ -65,6 +65,7 @@ class Hub:
         names = [s.name for s in self.services]
         if len(set(names)) != len(names):
             raise FakesError(f"fakes: two fakes share a name: {sorted(n for n in names if names.count(n) > 1)}")
+        self._by_name = {s.name: s for s in self.services}
         self.router = Router(self.services)
         # Stub files, replay and the JSONL sink; a bad file fails here, naming the file and entry.
         # Each fake's own stub reply fields: stub files (here) and POST /stubs are checked against them.
@@ -115,6 +116,7 @@ class Hub:
                     services={s.name: s.info() for s in self.services},
                     stub_replies=self.stub_replies,
                     on_reset=self._reset_services,
+                    attachment=self._attachment,
                 )
                 api = create_api(state, __version__)
                 for service in self.services:
@@ -131,6 +133,10 @@ class Hub:
         if self._api_building is None:
             self._api_building = asyncio.get_running_loop().run_in_executor(None, lambda: self.api)
         return await self._api_building
+
+    def _attachment(self, call: Call, index: int) -> Attachment | None:
+        service = self._by_name.get(call.service)
+        return service.attachment(call, index) if service is not None else None
 
     def _reset_services(self, namespace: str | None) -> None:
         for service in self.services:

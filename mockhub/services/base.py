@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AppUrl",
+    "Attachment",
     "BadRequest",
     "EnvVar",
     "Reply",
@@ -48,6 +49,15 @@ __all__ = [
     "scope_header",
     "text_reply",
 ]
+
+
+@dataclass(slots=True, frozen=True)
+class Attachment:
+    """A file a call carried (an email attachment, an uploaded photo), served at `/calls/{id}/attachments/{i}`."""
+
+    content: bytes
+    content_type: str = "application/octet-stream"
+    filename: str | None = None
 
 
 class BadRequest(Exception):
@@ -348,6 +358,14 @@ class Service:
         reply = self.error(status, message, code=name)
         reply.headers.extend(headers)
         return reply
+
+    def attachment(self, call: Call, index: int) -> Attachment | None:
+        """The `index`-th file of one of this fake's calls (its `data.attachments`), or None.
+
+        Read back from the recorded body on demand (nothing is stored twice); served byte-exact at
+        `GET /calls/{id}/attachments/{index}`.
+        """
+        return None
 
     def reset(self, namespace: str | None) -> None:
         """Forget state of the fake's own (Twilio's stored messages) on `POST /reset`; all when None."""
