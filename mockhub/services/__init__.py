@@ -12,6 +12,7 @@ from mockhub.services.sendgrid import SendGridService
 from mockhub.services.slack import SlackService
 from mockhub.services.smtp import SmtpService
 from mockhub.services.teams import TeamsService
+from mockhub.services.telegram import TelegramService
 from mockhub.services.twilio import TwilioService
 from mockhub.services.webhooks import WebhookService
 
@@ -30,6 +31,7 @@ SERVICES: list[type[Service]] = [
     MailgunService,
     OpenAIService,
     AnthropicService,
+    TelegramService,
 ]
 
 
