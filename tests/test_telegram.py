@@ -30,6 +30,8 @@ from mockhub.services.telegram_markup import EntityError, format_text, parse_htm
 
 TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
 calls = partial(support.calls, service="telegram")
+# python-telegram-bot 22 warns, inside RetryAfter itself, that `retry_after` becomes a timedelta.
+pytestmark = pytest.mark.filterwarnings("ignore:Deprecated since version v22.2")
 T = TypeVar("T")
 
 
