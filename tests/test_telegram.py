@@ -353,6 +353,30 @@ def test_validation_errors_raise_bad_request(
         ),
         (
             "sendMessage",
+            {"chat_id": "1", "text": "x", "reply_markup": '{"inline_keyboard": [[{"text": "plain"}]]}'},
+            "Bad Request: can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard",
+        ),
+        (
+            "sendMessage",
+            {
+                "chat_id": "1",
+                "text": "x",
+                "reply_markup": '{"inline_keyboard": [{"text": "x", "url": "https://x.io"}]}',
+            },
+            'Bad Request: field "inline_keyboard" of the InlineKeyboardMarkup must be an Array of Arrays',
+        ),
+        (
+            "sendMessage",
+            {"chat_id": "1", "text": "x", "reply_markup": '{"keyboard": [["yes", {"text": 5}]]}'},
+            'Bad Request: can\'t parse keyboard button: Field "text" must be of type String',
+        ),
+        (
+            "sendMessage",
+            {"chat_id": "1", "text": "x", "link_preview_options": "{oops"},
+            "Bad Request: can't parse link preview options JSON object",
+        ),
+        (
+            "sendMessage",
             {"chat_id": "1", "text": "x", "reply_parameters": "{oops"},
             "Bad Request: can't parse reply parameters JSON object",
         ),

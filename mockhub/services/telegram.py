@@ -205,6 +205,63 @@ def _image_size(content: bytes) -> tuple[int, int]:
     return 0, 0
 
 
+_INLINE_BUTTON_KINDS = frozenset(
+    [
+        "url",
+        "callback_data",
+        "login_url",
+        "switch_inline_query",
+        "switch_inline_query_current_chat",
+        "switch_inline_query_chosen_chat",
+        "callback_game",
+        "pay",
+        "web_app",
+        "copy_text",
+    ]
+)
+
+
+def _text_problem(button: dict[str, Any]) -> str | None:
+    if "text" not in button:
+        return 'Can\'t find field "text"'
+    if not isinstance(button["text"], str):
+        return 'Field "text" must be of type String'
+    return None
+
+
+def _keyboard_problem(markup: dict[str, Any]) -> str | None:
+    """What the Bot API server refuses in a reply markup's keyboards (its messages), or None."""
+    keyboard = markup.get("keyboard")
+    if keyboard is not None:
+        if not isinstance(keyboard, list):
+            return 'Field "keyboard" must be of type Array'
+        for row in keyboard:
+            if not isinstance(row, list):
+                return 'Field "keyboard" must be an Array of Arrays'
+            for button in row:
+                if isinstance(button, str):
+                    continue
+                wrong = _text_problem(button) if isinstance(button, dict) else "Object expected as KeyboardButton"
+                if wrong is not None:
+                    return f"can't parse keyboard button: {wrong}"
+    inline = markup.get("inline_keyboard")
+    if inline is not None:
+        if not isinstance(inline, list):
+            return 'Field "inline_keyboard" must be of type Array'
+        for row in inline:
+            if not isinstance(row, list):
+                return 'Field "inline_keyboard" of the InlineKeyboardMarkup must be an Array of Arrays'
+            for button in row:
+                problem: str | None = "InlineKeyboardButton must be an Object"
+                if isinstance(button, dict):
+                    problem = _text_problem(button)
+                    if problem is None and not _INLINE_BUTTON_KINDS.intersection(button):
+                        problem = "Text buttons are unallowed in the inline keyboard"
+                if problem is not None:
+                    return f"can't parse inline keyboard button: {problem}"
+    return None
+
+
 class _Args:
     """A call's parameters as strings, the way the Bot API server holds them, plus the uploaded files."""
 
@@ -513,15 +570,10 @@ class TelegramService(Service):
         if not isinstance(markup, dict):
             raise _bad("Bad Request: object expected as reply markup", data)
         data["reply_markup"] = markup
-        keyboard = markup.get("inline_keyboard", markup.get("keyboard"))
-        if keyboard is not None and not (isinstance(keyboard, list) and all(isinstance(r, list) for r in keyboard)):
-            field = "inline_keyboard" if "inline_keyboard" in markup else "keyboard"
-            raise _bad(f'Bad Request: field "{field}" must be of type Array', data)
-        for row in keyboard or []:
-            for button in row:
-                if not (isinstance(button, str) or (isinstance(button, dict) and isinstance(button.get("text"), str))):
-                    kind = "inline keyboard button" if "inline_keyboard" in markup else "keyboard button"
-                    raise _bad(f'Bad Request: can\'t parse {kind}: field "text" must be of type String', data)
+        problem = _keyboard_problem(markup)
+        if problem is not None:
+            # The Bot API lower-cases the first letter of the message after its prefix.
+            raise _bad(f"Bad Request: {problem[:1].lower()}{problem[1:]}", data)
 
     def _reply_parameters(self, args: _Args, data: dict[str, Any]) -> None:
         if not args.has("reply_parameters"):
@@ -545,6 +597,20 @@ class TelegramService(Service):
             raise _bad('Bad Request: field "message_id" must be of type Number', data)
         data["reply_parameters"] = parameters
 
+    def _link_preview(self, args: _Args, data: dict[str, Any]) -> None:
+        raw = args.get("link_preview_options")
+        if not raw:
+            if _to_bool(args.get("disable_web_page_preview")):
+                data["link_preview_options"] = {"is_disabled": True}
+            return
+        try:
+            options = orjson.loads(raw)
+        except ValueError:
+            raise _bad("Bad Request: can't parse link preview options JSON object", data) from None
+        if not isinstance(options, dict):
+            raise _bad("Bad Request: object expected as link preview options", data)
+        data["link_preview_options"] = options
+
     def _sending(self, args: _Args, data: dict[str, Any]) -> None:
         """What every send method takes besides its content: in the Bot API server's order of checks."""
         self._reply_parameters(args, data)
@@ -566,6 +632,7 @@ class TelegramService(Service):
             raise _bad("Bad Request: message text is empty", data)
         if len(data["plain_text"].encode("utf-16-le")) // 2 > _MAX_TEXT:
             raise _bad("Bad Request: message is too long", data)
+        self._link_preview(args, data)
         self._sending(args, data)
 
     def _media(self, request: Request, args: _Args, data: dict[str, Any], field: str, kind: str) -> None:
