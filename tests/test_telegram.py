@@ -39,7 +39,7 @@ def run(base_url: str, action: Callable[[Bot], Awaitable[T]], token: str = TOKEN
     """`action(bot)` with a python-telegram-bot `Bot` pointed at mockhub (no getMe first: errors are the action's)."""
 
     async def main() -> T:
-        bot = Bot(token, base_url=f"{base_url}/bot")
+        bot = Bot(token, base_url=f"{base_url}/bot", base_file_url=f"{base_url}/file/bot")
         # Bot.initialize() would call getMe first; the request objects' own set-up is all a call needs.
         async with bot.request:
             return await action(bot)
@@ -213,6 +213,43 @@ def test_photo_and_document_uploads_are_kept_as_attachments(api: httpx.Client, b
     assert "attachments" not in again_call["data"]
     assert api.get(f"/calls/{again_call['id']}/attachments/0").status_code == 404
     assert len(calls(api, contains="weekly")) == 1
+
+
+def test_get_file_and_download_what_was_uploaded(api: httpx.Client, base_url: str) -> None:
+    report = b"quarterly numbers \x00\xff" * 10
+    picture = png(5, 4)
+
+    async def flow(bot: Bot) -> list[Any]:
+        document = await bot.send_document(42, document=report, filename="q3.csv")
+        photo = await bot.send_photo(42, photo=picture)
+        assert document.document is not None
+        doc_file = await bot.get_file(document.document.file_id)
+        photo_file = await bot.get_file(photo.photo[-1].file_id)
+        results: list[Any] = [doc_file, bytes(await doc_file.download_as_bytearray()), photo_file]
+        results.append(bytes(await photo_file.download_as_bytearray()))
+        try:
+            await bot.get_file("AgACnever-answered")
+        except BadRequest as exc:
+            results.append(exc.message)
+        return results
+
+    doc_file, doc_bytes, photo_file, photo_bytes, unknown = run(base_url, flow)
+    assert doc_bytes == report
+    assert photo_bytes == picture
+    assert doc_file.file_size == len(report)
+    assert doc_file.file_path.startswith(f"{base_url}/file/bot{TOKEN}/documents/")
+    assert doc_file.file_path.endswith(".csv")
+    assert photo_file.file_path.endswith(".jpg")
+    assert unknown == "Invalid file_id"
+    downloads = calls(api, path=f"/file/bot{TOKEN}/*")
+    assert [d["data"]["size"] for d in downloads] == [len(report), len(picture)]
+    path = doc_file.file_path.removeprefix(base_url)
+    # Another namespace has no such file, nor does a path never answered.
+    assert httpx.get(f"{base_url}/ns/{new_namespace()}{path}").status_code == 404
+    missing = httpx.get(f"{base_url}/file/bot{TOKEN}/documents/file_999.csv")
+    assert missing.status_code == 404
+    assert missing.json() == {"ok": False, "error_code": 404, "description": "Not Found"}
+    assert httpx.get(f"{base_url}/file/botnope{path.split(TOKEN, 1)[1]}").status_code == 401
 
 
 def test_edit_and_delete_a_message(api: httpx.Client, base_url: str) -> None:

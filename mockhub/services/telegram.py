@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import mimetypes
 import re
@@ -23,6 +24,7 @@ import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -30,7 +32,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from mockhub.filters import DataFields
-from mockhub.journal import Call, default_summary
+from mockhub.journal import Call, default_summary, new_id
 from mockhub.rules import Preset
 from mockhub.services.base import (
     AppUrl,
@@ -262,6 +264,16 @@ def _keyboard_problem(markup: dict[str, Any]) -> str | None:
     return None
 
 
+@dataclass(slots=True)
+class _KeptFile:
+    """A file mockhub answered: its kind, the object(s) answered, and where an upload's bytes are."""
+
+    kind: str
+    value: Any
+    source: tuple[str, int] | None  # (call id, attachment index) of the upload
+    path: str | None = None  # the file_path getFile answered
+
+
 class _Args:
     """A call's parameters as strings, the way the Bot API server holds them, plus the uploaded files."""
 
@@ -295,6 +307,10 @@ class TelegramService(Service):
             path="/bot",
             description="the Bot API root the token is appended to (`telegram.Bot(token, base_url=...)`)",
         ),
+        "telegram_files": AppUrl(
+            path="/file/bot",
+            description="the root of file downloads (`telegram.Bot(token, base_file_url=...)`)",
+        ),
     }
     env = (EnvVar(name="TELEGRAM_API_URL", value="{urls.telegram_api}", description="base URL before the token"),)
     # The bot token is the path's credential: /bot<token>/<method> (and /file/bot<token>/...).
@@ -325,7 +341,10 @@ class TelegramService(Service):
         # Messages sent, by (namespace, chat id, message_id), oldest first.
         self._messages: OrderedDict[tuple[str, int, int], dict[str, Any]] = OrderedDict()
         # Files sent, by (namespace, file_id): what a later send of the same file_id answers.
-        self._files: OrderedDict[tuple[str, str], tuple[str, Any]] = OrderedDict()
+        self._files: OrderedDict[tuple[str, str], _KeptFile] = OrderedDict()
+        # Uploaded files by (namespace, file_path): the file_id getFile answered the path for.
+        self._paths: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._file_numbers = itertools.count()
         self._methods: dict[str, tuple[str, Callable[[Request, _Args, dict[str, Any]], None]]] = {
             name.lower(): (name, parse)
             for name, parse in (
@@ -335,6 +354,7 @@ class TelegramService(Service):
                 ("sendDocument", self._parse_send_document),
                 ("editMessageText", self._parse_edit_message_text),
                 ("deleteMessage", self._parse_delete_message),
+                ("getFile", self._parse_get_file),
                 # What an application's start-up and polling loop calls, answered plainly.
                 ("getUpdates", self._parse_nothing),
                 ("setWebhook", self._parse_nothing),
@@ -350,6 +370,7 @@ class TelegramService(Service):
             "sendDocument": self._send,
             "editMessageText": self._edit_message_text,
             "deleteMessage": self._delete_message,
+            "getFile": self._get_file,
             "getUpdates": lambda request: _ok([]),
             "setWebhook": lambda request: _ok(True),
             "deleteWebhook": lambda request: _ok(True),
@@ -358,7 +379,10 @@ class TelegramService(Service):
         }
 
     def routes(self) -> list[Route]:
-        return [route("GET POST", "/bot{token}/{method}", self.answer, self.parse)]
+        return [
+            route("GET POST", "/bot{token}/{method}", self.answer, self.parse),
+            route("GET", "/file/bot{token}/{file_path:path}", self.download, self.parse_download),
+        ]
 
     def reset(self, namespace: str | None) -> None:
         def forget(store: OrderedDict[Any, Any]) -> None:
@@ -368,6 +392,7 @@ class TelegramService(Service):
         forget(self._last_id)
         forget(self._messages)
         forget(self._files)
+        forget(self._paths)
 
     # -- errors and presets --------------------------------------------------------------------
     def error(self, status: int, message: str, code: str | None = None) -> Reply:
@@ -448,17 +473,25 @@ class TelegramService(Service):
                 data["attachments"] = attachments
         return _Args(values, files)
 
-    def parse(self, request: Request) -> dict[str, Any]:
+    def _check_token(self, request: Request, data: dict[str, Any]) -> None:
         token = request.path_params["token"]
-        given = request.path_params["method"]
-        found = self._methods.get(given.lower())
-        data: dict[str, Any] = {"method": found[0] if found else given}
         m = _TOKEN.match(token)
         if m is None:
             raise _bad("Unauthorized: invalid token specified", data, 401)
         data["bot_id"] = int(m.group(1))
         if self._pinned is not None and token not in self._pinned:
             raise _bad("Unauthorized", data, 401)
+
+    def parse_download(self, request: Request) -> dict[str, Any]:
+        data: dict[str, Any] = {"method": "file", "file_path": request.path_params["file_path"]}
+        self._check_token(request, data)
+        return data
+
+    def parse(self, request: Request) -> dict[str, Any]:
+        given = request.path_params["method"]
+        found = self._methods.get(given.lower())
+        data: dict[str, Any] = {"method": found[0] if found else given}
+        self._check_token(request, data)
         if found is None:
             raise _bad("Not Found", data, 404)
         args = self._args(request, data)
@@ -687,6 +720,9 @@ class TelegramService(Service):
         data["chat"] = self._chat(args, data)
         data["message_id"] = message_id
 
+    def _parse_get_file(self, request: Request, args: _Args, data: dict[str, Any]) -> None:
+        data["file_id"] = args.get("file_id")
+
     def _parse_chat_action(self, request: Request, args: _Args, data: dict[str, Any]) -> None:
         data["chat"] = self._chat(args, data)
         data["action"] = args.get("action")
@@ -721,8 +757,20 @@ class TelegramService(Service):
         unique = "AQAD" + base64.urlsafe_b64encode(digest[:9]).decode()
         return file_id, unique
 
-    def _keep_file(self, namespace: str, file_id: str, kind: str, value: Any) -> None:
-        self._files[(namespace, file_id)] = (kind, value)
+    def _keep_file(self, request: Request, file_id: str, kind: str, value: Any, upload: FormPart | None) -> None:
+        """Remember a file sent, for a later send of its file_id and for getFile; an upload's bytes stay
+        in the recorded call (`source`: its id and attachment index), read again on download."""
+        source: tuple[str, int] | None = None
+        if upload is not None:
+            if not request.call.id:
+                request.call.id = new_id("c_")  # the id the journal would give it, known before it is recorded
+            names = [a["field"] for a in request.data.get("attachments", [])]
+            source = (request.call.id, names.index(upload.name))
+        key = (request.namespace, file_id)
+        kept = self._files.pop(key, None)
+        if kept is not None and source is None:
+            source = kept.source
+        self._files[key] = _KeptFile(kind, value, source)
         while len(self._files) > _MAX_STORED:
             self._files.popitem(last=False)
 
@@ -740,8 +788,8 @@ class TelegramService(Service):
         upload = self._upload(request, "photo")
         if upload is None:
             kept = self._files.get((request.namespace, data["photo"]))
-            if kept is not None and kept[0] == "photo":
-                return list(kept[1])
+            if kept is not None and kept.kind == "photo":
+                return list(kept.value)
             # A URL: mockhub fetches nothing, so the picture's size is unknown.
             file_id, unique = self._file_id("AgAC", str(data["photo"]).encode())
             sizes = [{"file_id": file_id, "file_unique_id": unique, "width": 0, "height": 0}]
@@ -758,7 +806,7 @@ class TelegramService(Service):
                     "height": height,
                 }
             ]
-        self._keep_file(request.namespace, file_id, "photo", sizes)
+        self._keep_file(request, file_id, "photo", sizes, upload)
         return sizes
 
     def _document(self, request: Request) -> dict[str, Any]:
@@ -766,8 +814,8 @@ class TelegramService(Service):
         upload = self._upload(request, "document")
         if upload is None:
             kept = self._files.get((request.namespace, data["document"]))
-            if kept is not None and kept[0] == "document":
-                return dict(kept[1])
+            if kept is not None and kept.kind == "document":
+                return dict(kept.value)
             value = str(data["document"])
             file_id, unique = self._file_id("BQAC", value.encode())
             name = value.rsplit("/", 1)[-1].split("?", 1)[0] or "file"
@@ -784,7 +832,7 @@ class TelegramService(Service):
                 "file_unique_id": unique,
                 "file_size": len(content),
             }
-        self._keep_file(request.namespace, file_id, "document", document)
+        self._keep_file(request, file_id, "document", document, upload)
         return document
 
     def _send(self, request: Request) -> Reply:
@@ -879,6 +927,43 @@ class TelegramService(Service):
             data["error"] = "message to delete not found"
             return _fail(400, "Bad Request: message to delete not found")
         return _ok(True)
+
+    def _get_file(self, request: Request) -> Reply:
+        file_id = request.data["file_id"]
+        kept = self._files.get((request.namespace, file_id)) if file_id else None
+        if kept is None:
+            request.data["error"] = "invalid file_id"
+            return _fail(400, "Bad Request: invalid file_id")
+        described = kept.value[-1] if isinstance(kept.value, list) else kept.value
+        result = {k: described[k] for k in ("file_id", "file_unique_id", "file_size") if k in described}
+        if kept.source is not None:
+            if kept.path is None:
+                name = str(described.get("file_name", ""))
+                ext = name.rsplit(".", 1)[-1] if "." in name else ("jpg" if kept.kind == "photo" else "bin")
+                kept.path = f"{kept.kind}s/file_{next(self._file_numbers)}.{ext}"
+                self._paths[(request.namespace, kept.path)] = file_id
+                while len(self._paths) > _MAX_STORED:
+                    self._paths.popitem(last=False)
+            # python-telegram-bot makes this a URL with its base_file_url: .../file/bot<token>/<file_path>
+            result["file_path"] = kept.path
+        request.data["file_path"] = result.get("file_path")
+        return _ok(result)
+
+    async def download(self, request: Request) -> Reply:
+        """`GET /file/bot{token}/{file_path}`: the bytes of a file getFile answered a path for."""
+        failed = self._stub_error(request)
+        if failed is not None:
+            return failed
+        namespace = request.namespace
+        file_id = self._paths.get((namespace, request.data["file_path"]))
+        kept = self._files.get((namespace, file_id)) if file_id else None
+        call = self.ctx.journal.get(kept.source[0]) if kept is not None and kept.source else None
+        found = self.attachment(call, kept.source[1]) if call is not None and kept and kept.source else None
+        if found is None:
+            request.data["error"] = "Not Found"
+            return _fail(404, "Not Found")
+        request.data["size"] = len(found.content)
+        return Reply(200, found.content, [("content-type", found.content_type)])
 
     # -- uploads -------------------------------------------------------------------------------
     def attachment(self, call: Call, index: int) -> Attachment | None:
