@@ -644,8 +644,6 @@ def test_the_token_is_a_secret_part_of_the_path(api: httpx.Client, server: Threa
         matched = [m for p in info["secret_paths"] if (m := re.match(p, path))]
         assert matched and matched[0].group(2) == TOKEN
     assert re.match(info["secret_paths"][0], "/webhooks/bot") is None
-    env = api.get("/services").json()
-    assert env is not None
 
 
 def test_mockhub_urls_point_the_sdk_at_the_fake(server: ThreadedHub, api: httpx.Client) -> None:
@@ -658,6 +656,9 @@ def test_mockhub_urls_point_the_sdk_at_the_fake(server: ThreadedHub, api: httpx.
     assert message.text == "via urls"
     [call] = hub.wait_for("telegram", to="3", contains="via urls")
     assert call.data["plain_text"] == "via urls"
+    # `mockhub env` / MockHub.env() point an application's TELEGRAM_API_URL at the fake.
+    assert hub.env()["TELEGRAM_API_URL"] == base
+    assert hub.urls.telegram_files == base.removesuffix("/bot") + "/file/bot"
 
 
 # -- the markup parsers, against TDLib's own test cases -----------------------------------------------
