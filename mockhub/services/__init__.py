@@ -15,6 +15,7 @@ from mockhub.services.sendgrid import SendGridService
 from mockhub.services.slack import SlackService
 from mockhub.services.smtp import SmtpService
 from mockhub.services.teams import TeamsService
+from mockhub.services.telegram import TelegramService
 from mockhub.services.twilio import TwilioService
 from mockhub.services.webhooks import WebhookService
 
@@ -38,6 +39,7 @@ SERVICES: list[type[Service]] = [
     # SES and SNS share POST / (the Query API), told apart by their routes' `accepts`.
     SesService,
     SnsService,
+    TelegramService,
 ]
 
 

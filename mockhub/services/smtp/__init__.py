@@ -8,7 +8,8 @@ Laid out as aiosmtpd is, protocol apart from handler; imports run one way, proto
   parses the message), asks the rule book for faults, and appends to the journal. It knows nothing
   of the SMTP wire protocol.
 - `SmtpService` (here): settings (`config`), TLS material (`tls`), listeners, and the extra
-  inspection routes (`/calls/{id}/attachments/{index}`, `/tls/ca.pem`).
+  inspection route `/tls/ca.pem`; `attachment` reads an email's attachments back for
+  `/calls/{id}/attachments/{index}`.
 
 Call shape: a delivered message is method `DATA`, path `/`, body the message source byte-exact.
 An attempt that a fault or a policy rejected before delivery is recorded as the command that was
