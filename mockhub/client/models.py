@@ -85,6 +85,8 @@ class Call(BaseModel):
     namespace: str = "default"
     direction: Literal["inbound", "outbound"] = "inbound"
     method: str
+    scheme: str = "http"
+    host: str = ""
     path: str
     query: dict[str, Any] = {}
     headers: dict[str, str] = {}

@@ -13,6 +13,7 @@ from mockhub.services.slack import SlackService
 from mockhub.services.smtp import SmtpService
 from mockhub.services.teams import TeamsService
 from mockhub.services.twilio import TwilioService
+from mockhub.services.unmatched import UnmatchedService
 from mockhub.services.webhooks import WebhookService
 
 __all__ = ["SERVICES", "FakesError", "load_fake"]
@@ -30,6 +31,8 @@ SERVICES: list[type[Service]] = [
     MailgunService,
     OpenAIService,
     AnthropicService,
+    # Intercepted calls to hosts and paths no fake above serves (reached by host only).
+    UnmatchedService,
 ]
 
 

@@ -8,7 +8,8 @@ Laid out as aiosmtpd is, protocol apart from handler; imports run one way, proto
   parses the message), asks the rule book for faults, and appends to the journal. It knows nothing
   of the SMTP wire protocol.
 - `SmtpService` (here): settings (`config`), TLS material (`tls`), listeners, and the extra
-  inspection routes (`/calls/{id}/attachments/{index}`, `/tls/ca.pem`).
+  inspection route (`/calls/{id}/attachments/{index}`); its certificate is signed by mockhub's CA
+  (`mockhub/tls.py`, served at `/tls/ca.pem`).
 
 Call shape: a delivered message is method `DATA`, path `/`, body the message source byte-exact.
 An attempt that a fault or a policy rejected before delivery is recorded as the command that was
@@ -116,9 +117,11 @@ class SmtpService(Service):
         _quiet_aiosmtpd(settings.log_level)
         if settings.smtp_tls_cert is not None and settings.smtp_tls_key is not None:
             self.tls = TlsMaterial.load(settings.smtp_tls_cert, settings.smtp_tls_key)
+            # Clients fetch one PEM to trust (`/tls/ca.pem`): mockhub's CA, then this certificate.
+            self.ctx.authority.extra_trust.append(self.tls.ca_pem)
         else:
             extra = (settings.host,) if settings.host not in ("0.0.0.0", "::", "") else ()
-            self.tls = TlsMaterial.generate(self.config.hostname, extra)
+            self.tls = TlsMaterial.generate(self.ctx.authority, self.config.hostname, extra)
         loop = asyncio.get_running_loop()
         context = self.tls.context
 
@@ -172,12 +175,5 @@ class SmtpService(Service):
             if name:
                 headers["content-disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
             return Response(content, media_type=content_type, headers=headers)
-
-        @router.get("/tls/ca.pem", response_class=Response)
-        async def ca_pem() -> Response:
-            """The certificate an SMTP client should trust for STARTTLS / SMTPS (PEM)."""
-            if self.tls is None:
-                raise NotFound("tls_not_ready", "the SMTP listener has not started")
-            return Response(self.tls.ca_pem, media_type="application/x-pem-file")
 
         return router
