@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from starlette.responses import Response
+
 if TYPE_CHECKING:
     from fastapi import APIRouter
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
@@ -246,7 +248,6 @@ def _valid_name(host: str) -> bool:
 def tls_router(authority: Authority) -> APIRouter:
     """`GET /tls/ca.pem` and `GET /tls/bundle.pem`, for the inspection API (FastAPI is imported with it)."""
     from fastapi import APIRouter
-    from fastapi.responses import Response
 
     router = APIRouter(tags=["tls"])
 

@@ -24,6 +24,7 @@ class MatchOptions(TypedDict, total=False):
     match: Match | None
     method: str | None
     path: str | None
+    host: str | None
     contains: str | None
     regex: str | None
     to: str | None
