@@ -56,7 +56,8 @@ class CallFilters(TypedDict, total=False):
     method: Annotated[str, Field(description="HTTP method, any case (DATA for a mail message)")]
     path: Annotated[str, Field(description="path, or a glob such as /services/*")]
     host: Annotated[
-        str, Field(description="host the call was going to (api.twilio.com, 127.0.0.1:8080), or a glob such as *.slack.com")
+        str,
+        Field(description="host the call was going to (api.twilio.com, 127.0.0.1:8080), or a glob such as *.slack.com"),
     ]
     direction: Annotated[
         Literal["inbound", "outbound"], Field(description="inbound (sent to mockhub) or outbound (sent by mockhub)")

@@ -156,7 +156,7 @@ def feed(protocol: asyncio.BufferedProtocol, data: bytes) -> None:
     """Hand bytes already read from the socket to a buffered protocol, as the event loop would."""
     view = memoryview(data)
     while view:
-        buffer = protocol.get_buffer(len(view))
+        buffer = memoryview(protocol.get_buffer(len(view)))
         size = min(len(buffer), len(view))
         if size == 0:
             return
@@ -215,9 +215,9 @@ class TlsFront(asyncio.Protocol):
         if data[0] != _TLS_HANDSHAKE:
             if data.lstrip().upper().startswith(_HTTP_METHODS):
                 body = (
-                    "mockhub: this connection expects TLS (a ClientHello) and got plain HTTP. "
-                    "Send https:// URLs through a CONNECT tunnel, and http:// URLs to the proxy as plain requests."
-                ).encode()
+                    b"mockhub: this connection expects TLS (a ClientHello) and got plain HTTP. "
+                    b"Send https:// URLs through a CONNECT tunnel, and http:// URLs to the proxy as plain requests."
+                )
                 transport.write(
                     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
                     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
@@ -235,9 +235,9 @@ class TlsFront(asyncio.Protocol):
             asyncio.get_running_loop(),
             self.make_inner(),
             context,
-            None,
+            None,  # type: ignore[arg-type]  # no waiter: nobody awaits the handshake, the HTTP protocol starts after it
             server_side=True,
-            ssl_handshake_timeout=self.timeout,
+            ssl_handshake_timeout=self.timeout,  # type: ignore[arg-type]  # seconds, a float as loop.start_tls takes
         )
         transport.set_protocol(tls)
         tls.connection_made(transport)

@@ -157,10 +157,11 @@ class Hub:
 
     def listeners(self) -> dict[str, int]:
         ports: dict[str, int] = {"http_port": self.http_port}
-        if self.https_port is not None:
-            ports["https_port"] = self.https_port
         for service in self.services:
             ports.update(service.listeners())
+        # After the fakes' own: the ready line keeps reading `http://... smtp://...` first.
+        if self.https_port is not None:
+            ports["https_port"] = self.https_port
         return ports
 
     def health(self) -> dict[str, Any]:
@@ -317,7 +318,6 @@ class MockhubServer(uvicorn.Server):
                 if name != "http_port":
                     parts.append(f"{name.removesuffix('_port')}://{host}:{port}")
             print(f"mockhub {__version__} ready: " + "  ".join(parts), file=sys.stderr, flush=True)
-
 
     async def _serve_https(self, sock: socket.socket) -> None:
         """The HTTPS listener: every connection starts with TLS (SNI picks the certificate), then the same app."""

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 from starlette.responses import Response
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
     from cryptography.x509 import Certificate, Name
+    from fastapi import APIRouter
 
 __all__ = ["Authority", "local_names", "server_context", "tls_router"]
 

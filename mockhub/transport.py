@@ -125,7 +125,7 @@ class MockhubProtocol(HttpToolsProtocol):
         extensions: dict[str, Any] = {TRANSPORT_KEY: self.transport, PROTOCOL_KEY: self}
         if self.tunnel is not None:
             extensions[PROXY_KEY] = self.tunnel
-        self.scope["extensions"] = extensions  # type: ignore[typeddict-item]
+        self.scope["extensions"] = extensions
 
     def shutdown(self) -> None:
         # uvicorn's graceful shutdown waits for every in-flight request; a request held by a
@@ -166,7 +166,8 @@ class MockhubProtocol(HttpToolsProtocol):
         if not url.host or scheme not in ("http", "https"):
             return
         host = normal_host(url.host.decode("latin-1"), url.port, scheme)
-        self.scope["extensions"][PROXY_KEY] = Intercepted(host, proxy_namespace(self.headers))  # type: ignore[index]
+        extensions: dict[str, Any] = self.scope["extensions"]
+        extensions[PROXY_KEY] = Intercepted(host, proxy_namespace(self.headers))
 
     def on_body(self, body: bytes) -> None:
         if not self._connect:

@@ -144,7 +144,9 @@ def test_twilio_default_base_url_with_status_callbacks(proxied: dict[str, str], 
     try:
         client = TwilioClient(SID, TOKEN, environment={})
         assert client.api.base_url == "https://api.twilio.com"  # untouched
-        message = client.messages.create(to="+15551234567", from_="+15550000000", body="disk full", status_callback=callback)
+        message = client.messages.create(
+            to="+15551234567", from_="+15550000000", body="disk full", status_callback=callback
+        )
         assert message.sid.startswith("SM") and message.status == "queued" and message.body == "disk full"
         deadline = time.monotonic() + 10
         while len(received) < 2 and time.monotonic() < deadline:
@@ -217,7 +219,11 @@ def test_requests_to_pagerduty(proxied: dict[str, str], api: httpx.Client, ns: s
     r = requests.post("https://events.pagerduty.com/v2/enqueue", json=ALERT, timeout=10)
     assert r.status_code == 202 and r.json()["status"] == "success"
     (call,) = calls(api, service="pagerduty", namespace=ns)
-    assert (call["scheme"], call["host"], call["data"]["summary"]) == ("https", "events.pagerduty.com", ALERT["payload"]["summary"])  # type: ignore[index]
+    assert (call["scheme"], call["host"], call["data"]["summary"]) == (
+        "https",
+        "events.pagerduty.com",
+        ALERT["payload"]["summary"],
+    )  # type: ignore[index]
 
 
 def test_plain_http_proxy_requests_are_served_directly(proxied: dict[str, str], api: httpx.Client, ns: str) -> None:
@@ -284,7 +290,9 @@ def pinned_httpx2(port: int, ca: Path) -> httpx2.Client:
     """The same for httpx2 (anthropic's)."""
     transport = httpx2.HTTPTransport()
     context = ssl.create_default_context(cafile=str(ca))
-    transport._pool = httpcore2.ConnectionPool(ssl_context=context, network_backend=_pinned(httpcore2.SyncBackend, port))
+    transport._pool = httpcore2.ConnectionPool(
+        ssl_context=context, network_backend=_pinned(httpcore2.SyncBackend, port)
+    )
     return httpx2.Client(transport=transport, trust_env=False)
 
 
@@ -322,18 +330,27 @@ def test_https_listener_health_and_certificates(hub: ThreadedHub, api: httpx.Cli
     ca = ca_file(api, tmp_path)
     context = ssl.create_default_context(cafile=str(ca))
     for name in ("api.openai.com", "hooks.slack.com", "x.webhook.office.com"):
-        with socket.create_connection(("127.0.0.1", port)) as raw, context.wrap_socket(raw, server_hostname=name) as tls:
+        with (
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            context.wrap_socket(raw, server_hostname=name) as tls,
+        ):
             assert tls.selected_alpn_protocol() is None  # none offered by this client
             names = [v for k, v in tls.getpeercert()["subjectAltName"] if k == "DNS"]
             assert names == [name]
     # A client that offers h2 and http/1.1 gets http/1.1; one that insists on h2 gets no ALPN at all.
     both = ssl.create_default_context(cafile=str(ca))
     both.set_alpn_protocols(["h2", "http/1.1"])
-    with socket.create_connection(("127.0.0.1", port)) as raw, both.wrap_socket(raw, server_hostname="api.openai.com") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        both.wrap_socket(raw, server_hostname="api.openai.com") as tls,
+    ):
         assert tls.selected_alpn_protocol() == "http/1.1"
     only_h2 = ssl.create_default_context(cafile=str(ca))
     only_h2.set_alpn_protocols(["h2"])
-    with socket.create_connection(("127.0.0.1", port)) as raw, only_h2.wrap_socket(raw, server_hostname="api.openai.com") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        only_h2.wrap_socket(raw, server_hostname="api.openai.com") as tls,
+    ):
         assert tls.selected_alpn_protocol() is None
     # The same app behind TLS: the inspection API too, by mockhub's own name.
     with httpx.Client(verify=context, trust_env=False) as client:
@@ -352,10 +369,16 @@ def test_https_listener_sdks_verify_the_real_host_name(
     messages: Any = [{"role": "user", "content": "summarise the incident"}]
     oai = openai.OpenAI(api_key="sk-test", http_client=pinned_httpx(port, ca), default_headers=headers, max_retries=0)
     plain = oai.chat.completions.create(model="gpt-4o-mini", messages=messages)
-    text = "".join(c.choices[0].delta.content or "" for c in oai.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True) if c.choices)
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in oai.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
+        if c.choices
+    )
     assert plain.choices[0].message.content == text
 
-    claude = anthropic.Anthropic(api_key="x", http_client=pinned_httpx2(port, ca), default_headers=headers, max_retries=0)
+    claude = anthropic.Anthropic(
+        api_key="x", http_client=pinned_httpx2(port, ca), default_headers=headers, max_retries=0
+    )
     with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=messages) as stream:
         assert "".join(stream.text_stream)
 
@@ -402,7 +425,7 @@ def test_two_parallel_namespaces_from_proxy_user_names(hub: ThreadedHub, api: ht
                 for i in range(10):
                     r = client.post(f"https://hooks.slack.com{HOOK}", json={"text": f"{team} #{i}"})
                     assert r.text == "ok"
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
 
     teams = [f"team-{uuid.uuid4().hex[:6]}" for _ in range(2)]
@@ -421,7 +444,9 @@ def test_two_parallel_namespaces_from_proxy_user_names(hub: ThreadedHub, api: ht
             assert client.calls(host="slack.com") == [] and client.calls(host="*.twilio.com") == []
 
 
-def test_host_routing_wins_over_path_routing(hub: ThreadedHub, proxied: dict[str, str], api: httpx.Client, ns: str) -> None:
+def test_host_routing_wins_over_path_routing(
+    hub: ThreadedHub, proxied: dict[str, str], api: httpx.Client, ns: str
+) -> None:
     # /api/... is Slack's and Discord's path space; the host says which fake it is.
     r = requests.post("https://discord.com/api/webhooks/123/tok", json={"content": "hi"}, timeout=10)
     assert r.status_code == 204
@@ -478,7 +503,11 @@ def test_faults_and_stubs_apply_to_intercepted_calls(proxied: dict[str, str], ap
         assert session.post("https://events.pagerduty.com/v2/enqueue", json=ALERT, timeout=10).status_code == 202
     r = api.post(
         "/stubs",
-        json={"service": "unmatched", "match": {"host": "hooks.example.com"}, "response": {"status": 201, "json": {"id": 7}}},
+        json={
+            "service": "unmatched",
+            "match": {"host": "hooks.example.com"},
+            "response": {"status": 201, "json": {"id": 7}},
+        },
     )
     assert r.status_code == 201, r.text
     r = requests.post("https://hooks.example.com/alerts", json={}, timeout=10)
@@ -601,7 +630,8 @@ def test_proxy_authorization_variants(hub: ThreadedHub, api: httpx.Client, tmp_p
     basic = base64.b64encode(b"ops%2Fteam:secret").decode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(
-            f"POST http://hooks.slack.com{HOOK} HTTP/1.1\r\nHost: hooks.slack.com\r\nProxy-Authorization: Basic {basic}\r\n"
+            f"POST http://hooks.slack.com{HOOK} HTTP/1.1\r\nHost: hooks.slack.com\r\n"
+            f"Proxy-Authorization: Basic {basic}\r\n"
             "Content-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n"
             '{"text":"hi"}'.encode()
         )

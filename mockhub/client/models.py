@@ -139,6 +139,7 @@ class Health(BaseModel):
     http_port: int
     smtp_port: int | None = None
     smtps_port: int | None = None
+    https_port: int | None = None
     calls: int = 0
     evicted: int = 0
     last_seq: int = 0
