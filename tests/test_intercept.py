@@ -237,13 +237,13 @@ def test_plain_http_proxy_requests_are_served_directly(proxied: dict[str, str], 
 def test_node_openai_default_base_url(hub: ThreadedHub, api: httpx.Client, ns: str) -> None:
     with MockHub(hub.url, namespace=ns) as client:
         env = client.env(proxy=True)
-    # Node's own fetch reads the proxy variables with NODE_USE_ENV_PROXY=1 from Node 24.5 / 22.21 on;
+    # Node's own fetch reads the proxy variables with NODE_USE_ENV_PROXY=1 in Node 24 / 22.21+;
     # on older Node (this machine has 20) undici's EnvHttpProxyAgent reads the same variables.
     source = """
 import OpenAI from "openai";
 import { EnvHttpProxyAgent, fetch as undiciFetch } from "undici";
 const [major, minor] = process.versions.node.split(".").map(Number);
-const native = major > 24 || (major === 24 && minor >= 5) || (major === 22 && minor >= 21);
+const native = major >= 24 || (major === 22 && minor >= 21);
 const dispatcher = new EnvHttpProxyAgent();
 const options = native ? {} : { fetch: (url, init) => undiciFetch(url, { ...init, dispatcher }) };
 const client = new OpenAI({ apiKey: "sk-test", maxRetries: 0, ...options });
