@@ -69,8 +69,8 @@ def normal_host(host: str, port: int | None, scheme: str) -> str:
 
 
 Target = tuple[str, str, int | None]
-# Host headers seen, parsed: nearly every request repeats one of a few, and this runs for each of them.
-_TARGETS: dict[tuple[bytes, str], Target] = {}
+# Host headers seen, parsed, per scheme: nearly every request repeats one of a few, and this runs for each.
+_TARGETS: dict[str, dict[bytes, Target]] = {"http": {}, "https": {}}
 _MAX_TARGETS = 4096
 
 
@@ -88,12 +88,14 @@ def target_of(scope: Mapping[str, Any], proxied: Intercepted | None) -> Target:
             if name == b"host":
                 raw = value
                 break
-    key = (raw, scheme)
-    found = _TARGETS.get(key)
+    cache = _TARGETS.get(scheme)
+    if cache is None:
+        return _parse_host(raw.decode("latin-1").strip(), scheme)
+    found = cache.get(raw)
     if found is None:
         found = _parse_host(raw.decode("latin-1").strip(), scheme)
-        if len(_TARGETS) < _MAX_TARGETS:
-            _TARGETS[key] = found
+        if len(cache) < _MAX_TARGETS:
+            cache[raw] = found
     return found
 
 

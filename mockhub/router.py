@@ -125,7 +125,7 @@ class Router:
         route's `accepts` looks at; without one, such routes are skipped.
         """
         if host:
-            owners = self._owners(host)
+            owners = self._hosts[host] if host in self._hosts else self._owners(host)
             if owners is not None:
                 found = owners.match(path, method, scope)
                 if found is not None or self._fallback is None:

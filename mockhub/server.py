@@ -151,9 +151,9 @@ class Hub:
         task.add_done_callback(self._tasks.discard)
 
     @property
-    def _own_ports(self) -> tuple[int | None, ...]:
+    def _own_ports(self) -> tuple[int, ...]:
         """Ports of mockhub's own HTTP listeners: a proxied request naming one of them is for mockhub itself."""
-        return (self.http_port, self.https_port)
+        return (self.http_port,) if self.https_port is None else (self.http_port, self.https_port)
 
     def listeners(self) -> dict[str, int]:
         ports: dict[str, int] = {"http_port": self.http_port}
@@ -205,7 +205,7 @@ class Hub:
             proxied: Intercepted | None = scope["extensions"].get(PROXY_KEY) if "extensions" in scope else None
             host, hostname, port = target_of(scope, proxied)
             # Through the proxy to somewhere that is not mockhub itself: never path-routed to any fake.
-            foreign = proxied is not None and port not in self._own_ports
+            foreign = proxied is not None and (port is None or port not in self._own_ports)
             found = self.router.match(path, scope["method"], scope, hostname, foreign)
             if found is not None:
                 service, route, params = found

@@ -646,3 +646,24 @@ def test_proxy_authorization_variants(hub: ThreadedHub, api: httpx.Client, tmp_p
         assert read_all(sock).startswith(b"HTTP/1.1 200")
     got = calls(api, service="slack")
     assert [c["namespace"] for c in got] == ["ops/team", "default"]
+
+
+def test_proxy_on_a_hub_without_https_listener(server: ThreadedHub) -> None:
+    """The session's plain mockhub (no --https-port): tunnels work, unknown hosts are unmatched."""
+    ns = "plain-" + uuid.uuid4().hex[:8]
+    with MockHub(server.url, namespace=ns) as hub:
+        trust = ssl.create_default_context(cadata=hub.ca_pem().decode())
+        with httpx.Client(proxy=hub.proxy_url, verify=trust, trust_env=False) as app:
+            assert app.post(f"https://hooks.slack.com{HOOK}", json={"text": "x"}).text == "ok"
+            assert app.get("https://example.org/").status_code == 502
+            assert app.get("http://example.org/webhooks/x").status_code == 502
+            # Through the proxy to mockhub's own port: served by path, as if it came directly.
+            own = app.post(f"http://127.0.0.1:{server.hub.http_port}/webhooks/own", json={"a": 1})
+            assert own.json() == {"ok": True}
+        got = hub.calls()
+    assert [(c.service, c.scheme, c.host, c.path) for c in got] == [
+        ("slack", "https", "hooks.slack.com", HOOK),
+        ("unmatched", "https", "example.org", "/"),
+        ("unmatched", "http", "example.org", "/webhooks/x"),
+        ("webhook", "http", f"127.0.0.1:{server.hub.http_port}", "/webhooks/own"),
+    ]
