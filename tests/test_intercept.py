@@ -667,3 +667,26 @@ def test_proxy_on_a_hub_without_https_listener(server: ThreadedHub) -> None:
         ("unmatched", "http", "example.org", "/webhooks/x"),
         ("webhook", "http", f"127.0.0.1:{server.hub.http_port}", "/webhooks/own"),
     ]
+
+
+def test_cli_env_proxy(hub: ThreadedHub, api: httpx.Client) -> None:
+    from typer.testing import CliRunner
+
+    from mockhub.cli import app
+
+    result = CliRunner().invoke(
+        app, ["env", "--proxy", "--namespace", "team-9", "--format", "json"], env={"MOCKHUB_URL": hub.url}
+    )
+    assert result.exit_code == 0, result.output
+    env = json.loads(result.output)
+    assert env["HTTPS_PROXY"] == f"http://team-9:mockhub@127.0.0.1:{hub.hub.http_port}"
+    assert env["NODE_USE_ENV_PROXY"] == "1" and "127.0.0.1" in env["NO_PROXY"]
+    assert Path(env["NODE_EXTRA_CA_CERTS"]).read_bytes() == api.get("/tls/ca.pem").content
+    assert Path(env["SSL_CERT_FILE"]).read_bytes() == api.get("/tls/bundle.pem").content
+    plain = CliRunner().invoke(app, ["env", "--format", "json"], env={"MOCKHUB_URL": hub.url})
+    assert "HTTPS_PROXY" not in json.loads(plain.output)
+    # A call through that proxy lands in the namespace.
+    trust = ssl.create_default_context(cafile=env["NODE_EXTRA_CA_CERTS"])
+    with httpx.Client(proxy=env["HTTPS_PROXY"], verify=trust, trust_env=False) as client:
+        assert client.post(f"https://hooks.slack.com{HOOK}", json={"text": "cli"}).text == "ok"
+    assert [c["host"] for c in calls(api, namespace="team-9")] == ["hooks.slack.com"]
