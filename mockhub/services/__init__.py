@@ -8,6 +8,7 @@ from mockhub.services.discord import DiscordService
 from mockhub.services.mailgun import MailgunService
 from mockhub.services.openai import OpenAIService
 from mockhub.services.pagerduty import PagerDutyService
+from mockhub.services.postmark import PostmarkService
 from mockhub.services.sendgrid import SendGridService
 from mockhub.services.slack import SlackService
 from mockhub.services.smtp import SmtpService
@@ -29,6 +30,7 @@ SERVICES: list[type[Service]] = [
     TeamsService,
     SendGridService,
     MailgunService,
+    PostmarkService,
     OpenAIService,
     AnthropicService,
     # Intercepted calls to hosts and paths no fake above serves (reached by host only).
