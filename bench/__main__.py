@@ -149,6 +149,31 @@ def bench_fakes(seconds: int) -> Results:
     return results
 
 
+def bench_intercept(seconds: int) -> Results:
+    """Webhook calls over keep-alive connections: plain HTTP, through a CONNECT tunnel (TLS), and over HTTPS.
+
+    One closed-loop generator (`bench/proxy_load.py`, 16 connections) for all three, so the rows
+    compare the transports; `wrk` cannot speak CONNECT.
+    """
+    import tempfile
+
+    results: Results = {}
+    with mockhub("--https-port", "0") as server, tempfile.NamedTemporaryFile(suffix=".pem") as ca:
+        health = httpx.get(server.url + "/health").json()
+        ca.write(httpx.get(server.url + "/tls/ca.pem").content)
+        ca.flush()
+        ports = {"plain": server.http_port, "connect": server.http_port, "https": health["https_port"]}
+        for mode in ("plain", "connect", "https"):
+            argv = [sys.executable, "-m", "bench.proxy_load", mode, str(ports[mode]), ca.name]
+            subprocess.run(pinned(LOAD_CPU, [*argv, "1"]), capture_output=True, check=True)  # warm-up
+            before = httpx.get(server.url + "/health").json()["last_seq"]
+            done = subprocess.run(pinned(LOAD_CPU, [*argv, str(seconds)]), capture_output=True, text=True, check=True)
+            entry: Results = json.loads(done.stdout)
+            entry["recorded"] = httpx.get(server.url + "/health").json()["last_seq"] - before
+            results[{"plain": "plain_http", "connect": "proxy_connect_tls", "https": "https_listener"}[mode]] = entry
+    return results
+
+
 def bench_smtp(messages: int) -> Results:
     with mockhub() as server:
         out = subprocess.run(
@@ -287,12 +312,14 @@ def _table(results: Results, prefix: str = "") -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs: a smoke check, not figures to quote")
-    parser.add_argument("--only", nargs="*", choices=["webhooks", "compare", "fakes", "smtp", "journal", "startup"])
+    parser.add_argument(
+        "--only", nargs="*", choices=["webhooks", "compare", "fakes", "intercept", "smtp", "journal", "startup"]
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     seconds = 3 if args.quick else 10
     sizes = [10_000] if args.quick else [10_000, 100_000]
-    todo = args.only or ["webhooks", "compare", "fakes", "smtp", "journal", "startup"]
+    todo = args.only or ["webhooks", "compare", "fakes", "intercept", "smtp", "journal", "startup"]
     results: Results = {}
     for name in todo:
         print(f"... {name}", file=sys.stderr, flush=True)
@@ -302,6 +329,8 @@ def main() -> None:
             results[name] = bench_compare(seconds, warmup_rounds=1 if args.quick else 6)
         elif name == "fakes":
             results[name] = bench_fakes(seconds)
+        elif name == "intercept":
+            results[name] = bench_intercept(seconds)
         elif name == "smtp":
             results[name] = bench_smtp(500 if args.quick else 5000)
         elif name == "journal":

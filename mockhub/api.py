@@ -75,6 +75,10 @@ class CallOut(BaseModel):
     namespace: str
     direction: Literal["inbound", "outbound"]
     method: str
+    scheme: str = Field("http", description="http or https (the HTTPS listener, a proxy tunnel)")
+    host: str = Field(
+        "", description="where the call was going: api.twilio.com, 127.0.0.1:8080 (the default port left out)"
+    )
     path: str
     query: dict[str, Any]
     headers: dict[str, str]
@@ -129,6 +133,7 @@ class HealthOut(BaseModel):
     http_port: int
     smtp_port: int | None = None
     smtps_port: int | None = None
+    https_port: int | None = Field(None, description="the HTTPS listener (when on)")
     calls: int = Field(description="calls held in memory")
     evicted: int = Field(description="calls evicted from memory by the max_calls / byte bounds")
     last_seq: int

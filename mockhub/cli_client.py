@@ -38,6 +38,9 @@ Service = Annotated[str | None, typer.Option("--service", "-s", help="journal na
 Namespace = Annotated[str | None, typer.Option("--namespace", "-n", help="only this namespace")]
 Method = Annotated[str | None, typer.Option("--method", help="HTTP method (DATA for smtp)")]
 PathGlob = Annotated[str | None, typer.Option("--path", help="path or glob, e.g. '/services/*'")]
+HostGlob = Annotated[
+    str | None, typer.Option("--host", help="host the call was going to, or a glob, e.g. '*.slack.com'")
+]
 Direction = Annotated[str | None, typer.Option("--direction", help="inbound or outbound")]
 Contains = Annotated[str | None, typer.Option("--contains", help="substring of the body / decoded email text")]
 To = Annotated[str | None, typer.Option("--to", help="any recipient: email, phone number, Slack channel")]
@@ -65,6 +68,7 @@ def _filters(
     namespace: str | None,
     method: str | None,
     path: str | None,
+    host: str | None,
     direction: str | None,
     contains: str | None,
     to: str | None,
@@ -75,6 +79,7 @@ def _filters(
         "namespace": namespace,
         "method": method,
         "path": path,
+        "host": host,
         "direction": direction,
         "contains": contains,
         "to": to,
@@ -204,6 +209,7 @@ def calls(
     namespace: Namespace = None,
     method: Method = None,
     path: PathGlob = None,
+    host: HostGlob = None,
     direction: Direction = None,
     contains: Contains = None,
     to: To = None,
@@ -218,7 +224,7 @@ def calls(
     as_json: AsJson = False,
 ) -> None:
     """List recorded calls (a table, or --json)."""
-    filters = _filters(namespace, method, path, direction, contains, to, subject, after)
+    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after)
     with _talking_to(url), _hub(url) as hub:
         if wait is not None:
             try:
@@ -240,6 +246,7 @@ def tail(
     namespace: Namespace = None,
     method: Method = None,
     path: PathGlob = None,
+    host: HostGlob = None,
     direction: Direction = None,
     contains: Contains = None,
     to: To = None,
@@ -251,7 +258,7 @@ def tail(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line (JSON Lines)")] = False,
 ) -> None:
     """Follow new calls live (Server-Sent Events) until Ctrl-C."""
-    filters = _filters(namespace, method, path, direction, contains, to, subject, after)
+    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after)
     seen = 0
     with _talking_to(url), _hub(url) as hub:
         if not as_json:
@@ -286,6 +293,7 @@ def export(
     namespace: Namespace = None,
     method: Method = None,
     path: PathGlob = None,
+    host: HostGlob = None,
     direction: Direction = None,
     contains: Contains = None,
     to: To = None,
@@ -296,7 +304,7 @@ def export(
     if fmt not in ("jsonl", "har"):
         _fail(f"--format must be jsonl or har, not {fmt!r}", 2)
     kind: Literal["jsonl", "har"] = "har" if fmt == "har" else "jsonl"
-    filters = _filters(namespace, method, path, direction, contains, to, subject, after)
+    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after)
     written = 0
     with _talking_to(url), _hub(url) as hub:
         chunks = hub.export(kind, service, **filters)
@@ -320,12 +328,20 @@ def env(
     url: Url = None,
     namespace: Namespace = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="shell (export lines), dotenv or json")] = "shell",
+    proxy: Annotated[
+        bool,
+        typer.Option(
+            "--proxy",
+            help="also HTTPS_PROXY / NO_PROXY and the CA files (written under $TMPDIR/mockhub-UID/), "
+            "for applications that cannot change their base URLs",
+        ),
+    ] = False,
 ) -> None:
     """Print the settings that point an application at this mockhub (`eval "$(mockhub env)"`)."""
     if fmt not in ("shell", "dotenv", "json"):
         _fail(f"--format must be shell, dotenv or json, not {fmt!r}", 2)
     with _talking_to(url), _hub(url, namespace) as hub:
-        values = hub.env()
+        values = hub.env(proxy=proxy)
     if fmt == "json":
         _print_json(values)
     elif fmt == "dotenv":

@@ -45,6 +45,7 @@ class Flag:
 MATCH_FLAGS = {
     "method": Flag("match: HTTP method"),
     "path": Flag("match: path or glob"),
+    "host": Flag("match: host or glob (api.twilio.com, *.slack.com)"),
     "contains": Flag("match: substring of the body"),
     "regex": Flag("match: regular expression searched in the body"),
     "to": Flag("match: a recipient"),

@@ -55,6 +55,10 @@ class CallFilters(TypedDict, total=False):
     namespace: Annotated[str, Field(description="only this namespace")]
     method: Annotated[str, Field(description="HTTP method, any case (DATA for a mail message)")]
     path: Annotated[str, Field(description="path, or a glob such as /services/*")]
+    host: Annotated[
+        str,
+        Field(description="host the call was going to (api.twilio.com, 127.0.0.1:8080), or a glob such as *.slack.com"),
+    ]
     direction: Annotated[
         Literal["inbound", "outbound"], Field(description="inbound (sent to mockhub) or outbound (sent by mockhub)")
     ]
@@ -171,6 +175,8 @@ class Filterable(Protocol):
     @property
     def path(self) -> str: ...
     @property
+    def host(self) -> str: ...
+    @property
     def direction(self) -> str: ...
     @property
     def seq(self) -> int: ...
@@ -197,6 +203,15 @@ def _path(value: str) -> Test:
     return lambda c: c.path == value
 
 
+def _host(value: str) -> Test:
+    # Host names are case-insensitive; the journal records them in lower case.
+    wanted = value.lower()
+    if any(c in wanted for c in "*?["):
+        regex = re.compile(fnmatch.translate(wanted))
+        return lambda c: regex.match(c.host) is not None
+    return lambda c: c.host == wanted
+
+
 def _subject(value: str) -> Test:
     needle = value.lower()
     return lambda c: any(needle in s.lower() for s in c.subjects())
@@ -215,6 +230,7 @@ MATCHERS: dict[str, Matcher] = {
     "namespace": _equal("namespace"),
     "method": _equal("method", str.upper),
     "path": Matcher(_path, lambda c: c.path),
+    "host": Matcher(_host, lambda c: c.host),
     "direction": _equal("direction"),
     "contains": Matcher(lambda v: lambda c: v in c.search_text(), lambda c: c.search_text()),
     "to": Matcher(
@@ -227,7 +243,7 @@ MATCHERS: dict[str, Matcher] = {
 assert set(MATCHERS) == set(FILTER_NAMES), "every filter in CallFilters needs a matcher, and only those"
 
 # Cheapest first: a call usually fails on service, namespace or seq before any text is built.
-_ORDER = {name: i for i, name in enumerate(("service", "namespace", "after", "method", "direction", "path"))}
+_ORDER = {name: i for i, name in enumerate(("service", "namespace", "after", "method", "direction", "path", "host"))}
 
 
 class CallFilter:

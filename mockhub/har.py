@@ -26,12 +26,12 @@ def _pairs(items: dict[str, Any]) -> list[dict[str, str]]:
 def _url(call: Call) -> str:
     if call.path.startswith(("http://", "https://")):
         return call.path
-    host = call.headers.get("host", "localhost")
+    host = call.host or call.headers.get("host", "localhost")
     path = call.path
     if call.namespace != "default" and "x-mockhub-namespace" not in call.headers:
         path = f"/ns/{call.namespace}{path}"
     query = f"?{urlencode(call.query, doseq=True)}" if call.query else ""
-    return f"http://{host}{path}{query}"
+    return f"{call.scheme}://{host}{path}{query}"
 
 
 def _content(body: bytes, mime: str) -> dict[str, Any]:

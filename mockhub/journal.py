@@ -86,6 +86,9 @@ class Call:
     path: str
     namespace: str = "default"
     direction: str = "inbound"
+    # Where the call was going: the Host (or proxy target), without the scheme's default port.
+    host: str = ""
+    scheme: str = "http"
     query: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
@@ -158,6 +161,8 @@ class Call:
             "namespace": self.namespace,
             "direction": self.direction,
             "method": self.method,
+            "scheme": self.scheme,
+            "host": self.host,
             "path": self.path,
             "query": self.query,
             "headers": self.headers,

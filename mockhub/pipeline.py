@@ -209,7 +209,9 @@ class HttpPipeline:
         scope: Scope,
         receive: Receive,
         send: Send,
+        host: str = "",
     ) -> None:
+        """Serve one call. `host` is where it was going, as recorded (`api.twilio.com`, `127.0.0.1:8080`)."""
         started = time.perf_counter()
         headers = _headers(scope["headers"])
         too_slow = False
@@ -219,16 +221,18 @@ class HttpPipeline:
             return
         except TimeoutError:
             body, too_large, too_slow = b"", False, True
+        scheme = scope.get("scheme", "http")
         call = Call(
             service=service.name,
             method=scope["method"],
+            host=host or headers.get("host", ""),
+            scheme=scheme,
             path=path,
             namespace=namespace or headers.get("x-mockhub-namespace") or "default",
             query=_query(scope["query_string"]),
             headers=headers,
             body=body,
         )
-        host = headers.get("host", "localhost")
         request = Request(
             method=call.method,
             path=path,
@@ -237,7 +241,7 @@ class HttpPipeline:
             headers=headers,
             body=body,
             namespace=call.namespace,
-            base_url=f"{scope.get('scheme', 'http')}://{host}",
+            base_url=f"{scheme}://{call.host or 'localhost'}",
             call=call,
         )
         reply: Reply | None = None

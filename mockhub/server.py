@@ -21,12 +21,14 @@ from starlette.types import Receive, Scope, Send
 from mockhub import __version__
 from mockhub.journal import Journal
 from mockhub.pipeline import HttpPipeline
+from mockhub.proxy import PROXY_KEY, Intercepted, TlsFront, target_of
 from mockhub.recording import RecordingError, attach
 from mockhub.router import Router
 from mockhub.rules import RuleBook
 from mockhub.services import SERVICES, FakesError, load_fake
 from mockhub.services.base import ServiceContext
 from mockhub.settings import Settings
+from mockhub.tls import Authority, local_names
 from mockhub.transport import MockhubProtocol
 
 if TYPE_CHECKING:
@@ -58,7 +60,10 @@ class Hub:
         self.journal = Journal(self.settings.max_calls, self.settings.max_journal_bytes)
         self.rules = RuleBook(self.settings.seed)
         self._tasks: set[asyncio.Task[None]] = set()
-        ctx = ServiceContext(self.settings, self.journal, self.rules, self.spawn)
+        # One CA for every TLS listener and proxy tunnel; it is made when first needed.
+        extra_names = (self.settings.host,) if self.settings.host not in ("0.0.0.0", "::", "") else ()
+        self.authority = Authority(local_names(self.settings.smtp_hostname, extra_names))
+        ctx = ServiceContext(self.settings, self.journal, self.rules, self.spawn, self.authority)
         extra = [load_fake(s) for s in (self.settings.fakes or "").split(",") if s.strip()]
         # A fake of the user's own comes first, so its routes win over a built-in fake's broader ones.
         self.services = [cls(ctx) for cls in [*extra, *SERVICES]]
@@ -77,6 +82,7 @@ class Hub:
         self._api_lock = threading.Lock()
         self._api_building: asyncio.Future[FastAPI] | None = None
         self.http_port = 0
+        self.https_port: int | None = None
         self.ready = False
         self._token = self.settings.admin_token
 
@@ -106,6 +112,7 @@ class Hub:
         with self._api_lock:
             if self._api is None:
                 from mockhub.api import ApiState, create_api
+                from mockhub.tls import tls_router
                 from mockhub.ui import ui_router
 
                 state = ApiState(
@@ -123,6 +130,7 @@ class Hub:
                     if router is not None:
                         api.include_router(router)
                 api.include_router(ui_router())
+                api.include_router(tls_router(self.authority))
                 self._api = api
             return self._api
 
@@ -143,10 +151,18 @@ class Hub:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    @property
+    def _own_ports(self) -> tuple[int, ...]:
+        """Ports of mockhub's own HTTP listeners: a proxied request naming one of them is for mockhub itself."""
+        return (self.http_port,) if self.https_port is None else (self.http_port, self.https_port)
+
     def listeners(self) -> dict[str, int]:
         ports: dict[str, int] = {"http_port": self.http_port}
         for service in self.services:
             ports.update(service.listeners())
+        # After the fakes' own: the ready line keeps reading `http://... smtp://...` first.
+        if self.https_port is not None:
+            ports["https_port"] = self.https_port
         return ports
 
     def health(self) -> dict[str, Any]:
@@ -187,10 +203,16 @@ class Hub:
             if path.startswith("/ns/"):
                 namespace, _, rest = path[4:].partition("/")
                 path = "/" + rest
-            found = self.router.match(path, scope["method"], scope)
+            proxied: Intercepted | None = scope["extensions"].get(PROXY_KEY) if "extensions" in scope else None
+            host, hostname, port = target_of(scope, proxied)
+            # Through the proxy to somewhere that is not mockhub itself: never path-routed to any fake.
+            foreign = proxied is not None and (port is None or port not in self._own_ports)
+            found = self.router.match(path, scope["method"], scope, hostname, foreign)
             if found is not None:
                 service, route, params = found
-                await self.pipeline.handle(service, route, params, path, namespace, scope, receive, send)
+                if namespace is None and proxied is not None:
+                    namespace = proxied.namespace
+                await self.pipeline.handle(service, route, params, path, namespace, scope, receive, send, host)
                 return
             if namespace is not None:
                 await _send_json(send, 404, _NOT_FOUND)
@@ -269,10 +291,13 @@ async def _send_json(send: Send, status: int, body: bytes) -> None:
 class MockhubServer(uvicorn.Server):
     """uvicorn's server, marking the hub ready (and announcing it) once every listener accepts."""
 
-    def __init__(self, config: uvicorn.Config, hub: Hub, announce: bool = True) -> None:
+    def __init__(
+        self, config: uvicorn.Config, hub: Hub, announce: bool = True, https_socket: socket.socket | None = None
+    ) -> None:
         super().__init__(config)
         self.hub = hub
         self.announce = announce
+        self.https_socket = https_socket
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
@@ -284,6 +309,8 @@ class MockhubServer(uvicorn.Server):
         await super().startup(sockets)
         if self.should_exit:
             return
+        if self.https_socket is not None:
+            await self._serve_https(self.https_socket)
         self.hub.ready = True
         if self.announce:
             host = self.hub.settings.host
@@ -292,6 +319,22 @@ class MockhubServer(uvicorn.Server):
                 if name != "http_port":
                     parts.append(f"{name.removesuffix('_port')}://{host}:{port}")
             print(f"mockhub {__version__} ready: " + "  ".join(parts), file=sys.stderr, flush=True)
+
+    async def _serve_https(self, sock: socket.socket) -> None:
+        """The HTTPS listener: every connection starts with TLS (SNI picks the certificate), then the same app."""
+        config = self.config
+        loop = asyncio.get_running_loop()
+        protocol_class: type[MockhubProtocol] = config.http_protocol_class  # type: ignore[assignment]
+
+        def inner() -> MockhubProtocol:
+            return protocol_class(config=config, server_state=self.server_state, app_state=self.lifespan.state)
+
+        def front() -> TlsFront:
+            return TlsFront(self.hub.authority, inner, None, self.hub.settings.header_timeout)
+
+        server = await loop.create_server(front, sock=sock, backlog=config.backlog)
+        # uvicorn closes its servers on shutdown; this one with them.
+        self.servers.append(server)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -309,6 +352,10 @@ def make_server(hub: Hub, announce: bool = True) -> tuple[MockhubServer, socket.
     settings = hub.settings
     sock = bind_socket(settings.host, settings.http_port)
     hub.http_port = sock.getsockname()[1]
+    https_sock: socket.socket | None = None
+    if settings.https_port is not None:
+        https_sock = bind_socket(settings.host, settings.https_port)
+        hub.https_port = https_sock.getsockname()[1]
     try:
         import uvloop  # noqa: F401
 
@@ -322,6 +369,7 @@ def make_server(hub: Hub, announce: bool = True) -> tuple[MockhubServer, socket.
             "header_timeout": settings.header_timeout,
             "max_header_count": settings.max_header_count,
             "max_header_bytes": settings.max_header_bytes,
+            "authority": hub.authority,
         },
     )
     config = uvicorn.Config(
@@ -336,7 +384,7 @@ def make_server(hub: Hub, announce: bool = True) -> tuple[MockhubServer, socket.
         proxy_headers=False,
         timeout_keep_alive=30,
     )
-    return MockhubServer(config, hub, announce), sock
+    return MockhubServer(config, hub, announce, https_sock), sock
 
 
 class GcFreezer:

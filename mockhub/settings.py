@@ -17,6 +17,12 @@ class Settings(BaseSettings):
 
     host: str = Field("0.0.0.0", description="address every listener binds")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP: the fakes, the inspection API, the UI")
+    https_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="HTTPS (the same app behind TLS, a certificate per host name from mockhub's CA); off when unset",
+    )
     smtp_port: int = Field(1025, ge=0, le=65535, description="SMTP (plain, STARTTLS offered)")
     smtps_port: int | None = Field(None, ge=0, le=65535, description="SMTPS (implicit TLS); off when unset")
     max_calls: int = Field(100_000, ge=1, description="calls kept in memory; older ones are evicted")

@@ -17,8 +17,12 @@ import socket
 import struct
 from typing import Any
 
+import httptools
 from starlette.types import Receive, Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from mockhub.proxy import INTERCEPT_PORTS, PROXY_KEY, Intercepted, TlsFront, normal_host, proxy_namespace, split_target
+from mockhub.tls import Authority
 
 __all__ = [
     "PROTOCOL_KEY",
@@ -95,11 +99,16 @@ class MockhubProtocol(HttpToolsProtocol):
     max_header_bytes: int = 64 * 1024
     # True while the app holds the current request without answering (a `timeout` or `delay` fault).
     holding = False
+    # The CA that terminates CONNECT tunnels (`make_server` sets it); None: CONNECT is refused.
+    authority: Authority | None = None
+    # Set on the protocol serving a CONNECT tunnel: where the tunnel goes, and the proxy user.
+    tunnel: Intercepted | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
         self._head_bytes = 0
         self._head_too_large = False
+        self._connect = False
         self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(self.header_timeout, self._head_late)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -113,7 +122,10 @@ class MockhubProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.header_timeout, self._head_late)
-        self.scope["extensions"] = {TRANSPORT_KEY: self.transport, PROTOCOL_KEY: self}  # type: ignore[dict-item]
+        extensions: dict[str, Any] = {TRANSPORT_KEY: self.transport, PROTOCOL_KEY: self}
+        if self.tunnel is not None:
+            extensions[PROXY_KEY] = self.tunnel
+        self.scope["extensions"] = extensions
 
     def shutdown(self) -> None:
         # uvicorn's graceful shutdown waits for every in-flight request; a request held by a
@@ -136,7 +148,99 @@ class MockhubProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        if self.parser.get_method() == b"CONNECT":
+            # Answered once the parser stops at the end of the head (data_received, below).
+            self._connect = True
+            return
         super().on_headers_complete()
+        if self.url[:1] != b"/" and self.url[:4].lower() == b"http":
+            self._absolute_form()
+
+    def _absolute_form(self) -> None:
+        """`POST http://hooks.slack.com/... HTTP/1.1`: a proxy request, served here like any other."""
+        try:
+            url = httptools.parse_url(self.url)
+        except httptools.HttpParserInvalidURLError:
+            return
+        scheme = url.schema.decode("latin-1").lower()
+        if not url.host or scheme not in ("http", "https"):
+            return
+        host = normal_host(url.host.decode("latin-1"), url.port, scheme)
+        extensions: dict[str, Any] = self.scope["extensions"]
+        extensions[PROXY_KEY] = Intercepted(host, proxy_namespace(self.headers))
+
+    def on_body(self, body: bytes) -> None:
+        if not self._connect:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._connect:
+            super().on_message_complete()
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+        except httptools.HttpParserUpgrade as upgrade:
+            if self._connect:
+                self._open_tunnel(data[upgrade.args[0] :])
+            elif self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+
+    def _open_tunnel(self, early: bytes) -> None:
+        """Answer a CONNECT and serve the tunnel here: TLS for port 443, plain HTTP for port 80."""
+        target = split_target(self.url.decode("latin-1"))
+        if target is None:
+            self._send_and_close(400, b"Bad Request", "mockhub: CONNECT needs a host:port target")
+            return
+        host, port = target
+        if port not in INTERCEPT_PORTS:
+            self._send_and_close(
+                403,
+                b"Forbidden",
+                f"mockhub: CONNECT to port {port} refused: mockhub intercepts HTTPS (port 443) and HTTP (port 80) "
+                "and never forwards to the internet",
+            )
+            return
+        if port == 443 and self.authority is None:
+            self._send_and_close(501, b"Not Implemented", "mockhub: this server has no certificate authority")
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._send_and_close(400, b"Bad Request", "mockhub: CONNECT while a request is still being answered")
+            return
+        scheme = "https" if port == 443 else "http"
+        tunnel = Intercepted(normal_host(host, port, scheme), proxy_namespace(self.headers))
+        outer = self.transport
+        raw: asyncio.Transport = outer._transport if isinstance(outer, _CoalescingTransport) else outer
+        if isinstance(outer, _CoalescingTransport):
+            outer._flush()
+        # This protocol is done with the connection: the tunnel's own protocol takes it over.
+        self.connections.discard(self)
+        raw.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def inner() -> MockhubProtocol:
+            protocol = type(self)(
+                config=self.config, server_state=self.server_state, app_state=self.app_state, _loop=self.loop
+            )
+            protocol.tunnel = tunnel
+            return protocol
+
+        front: asyncio.Protocol
+        if port == 443:
+            assert self.authority is not None
+            front = TlsFront(self.authority, inner, host, self.header_timeout)
+        else:
+            front = inner()
+        raw.set_protocol(front)
+        front.connection_made(raw)
+        if early:
+            front.data_received(early)
 
     def _count_head(self, size: int) -> None:
         self._head_bytes += size

@@ -91,11 +91,21 @@ class AsyncMockHub(_Base):
         assert self._catalogue is not None
         return self._catalogue
 
-    async def env(self) -> dict[str, str]:
-        """Ready-made settings pointing an application at this namespace's fakes (see `app_env`)."""
+    async def env(self, proxy: bool = False) -> dict[str, str]:
+        """Ready-made settings pointing an application at this namespace's fakes (see `app_env`).
+
+        With `proxy=True`, also the proxy and CA settings (see `MockHub.env`).
+        """
         if self._catalogue is None:
             await self.services()
-        return self._env(await self.smtp_port)
+        trust = None
+        if proxy:
+            trust = (await self.ca_pem(), self._pem_of(await self._http.get(f"{self.url}/tls/bundle.pem")))
+        return self._env(await self.smtp_port, trust)
+
+    async def ca_pem(self) -> bytes:
+        """mockhub's CA certificate (`GET /tls/ca.pem`): what a client trusts for the HTTPS listener and the proxy."""
+        return self._pem_of(await self._http.get(f"{self.url}/tls/ca.pem"))
 
     # -- calls -------------------------------------------------------------------------------------------
     async def calls(

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from mockhub.client.explain import explain_miss
 from mockhub.client.models import Call, CallFilters, Health, ResetResult
 from mockhub.client.options import FaultOptions, StubOptions, fault_spec, stub_spec
-from mockhub.client.urls import Catalogue, Urls, app_env, learn
+from mockhub.client.urls import Catalogue, Urls, app_env, learn, proxy_env, proxy_url, write_trust
 from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
 
 __all__ = ["DEFAULT_URL", "MockHubError", "default_url"]
@@ -194,11 +194,26 @@ class _Base:
     def _stub_spec(self, service: str | None, options: StubOptions) -> StubSpec:
         return stub_spec(service, self.namespace, options)
 
-    def _env(self, smtp_port: int | None) -> dict[str, str]:
+    def _env(self, smtp_port: int | None, trust: tuple[bytes, bytes] | None = None) -> dict[str, str]:
         catalogue = self._catalogue_now()
-        return app_env(
+        env = app_env(
             catalogue, Urls.of(self.root, catalogue), self.smtp_host, {"smtp_port": smtp_port}, self.namespace, self.url
         )
+        if trust is not None:
+            ca_file, bundle_file = write_trust(self.url, *trust)
+            env.update(proxy_env(self.url, self.namespace, ca_file, bundle_file))
+        return dict(sorted(env.items()))
+
+    @property
+    def proxy_url(self) -> str:
+        """mockhub as a forward proxy for this client's namespace: `http://{namespace}@host:port` (`HTTPS_PROXY`)."""
+        return proxy_url(self.url, self.namespace)
+
+    @staticmethod
+    def _pem_of(response: httpx.Response) -> bytes:
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.content
 
     # -- reading answers ---------------------------------------------------------------------------------
     @staticmethod

@@ -85,6 +85,8 @@ class Call(BaseModel):
     namespace: str = "default"
     direction: Literal["inbound", "outbound"] = "inbound"
     method: str
+    scheme: str = "http"
+    host: str = ""
     path: str
     query: dict[str, Any] = {}
     headers: dict[str, str] = {}
@@ -137,6 +139,7 @@ class Health(BaseModel):
     http_port: int
     smtp_port: int | None = None
     smtps_port: int | None = None
+    https_port: int | None = None
     calls: int = 0
     evicted: int = 0
     last_seq: int = 0

@@ -25,6 +25,7 @@ class MatchOptions(TypedDict, total=False):
     match: Match | Mapping[str, Any] | None
     method: str | None
     path: str | None
+    host: str | None
     contains: str | None
     regex: str | None
     to: str | None

@@ -80,9 +80,21 @@ class MockHub(_Base):
     def _catalogue_now(self) -> list[dict[str, Any]]:
         return self._catalogue if self._catalogue is not None else self.services()
 
-    def env(self) -> dict[str, str]:
-        """Ready-made settings pointing an application at this namespace's fakes (see `app_env`)."""
-        return self._env(self.smtp_port)
+    def env(self, proxy: bool = False) -> dict[str, str]:
+        """Ready-made settings pointing an application at this namespace's fakes (see `app_env`).
+
+        With `proxy=True`, also the settings that send an unchanged application's HTTPS calls to the
+        fakes: `HTTPS_PROXY` (this namespace as the proxy user), `NO_PROXY`, and the CA files
+        (`SSL_CERT_FILE`, `NODE_EXTRA_CA_CERTS`, ...), written under `trust_dir()` (docs/interception.md).
+        """
+        trust = None
+        if proxy:
+            trust = (self.ca_pem(), self._pem_of(self._http.get(f"{self.url}/tls/bundle.pem")))
+        return self._env(self.smtp_port, trust)
+
+    def ca_pem(self) -> bytes:
+        """mockhub's CA certificate (`GET /tls/ca.pem`): what a client trusts for the HTTPS listener and the proxy."""
+        return self._pem_of(self._http.get(f"{self.url}/tls/ca.pem"))
 
     # -- calls -------------------------------------------------------------------------------------------
     def calls(

@@ -6,13 +6,18 @@ environment variables an application reads, so a fake added to the server needs 
 
 from __future__ import annotations
 
+import os
+import re
 import string
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from mockhub.filters import FIELDS, DataFields
 
-__all__ = ["Catalogue", "Urls", "app_env"]
+__all__ = ["Catalogue", "Urls", "app_env", "proxy_env", "proxy_url", "trust_dir", "write_trust"]
 
 Catalogue = list[dict[str, Any]]
 """`GET /services`' list: each fake's facts as JSON."""
@@ -99,3 +104,55 @@ def app_env(
             except (KeyError, AttributeError):
                 continue  # names a namespace, a listener or a URL this server does not have
     return dict(sorted(env.items()))
+
+
+def proxy_url(server: str, namespace: str | None) -> str:
+    """The forward proxy (mockhub's HTTP port), with the namespace as its user name when there is one."""
+    parts = urlsplit(server)
+    # Any password does; one is given because urllib (slack_sdk) sends no Proxy-Authorization without it.
+    user = f"{quote(namespace, safe='')}:mockhub@" if namespace else ""
+    return f"http://{user}{parts.netloc.rpartition('@')[2]}"
+
+
+def trust_dir(server: str) -> Path:
+    """Where `env(proxy=True)` writes the CA and the bundle: `$TMPDIR/mockhub-<uid>/<host>-<port>/`."""
+    parts = urlsplit(server)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", parts.hostname or "localhost")
+    owner = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir(), f"mockhub-{owner}", f"{host}-{port}")
+
+
+def write_trust(server: str, ca_pem: bytes, bundle_pem: bytes, directory: Path | None = None) -> tuple[Path, Path]:
+    """Write `ca.pem` and `bundle.pem` (atomically: a running application may be reading them); their paths."""
+    folder = directory or trust_dir(server)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, content in (("ca.pem", ca_pem), ("bundle.pem", bundle_pem)):
+        path = folder / name
+        tmp = folder / f".{name}.{os.getpid()}"
+        tmp.write_bytes(content)
+        tmp.replace(path)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def proxy_env(server: str, namespace: str | None, ca_file: Path, bundle_file: Path) -> dict[str, str]:
+    """What an unchanged application needs to reach the fakes through the proxy, trusting mockhub's CA."""
+    proxy = proxy_url(server, namespace)
+    host = urlsplit(server).hostname or "127.0.0.1"
+    # The inspection API (and anything else on mockhub's own address) is reached directly.
+    no_proxy = ",".join(dict.fromkeys([host, "localhost", "127.0.0.1", "::1"]))
+    return {
+        "HTTPS_PROXY": proxy,
+        "HTTP_PROXY": proxy,
+        "NO_PROXY": no_proxy,
+        # These two *replace* the default roots: the bundle is certifi's roots plus mockhub's CA.
+        "SSL_CERT_FILE": str(bundle_file),
+        "REQUESTS_CA_BUNDLE": str(bundle_file),
+        "CURL_CA_BUNDLE": str(bundle_file),
+        # Node adds these to its own roots.
+        "NODE_EXTRA_CA_CERTS": str(ca_file),
+        # Node's fetch (undici) ignores the proxy variables without it (Node 22.21+ / 24.5+).
+        "NODE_USE_ENV_PROXY": "1",
+    }

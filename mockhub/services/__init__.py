@@ -17,6 +17,7 @@ from mockhub.services.smtp import SmtpService
 from mockhub.services.teams import TeamsService
 from mockhub.services.telegram import TelegramService
 from mockhub.services.twilio import TwilioService
+from mockhub.services.unmatched import UnmatchedService
 from mockhub.services.webhooks import WebhookService
 
 __all__ = ["SERVICES", "FakesError", "load_fake"]
@@ -40,6 +41,8 @@ SERVICES: list[type[Service]] = [
     SesService,
     SnsService,
     TelegramService,
+    # Intercepted calls to hosts and paths no fake above serves (reached by host only).
+    UnmatchedService,
 ]
 
 

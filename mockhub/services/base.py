@@ -27,6 +27,7 @@ from mockhub.filters import FIELDS, DataFields
 from mockhub.journal import SUMMARIES, Call, Journal, default_summary
 from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
 from mockhub.services.forms import FormPart, parse_multipart
+from mockhub.tls import Authority
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -197,6 +198,8 @@ class ServiceContext:
     journal: Journal
     rules: RuleBook
     spawn: Callable[[Coroutine[Any, Any, None]], None]
+    # mockhub's CA (`GET /tls/ca.pem`): a fake with a TLS listener of its own has it sign its certificate.
+    authority: Authority = field(default_factory=Authority)
     # MOCKHUB_CREDENTIALS parsed once: the credentials the fakes accept, or None for "any non-empty one".
     pinned: frozenset[str] | None = field(init=False)
 
@@ -294,6 +297,8 @@ class Service:
     view: ClassVar[str] = "http"
     color: ClassVar[str] = "#868e96"
     hosts: ClassVar[tuple[str, ...]] = ()
+    # False: reached only through `hosts` (by the host of an intercepted request), never by path alone.
+    by_path: ClassVar[bool] = True
     urls: ClassVar[dict[str, AppUrl]] = {}
     env: ClassVar[tuple[EnvVar, ...]] = ()
     secret_headers: ClassVar[tuple[str, ...]] = ()

@@ -7,9 +7,9 @@ Laid out as aiosmtpd is, protocol apart from handler; imports run one way, proto
 - `handler.SmtpHandler`, the handler: turns what the protocol knows into `Call` records (`mime`
   parses the message), asks the rule book for faults, and appends to the journal. It knows nothing
   of the SMTP wire protocol.
-- `SmtpService` (here): settings (`config`), TLS material (`tls`), listeners, and the extra
-  inspection route `/tls/ca.pem`; `attachment` reads an email's attachments back for
-  `/calls/{id}/attachments/{index}`.
+- `SmtpService` (here): settings (`config`), TLS material (`tls`) and listeners (`attachment`
+  reads an email's attachments back); its certificate
+  is signed by mockhub's CA (`mockhub/tls.py`, served at `/tls/ca.pem`).
 
 Call shape: a delivered message is method `DATA`, path `/`, body the message source byte-exact.
 An attempt that a fault or a policy rejected before delivery is recorded as the command that was
@@ -23,10 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-from starlette.exceptions import HTTPException
-from starlette.responses import Response
 
 from mockhub.journal import Call
 from mockhub.services.base import Attachment, EnvVar, Service, ServiceContext, email_summary
@@ -36,9 +32,6 @@ from mockhub.services.smtp.handler import SmtpHandler
 from mockhub.services.smtp.mime import attachment_content, parse_message
 from mockhub.services.smtp.protocol import MockSMTP
 from mockhub.services.smtp.tls import TlsMaterial
-
-if TYPE_CHECKING:
-    from fastapi import APIRouter
 
 __all__ = [
     "MockSMTP",
@@ -50,14 +43,6 @@ __all__ = [
     "fault_outcome",
     "parse_message",
 ]
-
-
-class NotFound(HTTPException):
-    """A 404 the inspection API renders as {"error": {"code", "message"}}."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(404, message)
-        self.code = code
 
 
 def _drop_login_data_warning(record: logging.LogRecord) -> bool:
@@ -108,9 +93,11 @@ class SmtpService(Service):
         _quiet_aiosmtpd(settings.log_level)
         if settings.smtp_tls_cert is not None and settings.smtp_tls_key is not None:
             self.tls = TlsMaterial.load(settings.smtp_tls_cert, settings.smtp_tls_key)
+            # Clients fetch one PEM to trust (`/tls/ca.pem`): mockhub's CA, then this certificate.
+            self.ctx.authority.extra_trust.append(self.tls.ca_pem)
         else:
             extra = (settings.host,) if settings.host not in ("0.0.0.0", "::", "") else ()
-            self.tls = TlsMaterial.generate(self.config.hostname, extra)
+            self.tls = TlsMaterial.generate(self.ctx.authority, self.config.hostname, extra)
         loop = asyncio.get_running_loop()
         context = self.tls.context
 
@@ -145,18 +132,3 @@ class SmtpService(Service):
             return None
         found = attachment_content(call.body, index)
         return None if found is None else Attachment(*found)
-
-    def api_router(self) -> APIRouter:
-        # FastAPI is imported with the inspection API, after the listeners are up (start-up time).
-        from fastapi import APIRouter
-
-        router = APIRouter(tags=["smtp"])
-
-        @router.get("/tls/ca.pem", response_class=Response)
-        async def ca_pem() -> Response:
-            """The certificate an SMTP client should trust for STARTTLS / SMTPS (PEM)."""
-            if self.tls is None:
-                raise NotFound("tls_not_ready", "the SMTP listener has not started")
-            return Response(self.tls.ca_pem, media_type="application/x-pem-file")
-
-        return router
