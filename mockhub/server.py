@@ -84,6 +84,7 @@ class Hub:
         self.http_port = 0
         self.https_port: int | None = None
         self.ready = False
+        self.startup_error: str | None = None
         self._token = self.settings.admin_token
 
     def _authorized(self, scope: Scope) -> bool:
@@ -164,6 +165,19 @@ class Hub:
         if self.https_port is not None:
             ports["https_port"] = self.https_port
         return ports
+
+    def addresses(self) -> dict[str, Any]:
+        """Every bound listener, as `--ready-json` prints it: ports by name and the URL of each."""
+        host = self.settings.host
+        connect = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+        if ":" in connect:
+            connect = f"[{connect}]"
+        ports = self.listeners()
+        urls = {
+            name.removesuffix("_port"): f"{name.removesuffix('_port')}://{connect}:{port}"
+            for name, port in ports.items()
+        }
+        return {"version": __version__, "host": host, **ports, "urls": urls}
 
     def health(self) -> dict[str, Any]:
         info = {
@@ -248,13 +262,21 @@ class Hub:
                 try:
                     await self.startup()
                 except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    # A listener of a fake's own (SMTP) could not start: `run` says so in one line, exit 2.
+                    self.startup_error = _startup_error(exc)
+                    await send({"type": "lifespan.startup.failed", "message": self.startup_error})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _startup_error(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"a listener could not start: {exc.strerror}"
+    return f"start-up failed: {exc!r}"
 
 
 def _cross_origin(scope: Scope) -> bool:
@@ -319,6 +341,8 @@ class MockhubServer(uvicorn.Server):
                 if name != "http_port":
                     parts.append(f"{name.removesuffix('_port')}://{host}:{port}")
             print(f"mockhub {__version__} ready: " + "  ".join(parts), file=sys.stderr, flush=True)
+        if self.hub.settings.ready_json:
+            print(orjson.dumps(self.hub.addresses()).decode(), flush=True)
 
     async def _serve_https(self, sock: socket.socket) -> None:
         """The HTTPS listener: every connection starts with TLS (SNI picks the certificate), then the same app."""
@@ -422,8 +446,22 @@ def run(settings: Settings) -> None:
     # What is alive after start-up (modules, the app) never becomes garbage: keep it out of collections.
     gc.freeze()
     hub.journal.add_sink(GcFreezer())
-    server, sock = make_server(hub)
-    server.run(sockets=[sock])
+    try:
+        server, sock = make_server(hub)
+    except OSError as exc:
+        # A port in use (or not ours to bind) is the caller's to fix: one line and exit 2, no traceback.
+        print(f"mockhub: error: cannot listen on {settings.host}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    # uvicorn reports a failed start-up in two log lines of its own (and exits 3): ours is one, exit 2.
+    logging.getLogger("uvicorn.error").addFilter(lambda record: hub.startup_error is None)
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:
+        if hub.startup_error is None:
+            raise
+    if hub.startup_error is not None:
+        print(f"mockhub: error: {hub.startup_error}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 class ThreadedHub:

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     record_dir: Path | None = Field(None, description="append every call to a JSON Lines file in this folder")
     fsync: bool = Field(False, description="fsync each recorded call (power-loss safety)")
     log_level: str = Field("warning", description="uvicorn / mockhub log level")
+    ready_json: bool = Field(
+        False,
+        description="once ready, print one JSON line on stdout with every bound address (for scripts using port 0)",
+    )
     slack_retry_after: int = Field(
         1, ge=0, le=3600, description="Retry-After (whole seconds) of Slack's rate_limited preset"
     )

@@ -114,3 +114,49 @@ def test_the_inspection_api_answers_from_the_moment_of_readiness() -> None:
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_ready_json_is_one_line_on_stdout_with_every_bound_address() -> None:
+    import json
+    import smtplib
+
+    flags = ["--host", "127.0.0.1", "--http-port", "0", "--smtp-port", "0", "--smtps-port", "0", "--ready-json"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mockhub", "serve", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        ready = json.loads(proc.stdout.readline())
+        assert set(ready) >= {"version", "host", "http_port", "smtp_port", "smtps_port", "urls"}
+        assert ready["urls"]["http"] == f"http://127.0.0.1:{ready['http_port']}"
+        assert httpx.get(f"{ready['urls']['http']}/health").json()["smtp_port"] == ready["smtp_port"]
+        with smtplib.SMTP("127.0.0.1", ready["smtp_port"], timeout=5) as smtp:
+            assert smtp.noop()[0] == 250
+        # The human line stays on stderr.
+        assert "ready: http://127.0.0.1:" in proc.stderr.readline()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+
+
+def test_a_port_in_use_is_one_clear_line_and_exit_code_2() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for flags in (("--http-port", port, "--smtp-port", "0"), ("--http-port", "0", "--smtp-port", port)):
+            done = subprocess.run(
+                [sys.executable, "-m", "mockhub", "serve", "--host", "127.0.0.1", *flags],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert done.returncode == 2, done.stderr
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("mockhub: error:"), done.stderr
+            assert "in use" in lines[0] and "Traceback" not in done.stderr
