@@ -132,7 +132,13 @@ class HealthOut(BaseModel):
     last_seq: int
     body_bytes: int
     recorded: int | None = Field(None, description="calls written to the record file since start (when recording)")
+    record_failures: int | None = Field(
+        None, description="calls the record file refused (a full disk): answered 500, not acknowledged"
+    )
     record_file: str | None = Field(None, description="the JSON Lines file being written (when recording)")
+    replay_skipped: int | None = Field(
+        None, description="lines of the replayed recording skipped as not call records (with --replay)"
+    )
 
 
 @dataclass

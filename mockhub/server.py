@@ -69,7 +69,8 @@ class Hub:
         # Stub files, replay and the JSONL sink; a bad file fails here, naming the file and entry.
         # Each fake's own stub reply fields: stub files (here) and POST /stubs are checked against them.
         self.stub_replies = {s.name: s.stub_reply for s in self.services}
-        self.recording = attach(self.settings, self.journal, self.rules, self.stub_replies)
+        self.replay_skipped: list[str] = []
+        self.recording = attach(self.settings, self.journal, self.rules, self.stub_replies, self.replay_skipped)
         self.pipeline = HttpPipeline(
             self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
         )
@@ -160,7 +161,10 @@ class Hub:
         }
         if self.recording is not None:
             info["recorded"] = self.recording.written
+            info["record_failures"] = self.recording.failed
             info["record_file"] = str(self.recording.path)
+        if self.settings.replay is not None:
+            info["replay_skipped"] = len(self.replay_skipped)
         return info
 
     async def startup(self) -> None:
