@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from mockhub import __version__
 from mockhub.journal import Journal
+from mockhub.outbound import own_listener_refusal
 from mockhub.pipeline import HttpPipeline
 from mockhub.recording import RecordingError, attach
 from mockhub.router import Router
@@ -66,6 +67,7 @@ class Hub:
         if len(set(names)) != len(names):
             raise FakesError(f"fakes: two fakes share a name: {sorted(n for n in names if names.count(n) > 1)}")
         self.router = Router(self.services)
+        ctx.own_target = self._own_target
         # Stub files, replay and the JSONL sink; a bad file fails here, naming the file and entry.
         # Each fake's own stub reply fields: stub files (here) and POST /stubs are checked against them.
         self.stub_replies = {s.name: s.stub_reply for s in self.services}
@@ -132,6 +134,10 @@ class Hub:
         if self._api_building is None:
             self._api_building = asyncio.get_running_loop().run_in_executor(None, lambda: self.api)
         return await self._api_building
+
+    async def _own_target(self, url: str) -> str | None:
+        """Why an outbound call to `url` would reach mockhub's own inspection API (see mockhub.outbound)."""
+        return await own_listener_refusal(url, lambda: self.listeners().values(), self.http_port, self.router)
 
     def _reset_services(self, namespace: str | None) -> None:
         for service in self.services:

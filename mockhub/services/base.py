@@ -186,12 +186,27 @@ class ServiceContext:
     journal: Journal
     rules: RuleBook
     spawn: Callable[[Coroutine[Any, Any, None]], None]
+    # Set by the server: whether a URL reaches one of mockhub's own listeners other than through a
+    # fake's route (the inspection API: `POST /reset` would wipe everything). Returns why, or None.
+    own_target: Callable[[str], Awaitable[str | None]] | None = None
     # MOCKHUB_CREDENTIALS parsed once: the credentials the fakes accept, or None for "any non-empty one".
     pinned: frozenset[str] | None = field(init=False)
 
     def __post_init__(self) -> None:
         entries = {c.strip() for c in (self.settings.credentials or "").split(",") if c.strip()}
         self.pinned = frozenset(entries) if entries else None
+
+    async def outbound_refusal(self, url: str) -> str | None:
+        """Why a fake must not call `url` (a status callback), or None when it may.
+
+        Refused: a host MOCKHUB_CALLBACK_ALLOW does not list, and any of mockhub's own listeners
+        except a fake's route (a callback may reach the webhook fake, never the inspection API).
+        """
+        if not self.outbound_allowed(url):
+            return "callback host not allowed by MOCKHUB_CALLBACK_ALLOW"
+        if self.own_target is not None:
+            return await self.own_target(url)
+        return None
 
     def outbound_allowed(self, url: str) -> bool:
         """Whether a fake may call `url` (a status callback): its host must match MOCKHUB_CALLBACK_ALLOW."""
