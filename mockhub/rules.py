@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mockhub.faults import HTTP, KINDS, PRESETS, FaultAction, FaultSpec, Preset, Stage
+from mockhub.faults import HTTP, KINDS, PRESETS, FaultAction, FaultSpec, Headers, Preset, Stage
 from mockhub.filters import CallFilter, Match
 from mockhub.journal import Call, format_time, new_id
 
@@ -153,7 +153,7 @@ class StubResponse(BaseModel):
     status: Annotated[int, Field(ge=100, le=599)] = 200
     json_body: Any = Field(None, alias="json")
     body: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
 
 
 class StubSpec(BaseModel):
