@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from mockhub.filters import CallFilter, with_filters
 from mockhub.journal import Call, Journal
 from mockhub.recording import jsonl_chunks, to_har
-from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, check_reply_fields
+from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, TooManyRules, check_reply_fields
 from mockhub.services.base import ServiceInfo
 
 __all__ = ["ApiState", "create_api"]
@@ -399,7 +399,10 @@ def create_api(state: ApiState, version: str) -> FastAPI:
             if spec.match.scope() not in (None, namespace):
                 raise ApiError(422, "invalid_request", f"namespace: ?namespace={namespace} contradicts match.namespace")
             spec = spec.model_copy(update={"match": spec.match.model_copy(update={"namespace": namespace})})
-        return JSONOut(rules.add_fault(spec).model(), 201)
+        try:
+            return JSONOut(rules.add_fault(spec).model(), 201)
+        except TooManyRules as exc:
+            raise ApiError(409, "too_many_rules", str(exc)) from None
 
     @api.get("/faults", response_model=FaultList, tags=["faults"])
     async def list_faults(namespace: str | None = None) -> Response:
@@ -428,7 +431,10 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     @api.post("/stubs", response_model=Stub, status_code=201, tags=["stubs"])
     async def add_stub(spec: StubSpec) -> Response:
         _check_stub(spec)
-        return JSONOut(rules.add_stub(spec).model(), 201)
+        try:
+            return JSONOut(rules.add_stub(spec).model(), 201)
+        except TooManyRules as exc:
+            raise ApiError(409, "too_many_rules", str(exc)) from None
 
     @api.get("/stubs", response_model=StubList, tags=["stubs"])
     async def list_stubs(namespace: str | None = None) -> Response:

@@ -28,7 +28,7 @@ import orjson
 from mockhub.har import to_har
 from mockhub.journal import Call, Journal, ResponseRecord, SinkError
 from mockhub.rulefiles import RecordingError, load_rule_files
-from mockhub.rules import RuleBook, StubSpec
+from mockhub.rules import RuleBook, StubSpec, TooManyRules
 
 if TYPE_CHECKING:
     from mockhub.settings import Settings
@@ -450,11 +450,14 @@ def attach(
     """
     if settings.stubs is not None:
         specs = load_rule_files(settings.stubs, services)
-        for spec in specs:
-            if isinstance(spec, StubSpec):
-                rules.add_stub(spec)
-            else:
-                rules.add_fault(spec)
+        try:
+            for spec in specs:
+                if isinstance(spec, StubSpec):
+                    rules.add_stub(spec)
+                else:
+                    rules.add_fault(spec)
+        except TooManyRules as exc:
+            raise RecordingError(f"{settings.stubs}: {len(specs)} stubs and faults: {exc}") from None
         log.info("loaded %d stubs and faults from %s", len(specs), settings.stubs)
     if settings.replay is not None:
         calls, dropped = load_journal(settings.replay, keep=journal.max_calls, skipped=skipped)

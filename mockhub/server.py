@@ -57,7 +57,7 @@ class Hub:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         self.journal = Journal(self.settings.max_calls, self.settings.max_journal_bytes)
-        self.rules = RuleBook(self.settings.seed)
+        self.rules = RuleBook(self.settings.seed, self.settings.max_rules)
         self._tasks: set[asyncio.Task[None]] = set()
         ctx = ServiceContext(self.settings, self.journal, self.rules, self.spawn)
         extra = [load_fake(s) for s in (self.settings.fakes or "").split(",") if s.strip()]

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     body_timeout: float = Field(30.0, gt=0, description="seconds a client has to send a request body (408 after)")
     max_header_count: int = Field(100, ge=1, description="most headers in a request (431 beyond)")
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request head in bytes (431 beyond)")
+    max_rules: int = Field(
+        100_000, ge=1, description="most fault rules and stubs held at once, together (409 too_many_rules beyond)"
+    )
     max_connections: int = Field(2048, ge=1, description="concurrent connections and requests (503 beyond)")
     admin_token: str | None = Field(
         None, description="when set, the inspection API and UI require it (Bearer, X-Mockhub-Token or ?token=)"
