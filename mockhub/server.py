@@ -19,6 +19,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from mockhub import __version__
+from mockhub.api_body import limited_body
 from mockhub.journal import Journal
 from mockhub.outbound import own_listener_refusal
 from mockhub.pipeline import HttpPipeline
@@ -81,21 +82,26 @@ class Hub:
         self._api_building: asyncio.Future[FastAPI] | None = None
         self.http_port = 0
         self.ready = False
-        self._token = self.settings.admin_token
+        # Printable ASCII (Settings checks it), so its bytes are the same in every encoding.
+        self._token = None if self.settings.admin_token is None else self.settings.admin_token.encode("ascii")
 
     def _authorized(self, scope: Scope) -> bool:
-        """The admin token, from a header (clients) or the query string (the UI's EventSource cannot set headers)."""
+        """The admin token, from a header (clients) or the query string (the UI's EventSource cannot set headers).
+
+        Compared as bytes: whatever a client sends (non-ASCII included) is a wrong token, never an error.
+        """
         token = self._token
         assert token is not None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                scheme, _, given = value.decode("latin-1").partition(" ")
-                if scheme == "Bearer" and hmac.compare_digest(given, token):
+                scheme, _, given = bytes(value).partition(b" ")
+                if scheme == b"Bearer" and hmac.compare_digest(given, token):
                     return True
-            elif name == b"x-mockhub-token" and hmac.compare_digest(value.decode("latin-1"), token):
+            elif name == b"x-mockhub-token" and hmac.compare_digest(bytes(value), token):
                 return True
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        return any(hmac.compare_digest(given, token) for given in query.get("token", []))
+        # latin-1 both ways: each percent-decoded byte stays that byte, whatever it is.
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), encoding="latin-1")
+        return any(hmac.compare_digest(given.encode("latin-1"), token) for given in query.get("token", []))
 
     @property
     def api(self) -> FastAPI:
@@ -214,6 +220,12 @@ class Hub:
                 # Answered here, not by the inspection API: health checks work from the first moment.
                 await self._health_check(path, send)
                 return
+            limited = await limited_body(
+                scope, receive, send, self.settings.max_api_body_bytes, self.settings.body_timeout
+            )
+            if limited is None:
+                return
+            receive = limited
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
@@ -263,10 +275,14 @@ def _cross_origin(scope: Scope) -> bool:
     return origin.partition("://")[2].rstrip("/").lower() != host.lower()
 
 
+# The UI's script and stylesheet hold no data (every call they make carries the token), and a browser
+# loads them from <script>/<link> tags that cannot add one. The page itself, at whatever path it is
+# served (/ui, /ui/, /ui/index.html), is gated like the API.
+_OPEN_UI = frozenset({"/ui/app.js", "/ui/style.css"})
+
+
 def _is_open(path: str) -> bool:
-    # The UI's script and stylesheet hold no data (every call they make carries the token), and
-    # a browser loads them from <script>/<link> tags that cannot add one. The page itself is gated.
-    return path in _OPEN_PATHS or (path.startswith("/ui/") and path != "/ui/")
+    return path in _OPEN_PATHS or path in _OPEN_UI
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:
