@@ -262,6 +262,10 @@ class ServiceInfo(BaseModel):
     secret_paths: list[str] = Field(
         description="regular expressions over the path: group 1 is shown, group 2 is a credential and masked"
     )
+    secret_params: list[str] = Field(
+        default_factory=list,
+        description="query, form and JSON field names whose values are credentials (masked in the UI)",
+    )
     fields: dict[str, list[str]] = Field(
         description="the `data` keys the `to`, `text`/`contains` and `subject` filters read"
     )
@@ -302,6 +306,8 @@ class Service:
     env: ClassVar[tuple[EnvVar, ...]] = ()
     secret_headers: ClassVar[tuple[str, ...]] = ()
     secret_paths: ClassVar[tuple[str, ...]] = ()
+    # Query, form and JSON field names whose values are credentials (Slack's `token=`), masked in the UI.
+    secret_params: ClassVar[tuple[str, ...]] = ()
     fields: ClassVar[DataFields] = DataFields()
     presets: ClassVar[tuple[Preset, ...]] = PRESETS
     # This fake's own fields of a stub's `reply` (beside the common ones of `StubReply`), if any.
@@ -342,6 +348,7 @@ class Service:
             env=list(self.env),
             secret_headers=list(self.secret_headers),
             secret_paths=list(self.secret_paths),
+            secret_params=list(self.secret_params),
             fields={"to": list(self.fields.to), "text": list(self.fields.text), "subject": list(self.fields.subject)},
             presets=list(self.presets),
             stub_reply=stub_schema,

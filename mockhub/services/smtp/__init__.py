@@ -33,7 +33,7 @@ from mockhub.services.base import EnvVar, Service, ServiceContext, email_summary
 from mockhub.services.smtp.config import SmtpConfig
 from mockhub.services.smtp.faults import fault_outcome
 from mockhub.services.smtp.handler import SmtpHandler
-from mockhub.services.smtp.mime import attachment_content, parse_message
+from mockhub.services.smtp.mime import MimeTooDeep, attachment_content, parse_message
 from mockhub.services.smtp.protocol import MockSMTP
 from mockhub.services.smtp.tls import TlsMaterial
 
@@ -57,6 +57,14 @@ class NotFound(HTTPException):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(404, message)
+        self.code = code
+
+
+class Unreadable(HTTPException):
+    """A 422 for an email whose structure cannot be read."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(422, message)
         self.code = code
 
 
@@ -161,7 +169,10 @@ class SmtpService(Service):
             call = journal.get(call_id)
             if call is None or call.service != "smtp" or call.method != "DATA":
                 raise NotFound("call_not_found", f"no recorded email {call_id}")
-            found = attachment_content(call.body, index)
+            try:
+                found = attachment_content(call.body, index)
+            except MimeTooDeep as exc:
+                raise Unreadable("unparsable_email", f"email {call_id}: {exc}") from None
             if found is None:
                 raise NotFound("attachment_not_found", f"email {call_id} has no attachment {index}")
             content, content_type, filename = found
