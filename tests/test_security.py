@@ -291,14 +291,15 @@ _NETWORK_CALL = re.compile(r"\b(?:open_connection|create_connection|sock_connect
 
 
 def test_every_fake_that_can_call_out_asks_the_allowlist() -> None:
-    """A fake that can open a connection must check `ctx.outbound_allowed` (MOCKHUB_CALLBACK_ALLOW)."""
+    """A fake that can open a connection must ask `ctx.outbound_refusal` (MOCKHUB_CALLBACK_ALLOW, and never
+    mockhub's own inspection API)."""
     folder = Path(mockhub.services.__file__).parent
     calling_out = []
     for module in sorted(folder.glob("*.py")):
         source = module.read_text()
         if _NETWORK_IMPORT.search(source) or _NETWORK_CALL.search(source):
             calling_out.append(module.name)
-            assert "outbound_allowed(" in source, f"{module.name} can call out but never checks outbound_allowed"
+            assert "outbound_refusal(" in source, f"{module.name} can call out but never asks outbound_refusal"
     assert "twilio.py" in calling_out  # the check sees the one fake known to call out
 
 
