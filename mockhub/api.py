@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import quote
 
 import orjson
 from fastapi import FastAPI, Query
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
@@ -24,7 +26,7 @@ from mockhub.filters import CallFilter, with_filters
 from mockhub.journal import Call, Journal
 from mockhub.recording import jsonl_chunks, to_har
 from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, TooManyRules, check_reply_fields
-from mockhub.services.base import ServiceInfo
+from mockhub.services.base import Attachment, ServiceInfo
 
 __all__ = ["ApiState", "create_api"]
 
@@ -152,6 +154,8 @@ class ApiState:
     services: dict[str, ServiceInfo] = field(default_factory=dict)
     # Each fake's own fields of a stub's reply, checked when a stub is added.
     stub_replies: dict[str, type[BaseModel] | None] = field(default_factory=dict)
+    # Each fake's reader of the files a recorded call carried (`Service.attachment`), by name.
+    attachments: dict[str, Callable[[Call, int], Attachment | None]] = field(default_factory=dict)
     # Lets the fakes forget state of their own (stored messages) on POST /reset.
     on_reset: Callable[[str | None], None] = lambda namespace: None
 
@@ -390,6 +394,24 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         # Recorded bytes are untrusted: opened in a browser they must never run on mockhub's origin.
         return Response(call.body, media_type=content_type or "application/octet-stream", headers=_UNTRUSTED)
 
+    @api.get("/calls/{call_id}/attachments/{index}", tags=["calls"], response_class=Response)
+    async def get_attachment(call_id: str, index: Annotated[int, FastApiPath(ge=0)]) -> Response:
+        """A file the call carried (the `index`-th of `data.attachments`: an attachment, an upload), byte-exact."""
+        call = _get(journal, call_id)
+        reader = state.attachments.get(call.service)
+        try:
+            found = reader(call, index) if reader is not None else None
+        except (ValueError, RecursionError) as exc:
+            # The client chose the bytes: a body that cannot be taken apart is the caller's answer, not a 500.
+            raise ApiError(422, "unreadable_body", f"call {call_id}'s body cannot be taken apart: {exc}") from None
+        if found is None:
+            raise ApiError(404, "attachment_not_found", f"call {call_id} has no attachment {index}")
+        headers = dict(_UNTRUSTED)
+        name = _download_name(found.filename)
+        if name:
+            headers["content-disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
+        return Response(found.content, media_type=found.content_type, headers=headers)
+
     @api.delete("/calls", response_model=DeletedOut, tags=["calls"], openapi_extra=_documents(FilterQuery))
     async def delete_calls(request: Request) -> Response:
         """Forget the matching calls (all without filters). Faults and stubs stay."""
@@ -497,6 +519,14 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
 
 _UNTRUSTED = {"content-security-policy": "sandbox; default-src 'none'", "x-content-type-options": "nosniff"}
+
+
+def _download_name(filename: str | None) -> str | None:
+    """The last path component of a sender-chosen file name: a download never names a folder."""
+    if not filename:
+        return None
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return None if name in ("", ".", "..") else name
 
 
 def _get(journal: Journal, call_id: str) -> Call:

@@ -322,6 +322,7 @@ class HttpPipeline:
                     log.exception("fake %s failed on %s %s", service.name, call.method, path)
                     reply = service.error(500, f"mockhub internal error: {exc!r}", code="mockhub_error")
         assert reply is not None
+        service.finish(reply)
 
         call.duration_ms = (time.perf_counter() - started) * 1000
         if reply.stream is None:

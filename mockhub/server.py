@@ -122,6 +122,7 @@ class Hub:
                     self.rules,
                     self.health,
                     services={s.name: s.info() for s in self.services},
+                    attachments={s.name: s.attachment for s in self.services},
                     stub_replies=self.stub_replies,
                     on_reset=self._reset_services,
                 )

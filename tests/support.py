@@ -106,15 +106,24 @@ _node_lock = threading.Lock()
 def run_node(source: str, env: dict[str, str] | None = None, timeout: float = 60) -> str:
     """Run a Node ES module (`source`) beside tests/node's packages and return its stdout.
 
-    The packages in tests/node/package-lock.json are installed on first use (`npm ci`), so the
+    The packages in tests/node/package-lock.json are installed on first use and whenever the lock
+    changes (`npm ci`), so the
     README's one test command needs no separate step. A non-zero exit fails with Node's stderr.
     """
+    import fcntl
+    import hashlib
     import os
     import subprocess
 
-    with _node_lock:
-        if not (NODE_DIR / "node_modules" / ".package-lock.json").exists():
+    # A file lock, not only a thread lock: pytest-xdist's workers are processes.
+    with _node_lock, open(NODE_DIR / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # Installed again whenever the lock file changed (a merged branch added a package).
+        wanted = hashlib.sha256((NODE_DIR / "package-lock.json").read_bytes()).hexdigest()
+        stamp = NODE_DIR / "node_modules" / ".mockhub-lock-sha256"
+        if not stamp.exists() or stamp.read_text() != wanted:
             subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=600)
+            stamp.write_text(wanted)
     script = NODE_DIR / f"script-{secrets.token_hex(4)}.mjs"
     script.write_text(source)
     try:

@@ -1,5 +1,5 @@
-"""The Microsoft Teams and Discord webhook fakes, driven with httpx (no official Python client of either
-webhook can be pointed at another host), the way an application posts to them."""
+"""The Microsoft Teams and Discord webhook fakes, driven with httpx the way an application posts to
+them, and with the third-party `discord-webhook` client."""
 
 from __future__ import annotations
 
@@ -218,6 +218,8 @@ def test_discord_multipart_with_files(api: httpx.Client) -> None:
     data = calls(api, "discord")[0]["data"]
     assert data["attachments"] == [{"filename": "build.log", "content_type": "text/plain", "size": len(log)}]
     assert data["username"] == "ops"
+    download = api.get(f"/calls/{calls(api, 'discord')[0]['id']}/attachments/0")
+    assert download.content == log and download.headers["content-type"].startswith("text/plain")
 
 
 def test_discord_form_encoded(api: httpx.Client) -> None:
@@ -278,6 +280,34 @@ def test_discord_rate_limit_preset_and_a_client_that_honours_it(api: httpx.Clien
         time.sleep(body["retry_after"])
     assert statuses == [429, 429, 204]
     assert [c["fault"] is not None for c in calls(api, "discord")] == [True, True, False]
+
+
+def test_discord_webhook_client_retries_a_429_because_every_answer_carries_via(
+    api: httpx.Client, base_url: str
+) -> None:
+    # discord-webhook (like discord.py) takes a 429 without `Via` for a Cloudflare ban and raises
+    # instead of retrying; Discord's own answers all come with `Via: 1.1 google`.
+    from discord_webhook import DiscordWebhook
+
+    api.post("/faults", json={"service": "discord", "preset": "rate_limited", "times": 1}).raise_for_status()
+    hook = DiscordWebhook(url=f"{base_url}{DISCORD}", content="after one 429", rate_limit_retry=True)
+    assert hook.execute().ok
+    # A fault's own 429 (status and body of the test's choosing) is answered as Discord would, too.
+    api.post(
+        "/faults",
+        json={"service": "discord", "status": 429, "body": '{"message": "slow down", "retry_after": 0.05}', "times": 1},
+    ).raise_for_status()
+    assert DiscordWebhook(url=f"{base_url}{DISCORD}", content="again", rate_limit_retry=True).execute().ok
+    assert [c["response"]["status"] // 100 for c in calls(api, "discord")] == [4, 2, 4, 2]
+
+    for r in (
+        api.post(DISCORD, json={"content": "ok"}),
+        api.post(DISCORD, json={}),
+        api.post(DISCORD, content=b"{not json", headers={"content-type": "application/json"}),
+        api.get(f"/api/webhooks/{WEBHOOK_ID}/s3cr3t-t0ken/messages/1"),
+    ):
+        assert r.headers["via"] == "1.1 google", r.status_code
+        assert r.headers["x-ratelimit-limit"] == "5" and "x-ratelimit-reset-after" in r.headers
 
 
 def test_discord_get_webhook_and_namespace(api: httpx.Client) -> None:

@@ -136,6 +136,14 @@ def test_fault_until_deleted_and_plain_deletion(hub: MockHub) -> None:
     assert post(hub.urls.webhook("x"), {}).status_code == 200
 
 
+def test_match_given_as_a_plain_dict_like_the_json_form(hub: MockHub) -> None:
+    with hub.fault("webhook", status=503, match={"path": "/webhooks/only-this"}, times=None):
+        assert post(hub.urls.webhook("only-this"), {}).status_code == 503
+        assert post(hub.urls.webhook("other"), {}).status_code == 200
+    with pytest.raises(ValidationError):
+        hub.stub("webhook", status=201, match={"no_such_field": 1})
+
+
 def test_invalid_rules_fail_before_reaching_the_server(hub: MockHub) -> None:
     with pytest.raises(ValidationError, match="needs a 'preset' or a 'status'"):
         hub.fault("webhook")

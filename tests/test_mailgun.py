@@ -84,6 +84,11 @@ def test_send_multipart_with_attachments(api: httpx.Client, base_url: str) -> No
     assert data["inline"] == [{"filename": "logo.png", "content_type": "image/png", "size": 9}]
     assert (data["cc"], data["bcc"]) == (["team@example.com"], ["audit@example.com"])
     assert len(calls(api, to="audit@example.com")) == 1
+    # The files are downloadable byte-exact, counted as data.attachments lists them (inline apart).
+    call_id = calls(api)[0]["id"]
+    assert api.get(f"/calls/{call_id}/attachments/0").content == report
+    assert api.get(f"/calls/{call_id}/attachments/1").content == b"see report\n"
+    assert api.get(f"/calls/{call_id}/attachments/2").status_code == 404
 
 
 @pytest.mark.parametrize(

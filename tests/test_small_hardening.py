@@ -79,7 +79,7 @@ def test_a_deeply_nested_email_gets_a_clear_answer_not_a_500(
     assert data["attachments"] == []
     r = api.get(f"/calls/{call['id']}/attachments/0")
     assert r.status_code in (404, 422), r.text
-    assert r.json()["error"]["code"] in ("attachment_not_found", "unparsable_email")
+    assert r.json()["error"]["code"] in ("attachment_not_found", "unreadable_body")
     assert api.get("/health").json()["status"] == "ok"
 
 

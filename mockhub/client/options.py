@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from mockhub.faults import Stage
@@ -21,7 +22,7 @@ __all__ = ["FaultOptions", "MatchOptions", "StubOptions", "fault_spec", "stub_sp
 class MatchOptions(TypedDict, total=False):
     """Which calls a rule applies to: a whole `Match`, and/or its fields as shortcuts (they win)."""
 
-    match: Match | None
+    match: Match | Mapping[str, Any] | None
     method: str | None
     path: str | None
     contains: str | None
@@ -88,7 +89,10 @@ def _given(model: type[FaultSpec] | type[StubSpec], options: dict[str, Any]) -> 
 
 
 def _match(namespace: str | None, options: dict[str, Any]) -> Match:
-    base: Match | None = options.pop("match", None)
+    base: Match | Mapping[str, Any] | None = options.pop("match", None)
+    # A plain dict is the JSON form the docs show (`match={"to": ...}`): validated as a Match.
+    if base is not None and not isinstance(base, Match):
+        base = Match.model_validate(base)
     fields = base.model_dump(exclude_none=True) if base is not None else {}
     for key in MATCH_SHORTCUTS:
         if (value := options.pop(key, None)) is not None:

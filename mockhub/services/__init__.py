@@ -8,6 +8,8 @@ from mockhub.services.discord import DiscordService
 from mockhub.services.mailgun import MailgunService
 from mockhub.services.openai import OpenAIService
 from mockhub.services.pagerduty import PagerDutyService
+from mockhub.services.postmark import PostmarkService
+from mockhub.services.resend import ResendService
 from mockhub.services.sendgrid import SendGridService
 from mockhub.services.slack import SlackService
 from mockhub.services.smtp import SmtpService
@@ -28,6 +30,8 @@ SERVICES: list[type[Service]] = [
     TeamsService,
     SendGridService,
     MailgunService,
+    PostmarkService,
+    ResendService,
     OpenAIService,
     AnthropicService,
 ]

@@ -26,6 +26,7 @@ from mockhub.faults import TRANSPORTS
 from mockhub.filters import FIELDS, DataFields
 from mockhub.journal import SUMMARIES, Call, Journal, default_summary
 from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
+from mockhub.services.forms import FormPart, parse_multipart
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AppUrl",
+    "Attachment",
     "BadRequest",
     "EnvVar",
     "Reply",
@@ -176,6 +178,15 @@ def scope_header(scope: Mapping[str, Any], name: bytes) -> str | None:
         if key == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a recorded call carried (an email attachment, an upload), as `/calls/{id}/attachments/{n}` serves it."""
+
+    content: bytes
+    content_type: str
+    filename: str | None = None
 
 
 @dataclass(slots=True)
@@ -370,6 +381,32 @@ class Service:
         reply = self.error(status, message, code=name)
         reply.headers.extend(headers)
         return reply
+
+    def attachment(self, call: Call, index: int) -> Attachment | None:
+        """The `index`-th file of a recorded call, in the order of its `data.attachments`, or None.
+
+        The default reads the file parts of a `multipart/form-data` body (every upload a fake keeps);
+        a fake whose forms carry other files (Mailgun's `inline`) or whose files live elsewhere (an
+        email's MIME parts) overrides it. Raises ValueError for a body it cannot take apart.
+        """
+        content_type = call.headers.get("content-type", "")
+        if not content_type.lower().startswith("multipart/form-data"):
+            return None
+        files = [p for p in parse_multipart(content_type, call.body) if p.filename is not None and self.is_file(p)]
+        if not 0 <= index < len(files):
+            return None
+        part = files[index]
+        return Attachment(part.value, part.content_type, part.filename)
+
+    def is_file(self, part: FormPart) -> bool:
+        """Whether a multipart part with a filename counts as one of `data.attachments` (all, by default)."""
+        return True
+
+    def finish(self, reply: Reply) -> None:
+        """Add what every answer of this provider carries (Discord's `Via` and rate headers), faults included.
+
+        Runs for every HTTP answer of the fake, just before it is recorded and sent; the default does nothing.
+        """
 
     def reset(self, namespace: str | None) -> None:
         """Forget state of the fake's own (Twilio's stored messages) on `POST /reset`; all when None."""

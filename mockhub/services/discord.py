@@ -312,6 +312,16 @@ class DiscordService(Service):
             }
         )
 
+    def finish(self, reply: Reply) -> None:
+        # Every answer of Discord's API comes through Google's front end with the bucket headers, errors
+        # and 429s included. discord.py takes a 429 without `Via` for a Cloudflare ban and gives up
+        # instead of retrying, so a fault's or stub's answer gets them too (unless it set its own).
+        names = {name.lower() for name, _ in reply.headers}
+        if "via" not in names:
+            reply.headers.append(("via", "1.1 google"))
+        if "x-ratelimit-limit" not in names:
+            reply.headers.extend(self._rate_headers(0 if reply.status == 429 else _RATE_LIMIT - 1))
+
     def error(self, status: int, message: str, code: str | None = None) -> Reply:
         if status == 413:
             return json_reply({"message": "Request entity too large", "code": 40005}, 413)

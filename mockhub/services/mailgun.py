@@ -174,6 +174,10 @@ class MailgunService(Service):
         data["message_id"] = self._message_id(data["domain"])
         return data
 
+    def is_file(self, part: FormPart) -> bool:
+        # `inline` files are listed apart, in `data.inline`: the attachment indexes count `attachment` parts.
+        return part.name == "attachment"
+
     def parse_mime(self, request: Request) -> dict[str, Any]:
         self._authorize(request)
         fields = self._fields(request)

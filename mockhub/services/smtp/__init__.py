@@ -23,17 +23,16 @@ import asyncio
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from mockhub.journal import Call
-from mockhub.services.base import EnvVar, Service, ServiceContext, email_summary
+from mockhub.services.base import Attachment, EnvVar, Service, ServiceContext, email_summary
 from mockhub.services.smtp.config import SmtpConfig
 from mockhub.services.smtp.faults import fault_outcome
 from mockhub.services.smtp.handler import SmtpHandler
-from mockhub.services.smtp.mime import MimeTooDeep, attachment_content, parse_message
+from mockhub.services.smtp.mime import attachment_content, parse_message
 from mockhub.services.smtp.protocol import MockSMTP
 from mockhub.services.smtp.tls import TlsMaterial
 
@@ -58,22 +57,6 @@ class NotFound(HTTPException):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(404, message)
         self.code = code
-
-
-class Unreadable(HTTPException):
-    """A 422 for an email whose structure cannot be read."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(422, message)
-        self.code = code
-
-
-def _download_name(filename: str | None) -> str | None:
-    """The last path component of a sender-chosen file name: a download never names a folder."""
-    if not filename:
-        return None
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
-    return None if name in ("", ".", "..") else name
 
 
 def _drop_login_data_warning(record: logging.LogRecord) -> bool:
@@ -155,34 +138,18 @@ class SmtpService(Service):
     def listeners(self) -> dict[str, int]:
         return {name: int(s.sockets[0].getsockname()[1]) for name, s in self._servers.items() if s.sockets}
 
+    def attachment(self, call: Call, index: int) -> Attachment | None:
+        """The `index`-th attachment of a recorded email (its MIME parts), byte-exact."""
+        if call.method != "DATA":
+            return None
+        found = attachment_content(call.body, index)
+        return None if found is None else Attachment(*found)
+
     def api_router(self) -> APIRouter:
         # FastAPI is imported with the inspection API, after the listeners are up (start-up time).
         from fastapi import APIRouter
-        from fastapi import Path as PathParam
 
         router = APIRouter(tags=["smtp"])
-        journal = self.ctx.journal
-
-        @router.get("/calls/{call_id}/attachments/{index}", response_class=Response)
-        async def attachment(call_id: str, index: int = PathParam(ge=0)) -> Response:
-            """An email attachment (the `index`-th of `data.attachments`), byte-exact."""
-            call = journal.get(call_id)
-            if call is None or call.service != "smtp" or call.method != "DATA":
-                raise NotFound("call_not_found", f"no recorded email {call_id}")
-            try:
-                found = attachment_content(call.body, index)
-            except MimeTooDeep as exc:
-                raise Unreadable("unparsable_email", f"email {call_id}: {exc}") from None
-            if found is None:
-                raise NotFound("attachment_not_found", f"email {call_id} has no attachment {index}")
-            content, content_type, filename = found
-            # The sender chose the bytes and their type: an HTML attachment opened from the UI must
-            # never run on mockhub's origin (the same policy as /calls/{id}/raw).
-            headers = {"content-security-policy": "sandbox; default-src 'none'", "x-content-type-options": "nosniff"}
-            name = _download_name(filename)
-            if name:
-                headers["content-disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
-            return Response(content, media_type=content_type, headers=headers)
 
         @router.get("/tls/ca.pem", response_class=Response)
         async def ca_pem() -> Response:
