@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from mockhub.filters import CallFilter, with_filters
 from mockhub.journal import Call, Journal
 from mockhub.recording import jsonl_chunks, to_har
-from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, check_reply_fields
+from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, TooManyRules, check_reply_fields
 from mockhub.services.base import Attachment, ServiceInfo
 
 __all__ = ["ApiState", "create_api"]
@@ -139,7 +139,13 @@ class HealthOut(BaseModel):
     last_seq: int
     body_bytes: int
     recorded: int | None = Field(None, description="calls written to the record file since start (when recording)")
+    record_failures: int | None = Field(
+        None, description="calls the record file refused (a full disk): answered 500, not acknowledged"
+    )
     record_file: str | None = Field(None, description="the JSON Lines file being written (when recording)")
+    replay_skipped: int | None = Field(
+        None, description="lines of the replayed recording skipped as not call records (with --replay)"
+    )
 
 
 @dataclass
@@ -157,6 +163,10 @@ class ApiState:
     attachments: dict[str, Callable[[Call, int], Attachment | None]] = field(default_factory=dict)
     # Lets the fakes forget state of their own (stored messages) on POST /reset.
     on_reset: Callable[[str | None], None] = lambda namespace: None
+
+
+# A stream's keep-alive comment costs a wake-up of the event loop: a tiny interval would spin it.
+MIN_HEARTBEAT_S = 0.05
 
 
 # -- the query parameters ----------------------------------------------------------------------------
@@ -181,7 +191,12 @@ class _Listing(_Filtering):
 
 
 class _Streaming(_Filtering):
-    heartbeat: float = Field(15.0, gt=0, le=300, description="seconds between keep-alive comments")
+    heartbeat: float = Field(
+        15.0,
+        ge=MIN_HEARTBEAT_S,
+        le=300,
+        description=f"seconds between keep-alive comments (at least {MIN_HEARTBEAT_S})",
+    )
 
 
 class _Exporting(_Filtering):
@@ -420,7 +435,10 @@ def create_api(state: ApiState, version: str) -> FastAPI:
             if spec.match.scope() not in (None, namespace):
                 raise ApiError(422, "invalid_request", f"namespace: ?namespace={namespace} contradicts match.namespace")
             spec = spec.model_copy(update={"match": spec.match.model_copy(update={"namespace": namespace})})
-        return JSONOut(rules.add_fault(spec).model(), 201)
+        try:
+            return JSONOut(rules.add_fault(spec).model(), 201)
+        except TooManyRules as exc:
+            raise ApiError(409, "too_many_rules", str(exc)) from None
 
     @api.get("/faults", response_model=FaultList, tags=["faults"])
     async def list_faults(namespace: str | None = None) -> Response:
@@ -449,7 +467,10 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     @api.post("/stubs", response_model=Stub, status_code=201, tags=["stubs"])
     async def add_stub(spec: StubSpec) -> Response:
         _check_stub(spec)
-        return JSONOut(rules.add_stub(spec).model(), 201)
+        try:
+            return JSONOut(rules.add_stub(spec).model(), 201)
+        except TooManyRules as exc:
+            raise ApiError(409, "too_many_rules", str(exc)) from None
 
     @api.get("/stubs", response_model=StubList, tags=["stubs"])
     async def list_stubs(namespace: str | None = None) -> Response:

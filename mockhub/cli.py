@@ -36,10 +36,20 @@ def main(
 
 
 def _serve(**given: Any) -> None:
+    from pydantic import ValidationError
+
     from mockhub.server import run
 
     # Only flags actually given override the environment (MOCKHUB_*) and the defaults.
-    run(Settings(**{k: v for k, v in given.items() if v is not None}))
+    try:
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors()
+        )
+        typer.echo(f"mockhub: error: {problems}", err=True)
+        raise SystemExit(2) from None
+    run(settings)
 
 
 def _serve_signature() -> inspect.Signature:

@@ -8,14 +8,15 @@ is one entry here plus its injector on each transport it names.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from mockhub.filters import Match
 
-__all__ = ["KINDS", "PRESETS", "FaultAction", "FaultKind", "FaultSpec", "Preset", "Stage"]
+__all__ = ["KINDS", "PRESETS", "FaultAction", "FaultKind", "FaultSpec", "Headers", "Preset", "Stage", "check_headers"]
 
 Preset = Literal["rate_limited", "server_error", "unavailable", "overloaded", "unauthorized"]
 PRESETS: tuple[Preset, ...] = get_args(Preset)
@@ -27,6 +28,47 @@ Stage = Literal["connect", "ehlo", "auth", "mail", "rcpt", "data"]
 
 HTTP = "http"
 SMTP = "smtp"
+
+# RFC 9110 section 5.6.2: a field name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FORBIDDEN_VALUE = re.compile(r"[\r\n\x00]")
+# Framing is mockhub's: a rule's own Content-Length or Transfer-Encoding would contradict the body sent.
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
+
+
+def check_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Headers a rule may add to an answer, as they will be sent: each name a token, each value
+    latin-1 without CR, LF or NUL, surrounding blanks dropped (HTTP drops them too). Raises ValueError."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"{name!r} is not a valid header name (a token: letters, digits and !#$%&'*+-.^_`|~)")
+        if name.lower() in _FRAMING:
+            raise ValueError(f"{name!r}: mockhub sets content-length and transfer-encoding itself")
+        if _FORBIDDEN_VALUE.search(value):
+            raise ValueError(f"the value of {name!r} holds CR, LF or NUL, which cannot be sent in a header")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"the value of {name!r} is not latin-1 (ISO-8859-1), so it cannot be sent as a header; "
+                "percent-encode or RFC 8187-encode it"
+            ) from None
+        out[name] = value.strip(" \t")
+    return out
+
+
+Headers = Annotated[dict[str, str], AfterValidator(check_headers)]
+
+
+def _one_line(text: str) -> str:
+    # A reply line with CR or LF in it would be read as more reply lines (a forged `250 OK`).
+    if _FORBIDDEN_VALUE.search(text):
+        raise ValueError("a reply text is one line: no CR, LF or NUL")
+    return text
+
+
+"""A rule's answer headers, checked (`check_headers`) when the rule is made."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +184,7 @@ class FaultSpec(BaseModel):
     preset: Preset | None = None
     status: Annotated[int, Field(ge=100, le=599)] | None = None
     body: str | dict[str, Any] | list[Any] | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
     delay_ms: Annotated[int, Field(ge=0, le=3_600_000)] | None = None
     jitter_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 0
     times: Annotated[int, Field(ge=1)] | None = 1
@@ -155,7 +197,9 @@ class FaultSpec(BaseModel):
     code: Annotated[int, Field(ge=200, le=599)] | None = Field(
         None, description="smtp_reply / error on a session: the reply code"
     )
-    message: str | None = Field(None, description="the reply text of a session's error or smtp_reply")
+    message: Annotated[str, AfterValidator(_one_line)] | None = Field(
+        None, description="the reply text of a session's error or smtp_reply (one line)"
+    )
     seed: int | None = Field(
         None, description="seed of this rule's `probability` draws; default: the server's MOCKHUB_SEED"
     )

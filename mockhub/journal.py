@@ -24,6 +24,7 @@ __all__ = [
     "CallFilter",
     "Journal",
     "ResponseRecord",
+    "SinkError",
     "Subscription",
     "encode_body",
     "new_id",
@@ -226,6 +227,15 @@ class Subscription:
 
 Sink = Callable[[Call], None]
 
+
+class SinkError(Exception):
+    """A sink could not keep a call (the record file's disk is full): the call is not acknowledged.
+
+    Raised out of `Journal.append`; the call is then neither stored nor numbered, and the caller
+    answers an error (HTTP 500, SMTP 451) instead of an acknowledgement.
+    """
+
+
 SUMMARIES: dict[str, Callable[[Call], str]] = {}
 """service name -> its one-line summary of a call; filled by each fake's class (`Service.__init_subclass__`)."""
 
@@ -275,8 +285,12 @@ class Journal:
         call.seq = self._seq
         if not call.id:
             call.id = new_id("c_")
-        for sink in self._sinks:
-            sink(call)
+        try:
+            for sink in self._sinks:
+                sink(call)
+        except SinkError:
+            self._seq -= 1  # never acknowledged: the next call takes its number
+            raise
         self._store(call)
         if self._waiters:
             self._wake(call)

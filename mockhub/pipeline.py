@@ -22,7 +22,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from mockhub import transport
-from mockhub.journal import Call, Journal, ResponseRecord
+from mockhub.journal import Call, Journal, ResponseRecord, SinkError
 from mockhub.rules import FaultRule, RuleBook, StubResponse
 from mockhub.services.base import BadRequest, Reply, Request, Route, Service
 
@@ -212,6 +212,25 @@ class HttpPipeline:
         host: str = "",
     ) -> None:
         """Serve one call. `host` is where it was going, as recorded (`api.twilio.com`, `127.0.0.1:8080`)."""
+        try:
+            await self._handle(service, route, params, path, namespace, scope, receive, send, host)
+        except SinkError as exc:
+            # Every path records the call before it sends a byte, so nothing has been answered yet:
+            # a call that could not be recorded is refused, never acknowledged and lost.
+            await _send_reply(send, service.error(500, f"mockhub could not record this call: {exc}", "mockhub_error"))
+
+    async def _handle(
+        self,
+        service: Service,
+        route: Route | None,
+        params: dict[str, str],
+        path: str,
+        namespace: str | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        host: str,
+    ) -> None:
         started = time.perf_counter()
         headers = _headers(scope["headers"])
         too_slow = False

@@ -12,12 +12,13 @@ LLM call is recorded when its stream starts (with an empty response body) and co
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from mockhub.har import to_har
-from mockhub.journal import Call, Journal, ResponseRecord
+from mockhub.journal import Call, Journal, ResponseRecord, SinkError
 from mockhub.rulefiles import RecordingError, load_rule_files
-from mockhub.rules import RuleBook, StubSpec
+from mockhub.rules import RuleBook, StubSpec, TooManyRules
 
 if TYPE_CHECKING:
     from mockhub.settings import Settings
@@ -90,7 +91,18 @@ def _str(record: dict[str, Any], key: str) -> str:
 
 
 def call_from_dict(record: dict[str, Any], base: Path | None = None) -> Call:
-    """The inverse of `Call.to_dict()` (bodies stored beside a record file are read from `base`)."""
+    """The inverse of `Call.to_dict()` (bodies stored beside a record file are read from `base`).
+
+    A record line may leave out `data` when it is the body's JSON object (`data_is_body`); lines of
+    older versions, which hold both, are read as they are.
+    """
+    body = _body(record, base)
+    if record.get("data_is_body"):
+        data = orjson.loads(body)
+        if not isinstance(data, dict):
+            raise ValueError("data_is_body, but the body is not a JSON object")
+    else:
+        data = dict(record.get("data") or {})
     return Call(
         service=_str(record, "service"),
         method=_str(record, "method"),
@@ -101,8 +113,8 @@ def call_from_dict(record: dict[str, Any], base: Path | None = None) -> Call:
         scheme=record.get("scheme") or "http",
         query=dict(record.get("query") or {}),
         headers=dict(record.get("headers") or {}),
-        body=_body(record, base),
-        data=dict(record.get("data") or {}),
+        body=body,
+        data=data,
         response=_response(record.get("response"), base),
         fault=record.get("fault"),
         stub=record.get("stub"),
@@ -136,6 +148,7 @@ class JsonlSink:
         self.rotate_bytes = rotate_bytes
         self.inline_max_bytes = inline_max_bytes
         self.written = 0
+        self.failed = 0
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -148,30 +161,56 @@ class JsonlSink:
         self._open_next()
 
     def _open_next(self) -> None:
-        self._part += 1
-        self.path = self.directory / f"{self._stem}-{self._part:04d}.jsonl"
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._open()
         except OSError as exc:
             raise RecordingError(f"{self.path}: cannot open the record file: {exc}") from exc
+
+    def _open(self) -> None:
+        self._part += 1
+        self.path = self.directory / f"{self._stem}-{self._part:04d}.jsonl"
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._size = os.fstat(self._fd).st_size
         if self.fsync:
             _fsync_dir(self.directory)
 
     def _write(self, line: bytes) -> None:
+        """Append one whole line, or nothing: a failed write (ENOSPC) is cut back to the last whole line.
+
+        `_size` is where the last complete line ends. A short write followed by ENOSPC leaves part of
+        the line in the file; without the cut, the next call's line would be glued onto it and both
+        unreadable. When even the cut fails, the file is given up (its torn last line is ignored by
+        replay) and the next call starts a new one.
+        """
         if self._fd < 0:
-            self._open_next()
-        view = memoryview(line)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        if self.fsync:
-            os.fsync(self._fd)
+            self._open()
+        good = self._size
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError:
+            self.failed += 1
+            try:
+                os.ftruncate(self._fd, good)
+            except OSError:
+                log.warning("mockhub: cannot cut %s back to its last whole line; starting a new file", self.path)
+                self._abandon()
+            raise
         self._size += len(line)
         if self._size >= self.rotate_bytes:
             os.close(self._fd)
-            self._open_next()
+            self._fd = -1
+            self._open()
 
-    def _outline(self, call: Call, which: str, body: bytes, rec: dict[str, Any]) -> None:
+    def _abandon(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = -1
+
+    def _outline(self, call: Call, which: str, body: bytes, rec: dict[str, Any], files: list[Path]) -> None:
         """Store a large body beside the record file; the record names it instead of holding it."""
         if len(body) <= self.inline_max_bytes:
             return
@@ -179,7 +218,9 @@ class JsonlSink:
         name = f"{_file_stem(call.id)}.{which}"
         new_dir = not bodies.exists()
         bodies.mkdir(exist_ok=True)
-        fd = os.open(bodies / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        target = bodies / name
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        files.append(target)
         try:
             view = memoryview(body)
             while view:
@@ -197,43 +238,71 @@ class JsonlSink:
         rec["body_file"] = f"bodies/{name}"
         rec["body_size"] = len(body)
 
-    def _record(self, call: Call) -> dict[str, Any]:
+    def _record(self, call: Call, files: list[Path]) -> dict[str, Any]:
         record = call.to_dict()
-        self._outline(call, "request", call.body, record)
+        if _data_is_body(call):
+            # A JSON body parsed as it is into `data` (a webhook's): stored once, `data` rebuilt on replay.
+            del record["data"]
+            record["data_is_body"] = True
+        self._outline(call, "request", call.body, record, files)
         if call.response is not None and record["response"] is not None:
-            self._outline(call, "response", call.response.body, record["response"])
+            self._outline(call, "response", call.response.body, record["response"], files)
         return record
+
+    def _line(self, call: Call, build: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Write the line `build` makes of the call's record; on failure remove the body files it wrote."""
+        files: list[Path] = []
+        try:
+            self._write(orjson.dumps(build(self._record(call, files))) + b"\n")
+        except OSError:
+            for file in files:
+                with contextlib.suppress(OSError):
+                    file.unlink()
+            raise
 
     def write(self, call: Call) -> None:
         """The journal sink: runs inside `Journal.append`, before the fake answers."""
         try:
-            self._write(orjson.dumps(self._record(call)) + b"\n")
-        except OSError:
-            # Not acknowledged either: the exception fails the call (500 / SMTP 451) rather than lose it.
-            log.exception("mockhub: cannot record call %s to %s", call.id, self.path)
-            raise
+            self._line(call, lambda record: record)
+        except OSError as exc:
+            # Not acknowledged either: the error fails the call (500 / SMTP 451) rather than lose it.
+            log.error("mockhub: cannot record call %s to %s: %s", call.id, self.path, exc)
+            raise SinkError(f"cannot record the call to {self.path}: {exc.strerror or exc}") from exc
         self.written += 1
 
     def update(self, call: Call) -> None:
         """A call completed after it was recorded (a finished stream): its new response, data and fault."""
-        record = self._record(call)
-        update = {
-            "update": call.id,
-            "response": record["response"],
-            "data": record["data"],
-            "fault": record["fault"],
-            "duration_ms": record["duration_ms"],
-        }
+
+        def update(record: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "update": call.id,
+                "response": record["response"],
+                "data": call.data,
+                "fault": record["fault"],
+                "duration_ms": record["duration_ms"],
+            }
+
         try:
-            self._write(orjson.dumps(update) + b"\n")
-        except OSError:
-            log.exception("mockhub: cannot record the end of call %s to %s", call.id, self.path)
+            self._line(call, update)
+        except OSError as exc:
+            log.error("mockhub: cannot record the end of call %s to %s: %s", call.id, self.path, exc)
 
     def close(self) -> None:
         if self._fd >= 0:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
+
+
+def _data_is_body(call: Call) -> bool:
+    """Whether `data` is exactly the JSON object the body holds (so a record line need not hold it twice)."""
+    data, body = call.data, call.body
+    if not data or (body[:1] != b"{" and body.lstrip()[:1] != b"{"):
+        return False
+    try:
+        return bool(orjson.loads(body) == data)
+    except orjson.JSONDecodeError:
+        return False
 
 
 _SAFE_STEM = re.compile(r"[A-Za-z0-9_-]{1,100}")
@@ -261,12 +330,17 @@ def _fsync_dir(directory: Path) -> None:
 # -- replay -----------------------------------------------------------------------------------------
 
 
-def load_journal(path: Path, keep: int | None = None) -> tuple[list[Call], int]:
+def load_journal(path: Path, keep: int | None = None, skipped: list[str] | None = None) -> tuple[list[Call], int]:
     """The calls of a record file (or of every `*.jsonl` in a folder, in name order), updates folded in.
 
     Returns (calls, dropped): with `keep`, only the newest `keep` calls are returned and the others
     counted as dropped, so loading a huge recording never holds more than the journal would. Seqs are
     kept; where files from several runs restart at 1, later calls are renumbered to keep the order.
+
+    A line that is not a call record (torn by a crash or a full disk, edited by hand, hostile) is
+    skipped with a warning, never a reason to refuse the whole recording; each is described in
+    `skipped` when given. A record glued onto a torn line (what older versions left after ENOSPC) is
+    recovered.
     """
     if path.is_dir():
         files = sorted(path.glob("*.jsonl"))
@@ -276,19 +350,30 @@ def load_journal(path: Path, keep: int | None = None) -> tuple[list[Call], int]:
         raise RecordingError(f"{path}: no such file or folder to replay")
     calls: dict[str, Call] = {}
     dropped = 0
+
+    def skip(where: str, why: str) -> None:
+        log.warning("%s: skipping a line that is not a call record: %s", where, why)
+        if skipped is not None:
+            skipped.append(f"{where}: {why}")
+
     for file in files:
         with file.open("rb") as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
+                where = f"{file}:{lineno}"
                 try:
                     record = orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
-                    if not line.endswith(b"\n"):
+                    record = _unglue(line)
+                    if not line.endswith(b"\n") and record is None:
                         # A line cut by a crash mid-write: that call was never acknowledged.
-                        log.warning("%s:%d: ignoring a torn last line", file, lineno)
+                        log.warning("%s: ignoring a torn last line", where)
                         continue
-                    raise RecordingError(f"{file}:{lineno}: not valid JSON: {exc}") from exc
+                    if record is None:
+                        skip(where, f"not valid JSON ({exc})")
+                        continue
+                    skip(where, "a torn line, the record glued after it kept")
                 try:
                     if not isinstance(record, dict):
                         raise ValueError("a line must be a JSON object")
@@ -299,7 +384,8 @@ def load_journal(path: Path, keep: int | None = None) -> tuple[list[Call], int]:
                         continue
                     call = call_from_dict(record, file.parent)
                 except (KeyError, TypeError, ValueError, OSError) as exc:
-                    raise RecordingError(f"{file}:{lineno}: not a mockhub call record: {exc!r}") from exc
+                    skip(where, f"not a mockhub call record: {exc!r}")
+                    continue
                 calls.pop(call.id, None)
                 calls[call.id] = call
                 if keep is not None and len(calls) > keep:
@@ -312,6 +398,21 @@ def load_journal(path: Path, keep: int | None = None) -> tuple[list[Call], int]:
             call.seq = last + 1
         last = call.seq
     return ordered, dropped
+
+
+_RECORD_STARTS = (b'{"id":', b'{"update":')
+
+
+def _unglue(line: bytes) -> Any:
+    """The record at the end of a line that starts with a torn one, or None."""
+    for marker in _RECORD_STARTS:
+        at = line.find(marker, 1)
+        while at > 0:
+            try:
+                return orjson.loads(line[at:])
+            except orjson.JSONDecodeError:
+                at = line.find(marker, at + 1)
+    return None
 
 
 def _fold(call: Call, update: dict[str, Any], base: Path) -> None:
@@ -338,18 +439,30 @@ async def jsonl_chunks(calls: list[Call], batch: int = 500) -> AsyncIterator[byt
 # -- wiring -----------------------------------------------------------------------------------------
 
 
-def attach(settings: Settings, journal: Journal, rules: RuleBook, services: Collection[str]) -> JsonlSink | None:
-    """At start: load stub files, replay a recording, then start recording. Raises `RecordingError`."""
+def attach(
+    settings: Settings,
+    journal: Journal,
+    rules: RuleBook,
+    services: Collection[str],
+    skipped: list[str] | None = None,
+) -> JsonlSink | None:
+    """At start: load stub files, replay a recording, then start recording. Raises `RecordingError`.
+
+    Lines of the replayed recording that were skipped are described in `skipped`.
+    """
     if settings.stubs is not None:
         specs = load_rule_files(settings.stubs, services)
-        for spec in specs:
-            if isinstance(spec, StubSpec):
-                rules.add_stub(spec)
-            else:
-                rules.add_fault(spec)
+        try:
+            for spec in specs:
+                if isinstance(spec, StubSpec):
+                    rules.add_stub(spec)
+                else:
+                    rules.add_fault(spec)
+        except TooManyRules as exc:
+            raise RecordingError(f"{settings.stubs}: {len(specs)} stubs and faults: {exc}") from None
         log.info("loaded %d stubs and faults from %s", len(specs), settings.stubs)
     if settings.replay is not None:
-        calls, dropped = load_journal(settings.replay, keep=journal.max_calls)
+        calls, dropped = load_journal(settings.replay, keep=journal.max_calls, skipped=skipped)
         journal.restore(calls)
         journal.evicted += dropped
         log.info("replayed %d calls from %s (%d beyond max_calls)", len(calls), settings.replay, dropped)

@@ -8,15 +8,17 @@ the rule book knows nothing of the fakes.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 import re
 import time
-from collections.abc import Mapping
-from typing import Annotated, Any
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mockhub.faults import HTTP, KINDS, PRESETS, FaultAction, FaultSpec, Preset, Stage
+from mockhub.faults import HTTP, KINDS, PRESETS, FaultAction, FaultSpec, Headers, Preset, Stage
 from mockhub.filters import CallFilter, Match
 from mockhub.journal import Call, format_time, new_id
 
@@ -30,12 +32,16 @@ __all__ = [
     "StubReply",
     "StubResponse",
     "StubSpec",
+    "TooManyRules",
     "ToolCall",
     "check_reply_fields",
     "reply_field_problems",
 ]
 # Re-exported: the fault vocabulary lives in mockhub.faults, the match in mockhub.filters.
 __all__ += ["PRESETS", "FaultAction", "FaultSpec", "Preset", "Stage"]
+
+
+_order = itertools.count()
 
 
 class _Rule:
@@ -48,6 +54,9 @@ class _Rule:
         self.regex = re.compile(match.regex) if match.regex else None
         self.data = match.data
         self.created = time.time()
+        # Creation order, global across faults and stubs: "newest first" when several buckets merge.
+        self.order = next(_order)
+        self.id = ""
 
     def applies_to(self, call: Call) -> bool:
         if not self.filter.matches(call):
@@ -153,7 +162,7 @@ class StubResponse(BaseModel):
     status: Annotated[int, Field(ge=100, le=599)] = 200
     json_body: Any = Field(None, alias="json")
     body: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
 
 
 class StubSpec(BaseModel):
@@ -272,23 +281,82 @@ class StubHit:
 # --------------------------------------------------------------------------------------------------
 
 
-class RuleBook:
-    """Every fault rule and stub, newest first when several match."""
+class TooManyRules(Exception):
+    """Adding a rule would exceed `max_rules` (MOCKHUB_MAX_RULES)."""
 
-    def __init__(self, seed: int | None = None) -> None:
+
+_R = TypeVar("_R", bound=_Rule)
+
+
+def _newest(rule: _Rule) -> int:
+    return rule.order
+
+
+class _Index(Generic[_R]):
+    """Rules by the (service, namespace) they are limited to (None: any), each bucket oldest first.
+
+    A call (service S, namespace N) can only be matched by the rules of four buckets: (S, N),
+    (S, any), (any, N) and (any, any). Looking only there keeps the cost of a call near constant
+    however many rules other services and namespaces hold (a suite's thousands of namespaces).
+    """
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[str | None, str | None], dict[str, _R]] = {}
+
+    def add(self, rule: _R) -> None:
+        self._buckets.setdefault((rule.service, rule.namespace), {})[rule.id] = rule
+
+    def discard(self, rule: _R) -> None:
+        key = (rule.service, rule.namespace)
+        bucket = self._buckets.get(key)
+        if bucket is not None and bucket.pop(rule.id, None) is not None and not bucket:
+            del self._buckets[key]
+
+    def clear(self) -> None:
+        self._buckets.clear()
+
+    def candidates(self, service: str, namespace: str) -> Iterator[_R]:
+        """The rules that could match a call of `service` in `namespace`, newest first."""
+        get = self._buckets.get
+        found = [
+            b for b in (get((service, namespace)), get((service, None)), get((None, namespace)), get((None, None))) if b
+        ]
+        if not found:
+            return iter(())
+        if len(found) == 1:
+            return reversed(found[0].values())
+        return heapq.merge(*(reversed(b.values()) for b in found), key=_newest, reverse=True)
+
+
+class RuleBook:
+    """Every fault rule and stub, newest first when several match.
+
+    `_faults` / `_stubs` hold every rule (what the API lists); the indexes hold the live ones (an
+    exhausted rule leaves its index, and stays listed with its counters).
+    """
+
+    def __init__(self, seed: int | None = None, max_rules: int | None = None) -> None:
         self._faults: dict[str, FaultRule] = {}
         self._stubs: dict[str, StubRule] = {}
         # The default seed of probabilistic faults (MOCKHUB_SEED); each rule seeds its own generator.
         self.seed = seed
-        # Per (service, stage): the active fault rules that can apply, so a call never looks at
-        # other services' rules or exhausted ones.
-        self._fault_views: dict[tuple[str, str | None], tuple[FaultRule, ...]] = {}
+        self.max_rules = max_rules
+        self._live_faults: _Index[FaultRule] = _Index()
+        self._live_stubs: _Index[StubRule] = _Index()
+
+    def _room(self) -> None:
+        if self.max_rules is not None and len(self._faults) + len(self._stubs) >= self.max_rules:
+            raise TooManyRules(
+                f"mockhub already holds {self.max_rules} faults and stubs, its max_rules (MOCKHUB_MAX_RULES): "
+                "delete some (DELETE /faults, DELETE /stubs, POST /reset) or raise the bound"
+            )
 
     # -- faults --------------------------------------------------------------------------------
     def add_fault(self, spec: FaultSpec) -> FaultRule:
+        self._room()
         rule = FaultRule(spec, seed=self.seed)
         self._faults[rule.id] = rule
-        self._fault_views.clear()
+        self._live_faults.add(rule)
         return rule
 
     def fault(self, rule_id: str) -> FaultRule | None:
@@ -298,35 +366,30 @@ class RuleBook:
         return [r for r in self._faults.values() if namespace is None or r.namespace == namespace]
 
     def remove_fault(self, rule_id: str) -> bool:
-        self._fault_views.clear()
-        return self._faults.pop(rule_id, None) is not None
+        rule = self._faults.pop(rule_id, None)
+        if rule is None:
+            return False
+        self._live_faults.discard(rule)
+        return True
 
     def clear_faults(self, namespace: str | None = None) -> int:
-        doomed = [r.id for r in self.faults(namespace)]
-        for rule_id in doomed:
-            del self._faults[rule_id]
-        self._fault_views.clear()
+        if namespace is None:
+            removed = len(self._faults)
+            self._faults.clear()
+            self._live_faults.clear()
+            return removed
+        doomed = self.faults(namespace)
+        for rule in doomed:
+            del self._faults[rule.id]
+            self._live_faults.discard(rule)
         return len(doomed)
-
-    def _live_faults(self, service: str, stage: str | None) -> tuple[FaultRule, ...]:
-        """Active rules that can apply to `service` at `stage`, newest first (cached until rules change)."""
-        key = (service, stage)
-        view = self._fault_views.get(key)
-        if view is None:
-            view = tuple(
-                r
-                for r in reversed(self._faults.values())
-                if (r.service is None or r.service == service) and r.stage_applies(stage) and not r.exhausted
-            )
-            self._fault_views[key] = view
-        return view
 
     def fault_for(self, call: Call, stage: str | None = None) -> FaultRule | None:
         """The fault to apply to `call` (at a session `stage`), counting it as seen/fired; or None."""
         if not self._faults:
             return None
-        for rule in self._live_faults(call.service, stage):
-            if not rule.applies_to(call):
+        for rule in self._live_faults.candidates(call.service, call.namespace):
+            if not rule.stage_applies(stage) or not rule.applies_to(call):
                 continue
             spec = rule.spec
             rule.seen += 1
@@ -336,14 +399,16 @@ class RuleBook:
                 continue
             rule.fired += 1
             if rule.exhausted:
-                self._fault_views.clear()
+                self._live_faults.discard(rule)
             return rule
         return None
 
     # -- stubs ---------------------------------------------------------------------------------
     def add_stub(self, spec: StubSpec) -> StubRule:
+        self._room()
         rule = StubRule(spec)
         self._stubs[rule.id] = rule
+        self._live_stubs.add(rule)
         return rule
 
     def stub(self, rule_id: str) -> StubRule | None:
@@ -353,23 +418,36 @@ class RuleBook:
         return [r for r in self._stubs.values() if namespace is None or r.namespace == namespace]
 
     def remove_stub(self, rule_id: str) -> bool:
-        return self._stubs.pop(rule_id, None) is not None
+        rule = self._stubs.pop(rule_id, None)
+        if rule is None:
+            return False
+        self._live_stubs.discard(rule)
+        return True
 
     def clear_stubs(self, namespace: str | None = None) -> int:
-        doomed = [r.id for r in self.stubs(namespace)]
-        for rule_id in doomed:
-            del self._stubs[rule_id]
+        if namespace is None:
+            removed = len(self._stubs)
+            self._stubs.clear()
+            self._live_stubs.clear()
+            return removed
+        doomed = self.stubs(namespace)
+        for rule in doomed:
+            del self._stubs[rule.id]
+            self._live_stubs.discard(rule)
         return len(doomed)
 
     def stub_for(self, call: Call, replies: bool = True) -> StubHit | None:
         """The stub answering `call`, counted as a hit; `replies=False` considers raw `response` stubs only."""
         if not self._stubs:
             return None
-        for rule in reversed(self._stubs.values()):
+        for rule in self._live_stubs.candidates(call.service, call.namespace):
             if not replies and rule.spec.response is None:
                 continue
-            if not rule.exhausted and rule.applies_to(call):
-                return rule.take()
+            if rule.applies_to(call):
+                hit = rule.take()
+                if rule.exhausted:
+                    self._live_stubs.discard(rule)
+                return hit
         return None
 
     def reset(self, namespace: str | None = None) -> None:

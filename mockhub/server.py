@@ -19,7 +19,9 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from mockhub import __version__
+from mockhub.api_body import limited_body
 from mockhub.journal import Journal
+from mockhub.outbound import own_listener_refusal
 from mockhub.pipeline import HttpPipeline
 from mockhub.proxy import PROXY_KEY, Intercepted, TlsFront, target_of
 from mockhub.recording import RecordingError, attach
@@ -58,7 +60,7 @@ class Hub:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         self.journal = Journal(self.settings.max_calls, self.settings.max_journal_bytes)
-        self.rules = RuleBook(self.settings.seed)
+        self.rules = RuleBook(self.settings.seed, self.settings.max_rules)
         self._tasks: set[asyncio.Task[None]] = set()
         # One CA for every TLS listener and proxy tunnel; it is made when first needed.
         extra_names = (self.settings.host,) if self.settings.host not in ("0.0.0.0", "::", "") else ()
@@ -71,10 +73,12 @@ class Hub:
         if len(set(names)) != len(names):
             raise FakesError(f"fakes: two fakes share a name: {sorted(n for n in names if names.count(n) > 1)}")
         self.router = Router(self.services)
+        ctx.own_target = self._own_target
         # Stub files, replay and the JSONL sink; a bad file fails here, naming the file and entry.
         # Each fake's own stub reply fields: stub files (here) and POST /stubs are checked against them.
         self.stub_replies = {s.name: s.stub_reply for s in self.services}
-        self.recording = attach(self.settings, self.journal, self.rules, self.stub_replies)
+        self.replay_skipped: list[str] = []
+        self.recording = attach(self.settings, self.journal, self.rules, self.stub_replies, self.replay_skipped)
         self.pipeline = HttpPipeline(
             self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
         )
@@ -85,21 +89,26 @@ class Hub:
         self.https_port: int | None = None
         self.ready = False
         self.startup_error: str | None = None
-        self._token = self.settings.admin_token
+        # Printable ASCII (Settings checks it), so its bytes are the same in every encoding.
+        self._token = None if self.settings.admin_token is None else self.settings.admin_token.encode("ascii")
 
     def _authorized(self, scope: Scope) -> bool:
-        """The admin token, from a header (clients) or the query string (the UI's EventSource cannot set headers)."""
+        """The admin token, from a header (clients) or the query string (the UI's EventSource cannot set headers).
+
+        Compared as bytes: whatever a client sends (non-ASCII included) is a wrong token, never an error.
+        """
         token = self._token
         assert token is not None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                scheme, _, given = value.decode("latin-1").partition(" ")
-                if scheme == "Bearer" and hmac.compare_digest(given, token):
+                scheme, _, given = bytes(value).partition(b" ")
+                if scheme == b"Bearer" and hmac.compare_digest(given, token):
                     return True
-            elif name == b"x-mockhub-token" and hmac.compare_digest(value.decode("latin-1"), token):
+            elif name == b"x-mockhub-token" and hmac.compare_digest(bytes(value), token):
                 return True
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        return any(hmac.compare_digest(given, token) for given in query.get("token", []))
+        # latin-1 both ways: each percent-decoded byte stays that byte, whatever it is.
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), encoding="latin-1")
+        return any(hmac.compare_digest(given.encode("latin-1"), token) for given in query.get("token", []))
 
     @property
     def api(self) -> FastAPI:
@@ -141,6 +150,10 @@ class Hub:
         if self._api_building is None:
             self._api_building = asyncio.get_running_loop().run_in_executor(None, lambda: self.api)
         return await self._api_building
+
+    async def _own_target(self, url: str) -> str | None:
+        """Why an outbound call to `url` would reach mockhub's own inspection API (see mockhub.outbound)."""
+        return await own_listener_refusal(url, lambda: self.listeners().values(), self.http_port, self.router)
 
     def _reset_services(self, namespace: str | None) -> None:
         for service in self.services:
@@ -191,7 +204,10 @@ class Hub:
         }
         if self.recording is not None:
             info["recorded"] = self.recording.written
+            info["record_failures"] = self.recording.failed
             info["record_file"] = str(self.recording.path)
+        if self.settings.replay is not None:
+            info["replay_skipped"] = len(self.replay_skipped)
         return info
 
     async def startup(self) -> None:
@@ -241,6 +257,12 @@ class Hub:
                 # Answered here, not by the inspection API: health checks work from the first moment.
                 await self._health_check(path, send)
                 return
+            limited = await limited_body(
+                scope, receive, send, self.settings.max_api_body_bytes, self.settings.body_timeout
+            )
+            if limited is None:
+                return
+            receive = limited
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
@@ -298,10 +320,14 @@ def _cross_origin(scope: Scope) -> bool:
     return origin.partition("://")[2].rstrip("/").lower() != host.lower()
 
 
+# The UI's script and stylesheet hold no data (every call they make carries the token), and a browser
+# loads them from <script>/<link> tags that cannot add one. The page itself, at whatever path it is
+# served (/ui, /ui/, /ui/index.html), is gated like the API.
+_OPEN_UI = frozenset({"/ui/app.js", "/ui/style.css"})
+
+
 def _is_open(path: str) -> bool:
-    # The UI's script and stylesheet hold no data (every call they make carries the token), and
-    # a browser loads them from <script>/<link> tags that cannot add one. The page itself is gated.
-    return path in _OPEN_PATHS or (path.startswith("/ui/") and path != "/ui/")
+    return path in _OPEN_PATHS or path in _OPEN_UI
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:

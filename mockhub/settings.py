@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
+
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 
 
 class Settings(BaseSettings):
@@ -30,13 +33,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         25 * 1024 * 1024, ge=1, description="largest HTTP request body; larger ones get 413 in the provider's shape"
     )
+    max_api_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="largest request body the inspection API reads (413 beyond)"
+    )
     header_timeout: float = Field(10.0, gt=0, description="seconds a client has to send a request head (408 after)")
     body_timeout: float = Field(30.0, gt=0, description="seconds a client has to send a request body (408 after)")
     max_header_count: int = Field(100, ge=1, description="most headers in a request (431 beyond)")
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request head in bytes (431 beyond)")
+    max_rules: int = Field(
+        100_000, ge=1, description="most fault rules and stubs held at once, together (409 too_many_rules beyond)"
+    )
     max_connections: int = Field(2048, ge=1, description="concurrent connections and requests (503 beyond)")
     admin_token: str | None = Field(
-        None, description="when set, the inspection API and UI require it (Bearer, X-Mockhub-Token or ?token=)"
+        None,
+        description="when set, the inspection API and UI require it (Bearer, X-Mockhub-Token or ?token=); "
+        "printable ASCII without spaces",
     )
     callback_allow: str | None = Field(
         None, description="comma-separated host globs outbound callbacks may reach (any when unset)"
@@ -107,3 +118,15 @@ class Settings(BaseSettings):
     smtp_max_connections: int = Field(
         1000, ge=1, description="SMTP: concurrent sessions per listener (421 and closed beyond)"
     )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_fits_a_header(cls, token: str | None) -> str | None:
+        # The token travels in an HTTP header, which browsers (the UI) send only as latin-1, and in
+        # a query string: printable ASCII is the one alphabet every client sends the same way.
+        if token is not None and not _TOKEN_CHARS.fullmatch(token):
+            raise ValueError(
+                "the admin token must be printable ASCII without spaces (letters, digits, punctuation), "
+                "so every client can send it in a header"
+            )
+        return token

@@ -16,8 +16,9 @@ import orjson
 import pytest
 
 import mockhub.services
+from mockhub.filters import CallFilter
 from mockhub.journal import Call, ResponseRecord
-from mockhub.recording import JsonlSink, RecordingError, load_journal
+from mockhub.recording import JsonlSink, load_journal
 from mockhub.server import Hub, ThreadedHub
 from mockhub.settings import Settings
 
@@ -170,19 +171,25 @@ def test_a_replayed_body_file_cannot_lead_outside_the_record_folder(
     (folder / "link").symlink_to(tmp_path, target_is_directory=True)
     if body_file == "SECRET_ABSOLUTE":
         body_file = str(outside)
-    path = _write_jsonl(folder / "calls.jsonl", _record(body_file=body_file))
-    with pytest.raises(RecordingError, match="body_file"):
-        load_journal(path)
-    # The same through the server's own start-up: a clear error, nothing served.
-    with pytest.raises(RecordingError, match="record folder"):
-        Hub(Settings(host="127.0.0.1", http_port=0, smtp_port=0, replay=path))
+    path = _write_jsonl(folder / "calls.jsonl", _record(body_file=body_file), _record("c_2", body="fine"))
+    skipped: list[str] = []
+    calls, _ = load_journal(path, skipped=skipped)
+    # The hostile line is skipped with a warning (nothing read outside the folder); the rest replays.
+    assert [c.id for c in calls] == ["c_2"]
+    assert len(skipped) == 1 and "body_file" in skipped[0] and "record folder" in skipped[0]
+    assert all(SECRET.encode() not in c.body for c in calls)
+    # The same through the server's own start-up: the line is not served, and /health counts it.
+    hub = Hub(Settings(host="127.0.0.1", http_port=0, smtp_port=0, replay=path))
+    assert [c.id for c in hub.journal.query(CallFilter())] == ["c_2"]
+    assert hub.health()["replay_skipped"] == 1
 
 
 @pytest.mark.parametrize("bad_id", [{"x": 1}, ["a"], 7, None])
 def test_a_replayed_id_must_be_a_string(tmp_path: Path, bad_id: Any) -> None:
     path = _write_jsonl(tmp_path / "calls.jsonl", _record(bad_id))
-    with pytest.raises(RecordingError, match="id must be a string"):
-        load_journal(path)
+    skipped: list[str] = []
+    assert load_journal(path, skipped=skipped)[0] == []
+    assert len(skipped) == 1 and "id must be a string" in skipped[0]
 
 
 CRAFTED_IDS = ["../../escaped", "/tmp/absolute", "a/b", "..", ".", "x\\..\\..\\win", "c_\x00nul", "ok-id_1", "é" * 300]
@@ -284,14 +291,15 @@ _NETWORK_CALL = re.compile(r"\b(?:open_connection|create_connection|sock_connect
 
 
 def test_every_fake_that_can_call_out_asks_the_allowlist() -> None:
-    """A fake that can open a connection must check `ctx.outbound_allowed` (MOCKHUB_CALLBACK_ALLOW)."""
+    """A fake that can open a connection must ask `ctx.outbound_refusal` (MOCKHUB_CALLBACK_ALLOW, and never
+    mockhub's own inspection API)."""
     folder = Path(mockhub.services.__file__).parent
     calling_out = []
     for module in sorted(folder.glob("*.py")):
         source = module.read_text()
         if _NETWORK_IMPORT.search(source) or _NETWORK_CALL.search(source):
             calling_out.append(module.name)
-            assert "outbound_allowed(" in source, f"{module.name} can call out but never checks outbound_allowed"
+            assert "outbound_refusal(" in source, f"{module.name} can call out but never asks outbound_refusal"
     assert "twilio.py" in calling_out  # the check sees the one fake known to call out
 
 

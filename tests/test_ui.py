@@ -559,3 +559,43 @@ def test_a_fake_of_ones_own_is_masked_and_summarised_in_the_ui(
             screenshot(page, "ui-own-fake.png")
         finally:
             page.close()
+
+
+@pytest.mark.browser
+@browser_test
+def test_credentials_in_queries_forms_and_json_bodies_are_masked(
+    watched: Watched, server: ThreadedHub, api: httpx.Client
+) -> None:
+    """Slack's form `token=`, a webhook's `?api_key=`, PagerDuty's `routing_key`: never shown in full."""
+    page = watched.open_ui(server.url)
+    slack = api.post(
+        "/api/chat.postMessage",
+        data={"token": "xoxb-TOPSECRET-1", "channel": "#ops", "text": "form post"},
+        params={"token": "xoxb-TOPSECRET-2"},
+    )
+    assert slack.status_code == 200
+    api.post("/webhooks/keyed", params={"api_key": "TOPSECRET-3", "page": "2"}, json={"max_tokens": 7})
+    api.post(
+        "/v2/enqueue",
+        json={
+            "routing_key": "R0TOPSECRET4" + "0" * 20,
+            "event_action": "trigger",
+            "payload": {"summary": "disk full", "source": "db-1", "severity": "critical"},
+        },
+    )
+    detail = page.locator("#detail")
+    rows(page).filter(has_text="form post").click()
+    expect(detail.locator("h4", has_text="form fields")).to_be_visible()
+    expect(detail).to_contain_text("#ops")
+    expect(detail.locator("td.masked")).to_have_count(2)  # the form field and the query parameter
+    assert "TOPSECRET" not in page.content()
+
+    rows(page).filter(has_text="/webhooks/keyed").click()
+    expect(detail).to_contain_text("page")
+    expect(detail).to_contain_text('"max_tokens": 7')  # a field that only looks like a secret stays
+    assert "TOPSECRET" not in page.content()
+
+    rows(page).filter(has_text="disk full").click()
+    expect(detail).to_contain_text('"routing_key"')
+    expect(detail).to_contain_text("db-1")
+    assert "TOPSECRET" not in page.content()

@@ -200,12 +200,27 @@ class ServiceContext:
     spawn: Callable[[Coroutine[Any, Any, None]], None]
     # mockhub's CA (`GET /tls/ca.pem`): a fake with a TLS listener of its own has it sign its certificate.
     authority: Authority = field(default_factory=Authority)
+    # Set by the server: whether a URL reaches one of mockhub's own listeners other than through a
+    # fake's route (the inspection API: `POST /reset` would wipe everything). Returns why, or None.
+    own_target: Callable[[str], Awaitable[str | None]] | None = None
     # MOCKHUB_CREDENTIALS parsed once: the credentials the fakes accept, or None for "any non-empty one".
     pinned: frozenset[str] | None = field(init=False)
 
     def __post_init__(self) -> None:
         entries = {c.strip() for c in (self.settings.credentials or "").split(",") if c.strip()}
         self.pinned = frozenset(entries) if entries else None
+
+    async def outbound_refusal(self, url: str) -> str | None:
+        """Why a fake must not call `url` (a status callback), or None when it may.
+
+        Refused: a host MOCKHUB_CALLBACK_ALLOW does not list, and any of mockhub's own listeners
+        except a fake's route (a callback may reach the webhook fake, never the inspection API).
+        """
+        if not self.outbound_allowed(url):
+            return "callback host not allowed by MOCKHUB_CALLBACK_ALLOW"
+        if self.own_target is not None:
+            return await self.own_target(url)
+        return None
 
     def outbound_allowed(self, url: str) -> bool:
         """Whether a fake may call `url` (a status callback): its host must match MOCKHUB_CALLBACK_ALLOW."""
@@ -261,6 +276,10 @@ class ServiceInfo(BaseModel):
     secret_paths: list[str] = Field(
         description="regular expressions over the path: group 1 is shown, group 2 is a credential and masked"
     )
+    secret_params: list[str] = Field(
+        default_factory=list,
+        description="query, form and JSON field names whose values are credentials (masked in the UI)",
+    )
     fields: dict[str, list[str]] = Field(
         description="the `data` keys the `to`, `text`/`contains` and `subject` filters read"
     )
@@ -303,6 +322,8 @@ class Service:
     env: ClassVar[tuple[EnvVar, ...]] = ()
     secret_headers: ClassVar[tuple[str, ...]] = ()
     secret_paths: ClassVar[tuple[str, ...]] = ()
+    # Query, form and JSON field names whose values are credentials (Slack's `token=`), masked in the UI.
+    secret_params: ClassVar[tuple[str, ...]] = ()
     fields: ClassVar[DataFields] = DataFields()
     presets: ClassVar[tuple[Preset, ...]] = PRESETS
     # This fake's own fields of a stub's `reply` (beside the common ones of `StubReply`), if any.
@@ -343,6 +364,7 @@ class Service:
             env=list(self.env),
             secret_headers=list(self.secret_headers),
             secret_paths=list(self.secret_paths),
+            secret_params=list(self.secret_params),
             fields={"to": list(self.fields.to), "text": list(self.fields.text), "subject": list(self.fields.subject)},
             presets=list(self.presets),
             stub_reply=stub_schema,

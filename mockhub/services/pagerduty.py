@@ -37,6 +37,8 @@ class PagerDutyService(Service):
     label = "PagerDuty"
     color = "#2f9e44"
     hosts = ("events.pagerduty.com", "events.eu.pagerduty.com")
+    # The integration key is the credential of Events API v2 (v1: service_key), in the JSON body.
+    secret_params = ("routing_key", "service_key")
     urls = {"pagerduty_events": AppUrl(path="/v2/enqueue", description="the Events API v2 enqueue URL")}
     env = (EnvVar(name="PAGERDUTY_EVENTS_URL", value="{urls.pagerduty_events}"),)
 

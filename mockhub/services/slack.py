@@ -134,6 +134,8 @@ class SlackService(Service):
         EnvVar(name="SLACK_API_URL", value="{urls.slack_api}"),
     )
     secret_headers = ("x-slack-signature",)
+    # The Web API takes its token as a form field or query parameter too; OAuth exchanges send a client secret.
+    secret_params = ("token", "client_secret")
     # An incoming webhook's URL is its credential: /services/T…/B…/<secret>.
     secret_paths = (r"^(/services/[^/]+/[^/]+/)([^/?#]+)",)
     stub_reply = SlackReply

@@ -58,6 +58,8 @@ class TwilioReply(BaseModel):
 _CALLBACK_TIMEOUT_S = 10.0
 # Bodies of callback targets' answers kept in the journal; a callback target is not the thing under test.
 _MAX_RECORDED_ANSWER = 64 * 1024
+# The whole exchange (connect, send, read the bounded answer): a trickling target cannot hold it longer.
+_CALLBACK_TOTAL_S = 30.0
 
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _CHANNEL = re.compile(r"^(whatsapp|messenger|rcs):(.+)$")
@@ -330,21 +332,38 @@ class TwilioService(Service):
         call = callback_call(self.name, message, status, code, token)
         url = call.path
         started = time.perf_counter()
-        if not self.ctx.outbound_allowed(url):
-            call.data["error"] = "callback host not allowed by MOCKHUB_CALLBACK_ALLOW"
+        refusal = await self.ctx.outbound_refusal(url)
+        if refusal is not None:
+            call.data["error"] = refusal
             self.ctx.journal.append(call)
             return
         try:
             if self._client is None:  # made on the first callback (httpx is slow to import)
                 self._client = self._new_client()
-            answer = await self._client.post(url, content=call.body, headers=call.headers)
-            call.response = ResponseRecord(
-                answer.status_code, dict(answer.headers.items()), answer.content[:_MAX_RECORDED_ANSWER]
-            )
+            async with asyncio.timeout(_CALLBACK_TOTAL_S):
+                call.response = await self._post(url, call)
         except Exception as exc:  # an unreachable or broken target is recorded, never raised
             call.data["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         call.duration_ms = (time.perf_counter() - started) * 1000
         self.ctx.journal.append(call)
+
+    async def _post(self, url: str, call: Call) -> ResponseRecord:
+        """POST the callback; read at most `_MAX_RECORDED_ANSWER` bytes of the answer, then hang up.
+
+        The answer is the target's to choose: a huge (or endless) one must not be read whole.
+        """
+        assert self._client is not None
+        async with self._client.stream("POST", url, content=call.body, headers=call.headers) as answer:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in answer.aiter_raw():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= _MAX_RECORDED_ANSWER:
+                    call.data["answer_truncated"] = True
+                    break
+            body = b"".join(chunks)[:_MAX_RECORDED_ANSWER]
+            return ResponseRecord(answer.status_code, dict(answer.headers.items()), body)
 
     # -- fetch and list ------------------------------------------------------------------------
     def parse_fetch(self, request: Request) -> dict[str, Any]:

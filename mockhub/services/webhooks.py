@@ -21,6 +21,8 @@ class WebhookService(Service):
     urls = {"webhook": AppUrl(path="/webhooks/hook", description="any method on /webhooks/{name...} is recorded")}
     env = (EnvVar(name="ALERT_WEBHOOK_URL", value="{base}/webhooks/alerts"),)
     secret_headers = ("x-hub-signature", "x-hub-signature-256", "x-signature", "x-webhook-secret")
+    # Generic webhooks often carry a key in the URL's query (`?api_key=`, `?token=`).
+    secret_params = ("api_key", "apikey", "access_token", "token", "secret", "password")
 
     def routes(self) -> list[Route]:
         return [route(None, "/webhooks/{name:path}", self.answer, self.parse)]

@@ -1,7 +1,8 @@
 // mockhub web UI: plain JavaScript, no build step, no dependencies.
 //
 // Safety rules this file keeps: call data only ever reaches the page as text (textContent and text
-// nodes, never parsed as markup), secret header values are masked, and an email's HTML is shown only in an
+// nodes, never parsed as markup), secret header values (and secret query, form and JSON fields) are
+// masked, and an email's HTML is shown only in an
 // iframe with sandbox="" (no scripts, opaque origin) whose own CSP loads nothing.
 "use strict";
 
@@ -19,6 +20,10 @@
     "x-auth-token", "x-amz-security-token", "ocp-apim-subscription-key",
   ]);
   const SECRET_NAME = /(secret|token|passw|signature|api[-_]?key|auth)/i;
+  // Query, form and JSON fields whose values are credentials: each fake names its own (`secret_params`);
+  // these common names are masked too. Exact names: a JSON body's "max_tokens" or "author" stays readable.
+  const SECRET_PARAMS = new Set();
+  const SECRET_PARAM_NAME = /^(api[-_]?key|apikey|access[-_]?token|auth[-_]?token|client[-_]?secret|password|passwd|secret|token)$/i;
   // The email iframe's own policy: nothing may load (no remote images, fonts, frames), styles inline only.
   const FRAME_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:";
 
@@ -114,6 +119,33 @@
     return SECRET_HEADERS.has(lower) || SECRET_NAME.test(lower);
   }
 
+  function isSecretParam(name) {
+    const lower = String(name).toLowerCase();
+    return SECRET_PARAMS.has(lower) || SECRET_PARAM_NAME.test(lower);
+  }
+
+  // A copy of a JSON value with the values of secret fields masked, at any depth.
+  function maskSecrets(value) {
+    if (Array.isArray(value)) return value.map(maskSecrets);
+    if (value === null || typeof value !== "object") return value;
+    const out = {};
+    for (const [k, v] of Object.entries(value)) {
+      out[k] = isSecretParam(k) && v !== null && typeof v !== "object" ? mask(String(v)) : maskSecrets(v);
+    }
+    return out;
+  }
+
+  // A form body as sent, with the values of secret fields replaced.
+  function maskForm(body) {
+    return body.split("&").map((pair) => {
+      const i = pair.indexOf("=");
+      if (i < 0) return pair;
+      let name = pair.slice(0, i);
+      try { name = decodeURIComponent(name.replace(/\+/g, " ")); } catch (_) { /* shown as sent */ }
+      return isSecretParam(name) ? `${pair.slice(0, i)}=••••••••` : pair;
+    }).join("&");
+  }
+
   // Some webhook URLs carry their credential in the path: each fake names those parts (group 2 of its
   // `secret_paths`), and they are masked like a secret header wherever a path is shown.
   const SECRET_PATHS = [];
@@ -126,6 +158,7 @@
       for (const info of body.services) {
         CATALOGUE.set(info.name, info);
         for (const name of info.secret_headers || []) SECRET_HEADERS.add(String(name).toLowerCase());
+        for (const name of info.secret_params || []) SECRET_PARAMS.add(String(name).toLowerCase());
         for (const source of info.secret_paths || []) {
           try {
             SECRET_PATHS.push(new RegExp(source));
@@ -433,18 +466,21 @@
     return el("details", { class: "section", open: open }, el("summary", { text: title }), ...content);
   }
 
+  // `secrets`: true masks secret headers; a function says which names to mask (isSecretParam).
   function kvTable(pairs, { secrets = false, empty = "none" } = {}) {
     if (!pairs.length) return el("p", { class: "muted", text: empty });
+    const secret = typeof secrets === "function" ? secrets : secrets ? isSecretHeader : () => false;
     return el("table", { class: "kv" }, el("tbody", {}, pairs.map(([k, v]) => {
       const text = typeof v === "string" ? v : JSON.stringify(v);
-      const masked = secrets && isSecretHeader(k);
+      const masked = secret(k);
       return el("tr", {},
         el("th", { text: String(k) }),
         el("td", { class: masked ? "masked" : null, text: masked ? mask(text) : text }));
     })));
   }
 
-  function jsonView(value) {
+  function jsonView(raw) {
+    const value = maskSecrets(raw);
     const pre = el("pre", { class: "json" });
     const text = JSON.stringify(value, null, 2);
     if (text === undefined) pre.textContent = String(value);
@@ -524,7 +560,8 @@
     }
     if (type.includes("application/x-www-form-urlencoded")) {
       const fields = Array.from(new URLSearchParams(body).entries());
-      return el("div", {}, el("h4", { text: "form fields" }), kvTable(fields), el("h4", { text: "raw" }), textView(body));
+      return el("div", {}, el("h4", { text: "form fields" }), kvTable(fields, { secrets: isSecretParam }),
+        el("h4", { text: "raw" }), textView(maskForm(body)));
     }
     return textView(body);
   }
@@ -562,7 +599,7 @@
     const query = Object.entries(call.query || {});
     return [
       section("Request", true,
-        query.length ? [el("h4", { text: "query" }), kvTable(query)] : null,
+        query.length ? [el("h4", { text: "query" }), kvTable(query, { secrets: isSecretParam })] : null,
         el("h4", { text: "headers" }), kvTable(Object.entries(call.headers || {}), { secrets: true }),
         el("h4", { text: "body" }), bodyView(call.body, call.body_encoding, contentType, callUrl(call.id, "/raw"))),
       section("Parsed data", true, jsonView(call.data || {})),

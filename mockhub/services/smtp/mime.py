@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import email
+import email.parser
 import email.policy
 import functools
 import re
@@ -13,7 +14,7 @@ from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
 from typing import Any
 
-__all__ = ["attachment_content", "parse_message"]
+__all__ = ["MAX_DEPTH", "MimeTooDeep", "attachment_content", "parse_message"]
 
 _UNFOLD = re.compile(r"\r?\n[ \t]+")
 
@@ -46,16 +47,35 @@ def _addresses(msg: Message, name: str) -> list[str]:
     return out
 
 
-def _leaves(part: Message) -> Iterator[Message]:
-    """The non-container parts in order; an attached message (message/rfc822) counts as one part."""
-    if part.get_content_type() == "message/rfc822" or not part.is_multipart():
-        yield part
-        return
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        for sub in payload:
-            if isinstance(sub, Message):
-                yield from _leaves(sub)
+MAX_DEPTH = 64
+"""Deepest MIME nesting read: parts inside more containers than this are not listed (a defect says so).
+
+Real mail nests a few levels; a message nested thousands deep would otherwise exhaust the stack."""
+
+
+class MimeTooDeep(ValueError):
+    """A message whose MIME parts nest too deep to read (the defect's name in `data.defects`)."""
+
+
+def _leaves(root: Message, too_deep: list[Message] | None = None) -> Iterator[Message]:
+    """The non-container parts in order; an attached message (message/rfc822) counts as one part.
+
+    Iterative, and at most `MAX_DEPTH` containers deep: containers deeper than that are skipped (and
+    appended to `too_deep` when given), so a hostile nesting cannot exhaust the stack.
+    """
+    stack: list[tuple[Message, int]] = [(root, 0)]
+    while stack:
+        part, depth = stack.pop()
+        if part.get_content_type() == "message/rfc822" or not part.is_multipart():
+            yield part
+            continue
+        if depth >= MAX_DEPTH:
+            if too_deep is not None:
+                too_deep.append(part)
+            continue
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack.extend((sub, depth + 1) for sub in reversed(payload) if isinstance(sub, Message))
 
 
 def _part_bytes(part: Message) -> bytes:
@@ -132,12 +152,27 @@ class _CachedHeaders(HeaderRegistry):
 _POLICY = email.policy.default.clone(header_factory=_CachedHeaders())
 
 
-def _parse(raw: bytes) -> EmailMessage:
+def _parse(raw: bytes) -> tuple[EmailMessage, bool]:
+    """The message, and whether it nests too deep to parse its parts (then only its headers are read).
+
+    The stdlib parser recurses once per nesting level: a message nested a few hundred deep exhausts
+    the stack. Such a message is read again headers-only (subject, addresses), with no parts.
+    """
     # SMTP carries CRLF line ends; as LF the decoded text is what the sender wrote (Python's own
     # smtpd did the same). The stored source stays byte-exact.
-    msg = email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=_POLICY)
+    text = raw.replace(b"\r\n", b"\n")
+    try:
+        msg = email.message_from_bytes(text, policy=_POLICY)
+        too_deep = False
+    except RecursionError:
+        msg = email.parser.BytesParser(policy=_POLICY).parsebytes(text, headersonly=True)
+        too_deep = True
     assert isinstance(msg, EmailMessage)
-    return msg
+    return msg, too_deep
+
+
+def _too_deep_message() -> str:
+    return f"MIME parts nested too deep to read (more than {MAX_DEPTH} levels are not listed)"
 
 
 def parse_message(raw: bytes) -> dict[str, Any]:
@@ -156,7 +191,7 @@ def parse_message(raw: bytes) -> dict[str, Any]:
         "unparsable": False,
     }
     try:
-        msg = _parse(raw)
+        msg, too_deep = _parse(raw)
     except Exception as exc:  # pragma: no cover - the stdlib parser is lenient; belt and braces
         data.update(unparsable=True, parse_error=f"{type(exc).__name__}: {exc}")
         return data
@@ -186,6 +221,9 @@ def parse_message(raw: bytes) -> dict[str, Any]:
             data[name] = found[0] if isinstance(found, list) else found
     data["to"] = _addresses(msg, "to")
     data["cc"] = _addresses(msg, "cc")
+    if too_deep:  # headers only: no part of it can be told apart
+        data.update(unparsable=True, parse_error=_too_deep_message(), defects=[MimeTooDeep.__name__])
+        return data
     text_part, html_part = _body_parts(msg)
     if text_part is not None:
         data["text"] = _part_text(text_part)
@@ -193,8 +231,9 @@ def parse_message(raw: bytes) -> dict[str, Any]:
         data["html"] = _part_text(html_part)
     attachments = []
     defects = [type(d).__name__ for d in msg.defects]
+    deeper: list[Message] = []
     try:
-        for part in _leaves(msg):
+        for part in _leaves(msg, deeper):
             defects.extend(type(d).__name__ for d in getattr(part, "defects", ()) if part is not msg)
             if part is text_part or part is html_part:
                 continue
@@ -214,14 +253,22 @@ def parse_message(raw: bytes) -> dict[str, Any]:
     except Exception as exc:
         data["unparsable"] = True
         data["parse_error"] = f"{type(exc).__name__}: {exc}"
+    if deeper:
+        defects.append(MimeTooDeep.__name__)
+        data["parse_error"] = _too_deep_message()
     data["attachments"] = attachments
     data["defects"] = defects
     return data
 
 
 def attachment_content(raw: bytes, index: int) -> tuple[bytes, str, str | None] | None:
-    """The bytes, content type and filename of the `index`-th attachment of a message, or None."""
-    parts = _attachment_parts(_parse(raw))
+    """The bytes, content type and filename of the `index`-th attachment of a message, or None.
+
+    Raises `MimeTooDeep` when the message nests too deep to list its parts."""
+    msg, too_deep = _parse(raw)
+    if too_deep:
+        raise MimeTooDeep(_too_deep_message())
+    parts = _attachment_parts(msg)
     if not 0 <= index < len(parts):
         return None
     part = parts[index]
