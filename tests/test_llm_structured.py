@@ -188,13 +188,17 @@ def test_stub_that_does_not_fit_the_schema_is_a_clear_error(server: ThreadedHub,
     bad = support.add_stub(api, "openai", reply={"content": "not json at all"})
     client = oai(server)
     with pytest.raises(openai.InternalServerError) as info:
-        client.chat.completions.parse(model=MODEL, messages=[{"role": "user", "content": "x"}], response_format=Incident)
+        client.chat.completions.parse(
+            model=MODEL, messages=[{"role": "user", "content": "x"}], response_format=Incident
+        )
     assert f"stub {bad['id']}" in info.value.message and "not JSON" in info.value.message
     assert support.calls(api, "openai")[-1]["data"]["error"] == "stub_mismatch"
     api.delete(f"/stubs/{bad['id']}")
     wrong = support.add_stub(api, "openai", reply={"content": json.dumps({"title": "t"})})
     with pytest.raises(openai.InternalServerError) as info:
-        client.chat.completions.parse(model=MODEL, messages=[{"role": "user", "content": "x"}], response_format=Incident)
+        client.chat.completions.parse(
+            model=MODEL, messages=[{"role": "user", "content": "x"}], response_format=Incident
+        )
     assert f"stub {wrong['id']}" in info.value.message and "missing required property 'id'" in info.value.message
     api.delete(f"/stubs/{wrong['id']}")
     good = Incident.model_validate(json_schema.example(Incident.model_json_schema(), 2))
@@ -255,7 +259,11 @@ def test_responses_parse_with_text_format(server: ThreadedHub, api: httpx.Client
 TOOL: dict[str, Any] = {
     "name": "page_oncall",
     "description": "Page a team",
-    "input_schema": {"type": "object", "properties": {"team": {"type": "string", "enum": ["db", "web"]}}, "required": ["team"]},
+    "input_schema": {
+        "type": "object",
+        "properties": {"team": {"type": "string", "enum": ["db", "web"]}},
+        "required": ["team"],
+    },
 }
 
 
@@ -277,8 +285,102 @@ def test_anthropic_forced_tool_choice(server: ThreadedHub, api: httpx.Client) ->
     assert "Tool 'nope' not found in provided tools" in str(info.value)
 
 
+class Ticket(BaseModel):
+    title: str
+    severity: Literal["low", "high"]
+    site: Address
+
+
 def test_anthropic_parse_with_output_format(server: ThreadedHub, api: httpx.Client) -> None:
     result = claude(server).messages.parse(
-        model=CLAUDE, max_tokens=1000, messages=[{"role": "user", "content": "summarize"}], output_format=Incident
+        model=CLAUDE, max_tokens=1000, messages=[{"role": "user", "content": "summarize"}], output_format=Ticket
     )
-    assert isinstance(result.parsed_output, Incident)
+    assert isinstance(result.parsed_output, Ticket)
+
+
+# -- conversation checks ---------------------------------------------------------------------------
+
+
+def test_openai_tool_message_must_answer_a_call(server: ThreadedHub, api: httpx.Client) -> None:
+    client = oai(server)
+    call = {"id": "call_1", "type": "function", "function": {"name": "page_oncall", "arguments": "{}"}}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "call_1", "content": "ok"}],
+        )
+    assert (
+        "messages with role 'tool' must be a response to a preceeding message with 'tool_calls'" in info.value.message
+    )
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[
+                {"role": "user", "content": "x"},
+                {"role": "assistant", "tool_calls": [call]},
+                {"role": "user", "content": "y"},
+            ],
+        )
+    assert "did not have response messages: call_1" in info.value.message
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL, messages=[])
+    ok = client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "paged db"},
+        ],
+    )
+    assert ok.choices[0].message.content == "mock reply to tool result: paged db"
+    assert [c["data"].get("error") for c in support.calls(api, "openai")][:3] == ["invalid", "invalid", "empty_array"]
+
+
+def test_anthropic_conversation_checks(server: ThreadedHub, api: httpx.Client) -> None:
+    client = claude(server)
+    use = {"type": "tool_use", "id": "toolu_1", "name": "page_oncall", "input": {}}
+    bad: list[Any] = [
+        [],
+        [{"role": "assistant", "content": "hi"}],
+        [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "x"}]}],
+        [{"role": "user", "content": "x"}, {"role": "assistant", "content": [use]}, {"role": "user", "content": "y"}],
+    ]
+    for messages in bad:
+        with pytest.raises(anthropic.BadRequestError):
+            client.messages.create(model=CLAUDE, max_tokens=10, messages=messages)
+    r = api.post(
+        "/v1/messages",
+        headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
+        json={"model": CLAUDE, "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert r.status_code == 400 and r.json()["error"]["message"] == "max_tokens: Field required"
+    # Consecutive user messages are one turn, as the API combines them.
+    ok = client.messages.create(
+        model=CLAUDE,
+        max_tokens=100,
+        tools=[TOOL],
+        messages=[
+            {"role": "user", "content": "x"},
+            {"role": "user", "content": "and y"},
+            {"role": "assistant", "content": [use]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "paged"}]},
+        ],
+    )
+    assert ok.content[0].type == "text" and ok.content[0].text == "mock reply to tool result: paged"
+
+
+# -- langchain -------------------------------------------------------------------------------------
+
+
+def test_langchain_with_structured_output(server: ThreadedHub, api: httpx.Client) -> None:
+    from langchain_anthropic import ChatAnthropic
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(model=MODEL, base_url=server.url + "/v1", api_key="sk-test", max_retries=0)  # type: ignore[arg-type]
+    # json_mode is left out: there the schema is only in the prompt, so no API can honour it.
+    for method in ("json_schema", "function_calling"):
+        out = chat.with_structured_output(Ticket, method=method).invoke("summarize the outage in json")  # type: ignore[arg-type]
+        assert isinstance(out, Ticket), method
+    assert isinstance(chat.with_structured_output(Ticket).invoke("summarize"), Ticket)
+    claude_chat = ChatAnthropic(model=CLAUDE, base_url=server.url, api_key="sk-ant-test", max_retries=0)  # type: ignore[call-arg,arg-type]
+    assert isinstance(claude_chat.with_structured_output(Ticket).invoke("summarize"), Ticket)

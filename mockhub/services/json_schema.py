@@ -43,7 +43,9 @@ _FORMATS: dict[str, str] = {
     "duration": "P1D",
 }
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 _DURATION = re.compile(r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S*$")
 
@@ -150,7 +152,11 @@ def _string(schema: dict[str, Any], variant: int, hint: str) -> str:
     elif isinstance(fmt, str) and fmt in _FORMATS:
         value = _FORMATS[fmt]
         if variant and fmt in ("date-time", "date"):
-            value = value.replace("-01T", f"-{1 + variant % 28:02d}T") if fmt == "date-time" else f"2024-01-{1 + variant % 28:02d}"
+            value = (
+                value.replace("-01T", f"-{1 + variant % 28:02d}T")
+                if fmt == "date-time"
+                else f"2024-01-{1 + variant % 28:02d}"
+            )
         elif variant and fmt in ("email", "idn-email"):
             value = f"mock{variant + 1}@example.com"
         elif variant and fmt in ("uri", "url", "iri", "uri-reference"):
@@ -287,7 +293,9 @@ def problems_at(root: dict[str, Any], value: Any, schema: Any) -> list[str]:
     return out
 
 
-def _check_object(root: dict[str, Any], value: dict[str, Any], schema: dict[str, Any], path: str, out: list[str], limit: int) -> None:
+def _check_object(
+    root: dict[str, Any], value: dict[str, Any], schema: dict[str, Any], path: str, out: list[str], limit: int
+) -> None:
     props = schema.get("properties")
     props = props if isinstance(props, dict) else {}
     for name in schema.get("required") or ():
@@ -304,7 +312,9 @@ def _check_object(root: dict[str, Any], value: dict[str, Any], schema: dict[str,
             _check(root, item, extra, where, out, limit)
 
 
-def _check_array(root: dict[str, Any], value: list[Any], schema: dict[str, Any], path: str, out: list[str], limit: int) -> None:
+def _check_array(
+    root: dict[str, Any], value: list[Any], schema: dict[str, Any], path: str, out: list[str], limit: int
+) -> None:
     low = _int(schema.get("minItems"), None)
     high = _int(schema.get("maxItems"), None)
     if low is not None and len(value) < low:
@@ -530,7 +540,9 @@ def _is(value: Any, kind: str) -> bool:
     if kind == "boolean":
         return isinstance(value, bool)
     if kind == "integer":
-        return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
+        )
     if kind == "number":
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "string":

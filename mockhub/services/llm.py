@@ -33,11 +33,11 @@ __all__ = [
     "DEFAULT_PREFIX",
     "TOOL_RESULT_PREFIX",
     "Conversation",
+    "Credentials",
+    "LlmReply",
     "Shape",
     "StubMismatch",
     "ToolSpec",
-    "Credentials",
-    "LlmReply",
     "ToolUse",
     "Turn",
     "bearer",
@@ -571,7 +571,9 @@ def _check_stub(reply: LlmReply, hit: StubHit, shape: Shape) -> None:
     try:
         doc = orjson.loads(reply.text)
     except orjson.JSONDecodeError:
-        raise StubMismatch(f"{who}: its content is not JSON, but the request's response format is {shape.format}") from None
+        raise StubMismatch(
+            f"{who}: its content is not JSON, but the request's response format is {shape.format}"
+        ) from None
     if shape.format == "json_object" and not isinstance(doc, dict):
         raise StubMismatch(f"{who}: its content is not a JSON object, but the request's response format is json_object")
     if shape.format == "json_schema":

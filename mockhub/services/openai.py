@@ -29,8 +29,8 @@ from mockhub.services.openai_wire import (
     bad,
     err,
     function_tools,
-    strict_schema_check,
     stream_reply,
+    strict_schema_check,
     stub_error,
     tool_choice,
     tool_texts,
@@ -197,7 +197,9 @@ class OpenAIService(Service):
         n = body.get("n")
         if n is not None:
             if not isinstance(n, int) or isinstance(n, bool):
-                raise bad(f"Invalid type for 'n': expected an integer, but got {type(n).__name__} instead.", "n", **data)
+                raise bad(
+                    f"Invalid type for 'n': expected an integer, but got {type(n).__name__} instead.", "n", **data
+                )
             if n < 1 or n > 128:
                 side, bound, rel = ("below minimum", 1, ">=") if n < 1 else ("above maximum", 128, "<=")
                 raise bad(

@@ -60,7 +60,9 @@ def function_tools(tools: Any, flat: bool) -> list[llm.ToolSpec]:
     return out
 
 
-def tool_choice(raw: Any, tools: list[llm.ToolSpec], has_tools: bool, flat: bool, /, **data: Any) -> tuple[str, str | None]:
+def tool_choice(
+    raw: Any, tools: list[llm.ToolSpec], has_tools: bool, flat: bool, /, **data: Any
+) -> tuple[str, str | None]:
     """The neutral tool choice of `tool_choice` (chat or, `flat`, Responses), or OpenAI's 400."""
     if raw is None:
         return "auto", None
