@@ -384,3 +384,33 @@ def test_langchain_with_structured_output(server: ThreadedHub, api: httpx.Client
     assert isinstance(chat.with_structured_output(Ticket).invoke("summarize"), Ticket)
     claude_chat = ChatAnthropic(model=CLAUDE, base_url=server.url, api_key="sk-ant-test", max_retries=0)  # type: ignore[call-arg,arg-type]
     assert isinstance(claude_chat.with_structured_output(Ticket).invoke("summarize"), Ticket)
+
+
+def test_streams_carry_the_same_structured_content(server: ThreadedHub, api: httpx.Client) -> None:
+    msgs: list[Any] = [{"role": "user", "content": "db down"}]
+    client = claude(server)
+    choice: Any = {"type": "tool", "name": "page_oncall"}
+    plain = client.messages.create(model=CLAUDE, max_tokens=200, messages=msgs, tools=[TOOL], tool_choice=choice)
+    with client.messages.stream(
+        model=CLAUDE, max_tokens=200, messages=msgs, tools=[TOOL], tool_choice=choice
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    assert final.content[0].type == "tool_use" and plain.content[0].type == "tool_use"
+    assert final.content[0].input == plain.content[0].input
+
+    openai_client = oai(server)
+    with openai_client.responses.stream(model=MODEL, input="summarize", text_format=Ticket) as events:
+        done = events.get_final_response()
+    assert isinstance(done.output_parsed, Ticket)
+    assert (
+        done.output_parsed
+        == openai_client.responses.parse(model=MODEL, input="summarize", text_format=Ticket).output_parsed
+    )
+
+
+def test_responses_stub_must_fit_text_format(server: ThreadedHub, api: httpx.Client) -> None:
+    rule = support.add_stub(api, "openai", reply={"content": '{"title": 1}'})
+    with pytest.raises(openai.InternalServerError) as info:
+        oai(server).responses.parse(model=MODEL, input="summarize", text_format=Ticket)
+    assert f"stub {rule['id']}" in info.value.message and "$.title: expected string" in info.value.message
