@@ -389,7 +389,7 @@ def test_responses_tool_call_round_trip(server: ThreadedHub, api: httpx.Client) 
             {"type": "function_call_output", "call_id": call.call_id, "output": "alice"},
         ],
     )
-    assert second.output_text == "mock reply to: find the db owner"
+    assert second.output_text == "mock reply to tool result: alice"
     assert calls(api)[-1]["data"]["has_tool_result"] is True
 
 

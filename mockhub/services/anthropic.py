@@ -149,6 +149,8 @@ class AnthropicService(Service):
             raise _bad("max_tokens: Field required", **data)
         elif not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise _bad("max_tokens: Input should be greater than or equal to 1", **data)
+        _check_conversation(messages, data)
+        shape = messages_shape(body, data)
         turns: list[llm.Turn] = []
         system = body.get("system")
         if system:
@@ -167,6 +169,8 @@ class AnthropicService(Service):
             stop if isinstance(stop, list) else (),
         )
         data.update(conv.fields())
+        data.update(shape.fields())
+        data["last_tool_results"] = llm.trailing_tool_results(turns)
         return data
 
     def parse_count(self, request: Request) -> dict[str, Any]:
@@ -181,7 +185,15 @@ class AnthropicService(Service):
     async def messages(self, request: Request) -> Reply:
         data = request.data
         conv = llm.Conversation.from_data(data)
-        reply = llm.choose_reply(conv, request.stub, "toolu_")
+        try:
+            shape = messages_shape(request.json(), {})
+            reply = llm.shaped_reply(conv, request.stub, "toolu_", shape, data.get("last_tool_results") or [])
+        except llm.StubMismatch as exc:
+            data.update(error="stub_mismatch", stub_error=str(exc))
+            request.call.invalidate()
+            failed = _err(500, str(exc), "mockhub_stub_error")
+            failed.headers.append(("x-should-retry", "false"))
+            return failed
         stop_reason = _STOP.get(reply.finish, reply.finish)
         llm.record_reply(data, reply, "stop_reason", stop_reason)
         request.call.invalidate()
@@ -257,6 +269,104 @@ class AnthropicService(Service):
             [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"), *headers],
             stream=llm.paced(frames, reply.chunk_delay_ms),
         )
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
+def _check_conversation(messages: list[Any], data: dict[str, Any]) -> None:
+    """Anthropic's 400s for the shape of a conversation: empty, not opened by the user, broken tool loops.
+
+    Consecutive messages of one role are one turn (the API combines them), so a tool_result answers the
+    tool_use blocks of the assistant turn before its own turn.
+    """
+    if not messages:
+        raise _bad("messages: at least one message is required", **data)
+    first = messages[0]
+    if isinstance(first, dict) and first.get("role") == "assistant":
+        raise _bad('messages: first message must use the "user" role', **data)
+    # Turns: runs of one role, with the index of their first message.
+    turns: list[tuple[str, list[tuple[int, dict[str, Any]]]]] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role")
+        if not turns or turns[-1][0] != role:
+            turns.append((str(role), []))
+        turns[-1][1].append((i, message))
+    for t, (role, members) in enumerate(turns):
+        if role != "user":
+            continue
+        before = turns[t - 1] if t else None
+        asked = (
+            {b.get("id") for _, m in before[1] for b in _blocks(m.get("content")) if b.get("type") == "tool_use"}
+            if before is not None
+            else set()
+        )
+        answered: set[Any] = set()
+        for i, message in members:
+            for j, block in enumerate(_blocks(message.get("content"))):
+                if block.get("type") != "tool_result":
+                    continue
+                use_id = block.get("tool_use_id")
+                if use_id not in asked:
+                    raise _bad(
+                        f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: {use_id}. "
+                        "Each `tool_result` block must have a corresponding `tool_use` block in the previous message.",
+                        **data,
+                    )
+                answered.add(use_id)
+        missing = [str(x) for x in asked if x not in answered]
+        if missing and before is not None:
+            raise _bad(
+                f"messages.{before[1][0][0]}: `tool_use` ids were found without `tool_result` blocks immediately "
+                f"after: {', '.join(sorted(missing))}. Each `tool_use` block must have a corresponding `tool_result` "
+                "block in the next message.",
+                **data,
+            )
+
+
+def messages_shape(body: dict[str, Any], data: dict[str, Any]) -> llm.Shape:
+    """The shape a Messages request demands (tools, tool_choice, output_config.format), or Anthropic's 400."""
+    tools: list[llm.ToolSpec] = []
+    raw_tools = body.get("tools")
+    for tool in raw_tools if isinstance(raw_tools, list) else ():
+        if isinstance(tool, dict) and isinstance(tool.get("name"), str) and isinstance(tool.get("input_schema"), dict):
+            tools.append(llm.ToolSpec(tool["name"], tool["input_schema"], tool.get("strict") is True))
+    shape = llm.Shape(tools=tools)
+    choice = body.get("tool_choice")
+    if choice is not None:
+        kind = choice.get("type") if isinstance(choice, dict) else None
+        if kind not in ("auto", "any", "tool", "none"):
+            raise _bad(
+                f"tool_choice: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
+                "'auto', 'any', 'tool', 'none'",
+                **data,
+            )
+        if kind == "tool":
+            name = choice.get("name")
+            if not isinstance(name, str):
+                raise _bad("tool_choice.tool.name: Field required", **data)
+            if name not in {t.name for t in tools} and name not in {
+                t.get("name") for t in raw_tools or () if isinstance(t, dict)
+            }:
+                raise _bad(f"Tool '{name}' not found in provided tools", **data)
+            shape.tool_choice, shape.tool_name = "named", name
+        elif kind == "any":
+            if not raw_tools:
+                raise _bad("tool_choice: tool_choice.type 'any' may only be specified while providing tools", **data)
+            shape.tool_choice = "required"
+        else:
+            shape.tool_choice = str(kind)
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else body.get("output_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = fmt.get("schema")
+        if not isinstance(schema, dict):
+            raise _bad("output_config.format.json_schema.schema: Field required", **data)
+        shape.format, shape.schema = "json_schema", schema
+    return shape
 
 
 def _turns(role: str, content: Any) -> list[llm.Turn]:

@@ -31,13 +31,18 @@ from mockhub.rules import StubHit, StubReply
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "TOOL_RESULT_PREFIX",
     "Conversation",
     "Credentials",
     "LlmReply",
+    "Shape",
+    "StubMismatch",
+    "ToolSpec",
     "ToolUse",
     "Turn",
     "bearer",
     "choose_reply",
+    "compose_reply",
     "conversation",
     "count_tokens",
     "embedding",
@@ -45,9 +50,11 @@ __all__ = [
     "paced",
     "random_id",
     "record_reply",
+    "shaped_reply",
     "sse",
     "text_of",
     "tokenize",
+    "trailing_tool_results",
 ]
 
 DEFAULT_PREFIX = "mock reply to: "
@@ -391,3 +398,186 @@ def summary(call: Call) -> str:
         parts.append(f"→ tool call {', '.join(str(n) for n in names)}")
     text = " ".join(p for p in parts if p)
     return text if text.rstrip(":") else default_summary(call)
+
+
+# --------------------------------------------------------------------------------------------------
+# Structured outputs and tool choice (the shape a request demands of its reply)
+
+TOOL_RESULT_PREFIX = "mock reply to tool result: "
+
+
+@dataclass(slots=True)
+class ToolSpec:
+    """A declared function tool: its name, its parameters' JSON Schema, and whether it is strict."""
+
+    name: str
+    schema: dict[str, Any]
+    strict: bool = False
+
+
+@dataclass(slots=True)
+class Shape:
+    """What the request demands of the reply: a format (text, json_object, json_schema) and a tool choice.
+
+    `tool_choice` is neutral: auto, none, required (OpenAI `required`, Anthropic `any`) or named.
+    """
+
+    format: str = "text"
+    schema: dict[str, Any] | None = None
+    schema_name: str | None = None
+    tool_choice: str = "auto"
+    tool_name: str | None = None
+    tools: list[ToolSpec] = field(default_factory=list)
+
+    def forced_tool(self) -> ToolSpec | None:
+        """The tool the reply must call, when the tool choice forces one."""
+        if self.tool_choice == "named":
+            return next((t for t in self.tools if t.name == self.tool_name), None)
+        if self.tool_choice == "required" and self.tools:
+            return self.tools[0]
+        return None
+
+    def fields(self) -> dict[str, Any]:
+        """The `data` fields recorded for it: `response_format` and `tool_choice`."""
+        fmt: dict[str, Any] | None = None
+        if self.format != "text":
+            fmt = {"type": self.format, "name": self.schema_name, "schema": self.schema}
+        choice: Any = {"type": "function", "name": self.tool_name} if self.tool_choice == "named" else self.tool_choice
+        return {"response_format": fmt, "tool_choice": choice}
+
+
+class StubMismatch(Exception):
+    """A stub's reply does not fit the shape the request demands (the real API would never answer it)."""
+
+
+def trailing_tool_results(turns: Sequence[Turn]) -> list[str]:
+    """The contents of the tool results that end the conversation (what the next reply answers)."""
+    out: list[str] = []
+    for turn in reversed(turns):
+        if turn.role != "tool":
+            break
+        out.append(turn.text)
+    return out[::-1]
+
+
+def compose_reply(
+    conv: Conversation, text: str, tool_calls: list[ToolUse], hit: StubHit | None = None, finish: str | None = None
+) -> LlmReply:
+    """An LlmReply of `text` and `tool_calls`, cut by the request's stop sequences and max tokens."""
+    finish = finish or ("tool_calls" if tool_calls else "stop")
+    stop_sequence: str | None = None
+    if conv.stop:
+        cut = min(((text.find(s), s) for s in conv.stop if s in text), default=None)
+        if cut is not None:
+            text, stop_sequence, finish, tool_calls = text[: cut[0]], cut[1], "stop_sequence", []
+    pieces = tokenize(text)
+    if conv.max_tokens is not None and len(pieces) > conv.max_tokens:
+        pieces = pieces[: conv.max_tokens]
+        text = "".join(pieces)
+        finish, tool_calls, stop_sequence = "length", [], None
+    output_tokens = len(pieces) + sum(count_tokens(t.name) + count_tokens(t.arguments) + 3 for t in tool_calls)
+    return LlmReply(
+        text=text,
+        pieces=pieces,
+        tool_calls=tool_calls,
+        finish=finish,
+        input_tokens=conv.prompt_tokens,
+        output_tokens=max(output_tokens, 1),
+        chunk_delay_ms=hit.chunk_delay_ms if hit is not None else 0,
+        stop_sequence=stop_sequence,
+        stubbed=hit is not None and hit.reply is not None,
+    )
+
+
+def shaped_reply(
+    conv: Conversation,
+    hit: StubHit | None,
+    tool_id_prefix: str,
+    shape: Shape,
+    tool_results: Sequence[str] = (),
+    variant: int = 0,
+) -> LlmReply:
+    """The reply in the shape the request demands; raises StubMismatch for a stub that does not fit it.
+
+    Without a stub: a forced tool choice gets a call of that tool with arguments generated from its
+    schema, a JSON format gets a document generated from the schema, a turn ending in tool results
+    gets `mock reply to tool result: ...`, anything else the usual echo. `variant` (OpenAI's `n`)
+    makes each choice distinct; the same request and variant give the same reply.
+    """
+    from mockhub.services import json_schema
+
+    if hit is not None and hit.reply is not None:
+        reply = choose_reply(conv, hit, tool_id_prefix)
+        _check_stub(reply, hit, shape)
+        return reply
+    forced = shape.forced_tool()
+    if forced is not None:
+        arguments = json_schema.example(forced.schema, variant)
+        tool = _tool_use(tool_id_prefix, conv, variant, forced.name, arguments, None)
+        return compose_reply(conv, "", [tool], hit)
+    if shape.format == "json_schema":
+        text = orjson.dumps(json_schema.example(shape.schema or {}, variant)).decode()
+    elif shape.format == "json_object":
+        text = orjson.dumps({"reply": _default_text(conv, tool_results, variant)}).decode()
+    else:
+        text = _default_text(conv, tool_results, variant)
+    return compose_reply(conv, text, [], hit)
+
+
+def _default_text(conv: Conversation, tool_results: Sequence[str], variant: int) -> str:
+    if tool_results:
+        prefix, echo = TOOL_RESULT_PREFIX, "; ".join(" ".join(r.split()) for r in tool_results)
+    else:
+        prefix, echo = DEFAULT_PREFIX, conv.last_user_message
+    if len(echo) > ECHO_LIMIT:
+        echo = echo[:ECHO_LIMIT] + "..."
+    return prefix + echo + (f" (choice {variant + 1})" if variant else "")
+
+
+def _check_stub(reply: LlmReply, hit: StubHit, shape: Shape) -> None:
+    """Raise StubMismatch when the stub's reply breaks the request's guarantees."""
+    from mockhub.services import json_schema
+
+    if reply.finish == "length":
+        return  # a truncated answer may break the shape on the real API too
+    who = f"stub {hit.rule.id}"
+    if shape.tool_choice == "none" and reply.tool_calls:
+        raise StubMismatch(f"{who} answers a tool call, but the request's tool_choice is 'none'")
+    forced = shape.forced_tool()
+    if shape.tool_choice in ("required", "named") and not reply.tool_calls:
+        wanted = f"a call of '{shape.tool_name}'" if shape.tool_choice == "named" else "a tool call"
+        raise StubMismatch(f"{who} answers text, but the request's tool_choice demands {wanted}")
+    if forced is not None and shape.tool_choice == "named" and reply.tool_calls[0].name != forced.name:
+        raise StubMismatch(
+            f"{who} calls '{reply.tool_calls[0].name}', but the request's tool_choice demands '{forced.name}'"
+        )
+    declared = {t.name: t for t in shape.tools}
+    for call in reply.tool_calls:
+        spec = declared.get(call.name)
+        if spec is None or not spec.strict:
+            continue  # without strict the real API does not promise valid arguments either
+        try:
+            args = orjson.loads(call.arguments)
+        except orjson.JSONDecodeError:
+            raise StubMismatch(f"{who}: the arguments of its call of '{call.name}' are not JSON") from None
+        found = json_schema.problems(args, spec.schema)
+        if found:
+            raise StubMismatch(
+                f"{who}: the arguments of its call of '{call.name}' do not fit the tool's strict schema: "
+                + "; ".join(found)
+            )
+    if shape.format == "text" or (reply.tool_calls and not reply.text):
+        return
+    try:
+        doc = orjson.loads(reply.text)
+    except orjson.JSONDecodeError:
+        raise StubMismatch(
+            f"{who}: its content is not JSON, but the request's response format is {shape.format}"
+        ) from None
+    if shape.format == "json_object" and not isinstance(doc, dict):
+        raise StubMismatch(f"{who}: its content is not a JSON object, but the request's response format is json_object")
+    if shape.format == "json_schema":
+        found = json_schema.problems(doc, shape.schema or {})
+        if found:
+            name = f" '{shape.schema_name}'" if shape.schema_name else ""
+            raise StubMismatch(f"{who}: its content does not fit the request's JSON schema{name}: " + "; ".join(found))

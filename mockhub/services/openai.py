@@ -25,7 +25,16 @@ from mockhub.services.base import (
     json_reply,
     route,
 )
-from mockhub.services.openai_wire import bad, err, stream_reply, tool_texts
+from mockhub.services.openai_wire import (
+    bad,
+    err,
+    function_tools,
+    stream_reply,
+    strict_schema_check,
+    stub_error,
+    tool_choice,
+    tool_texts,
+)
 
 __all__ = ["OpenAIService"]
 
@@ -185,10 +194,26 @@ class OpenAIService(Service):
                 "invalid_value",
                 **data,
             )
+        n = body.get("n")
+        if n is not None:
+            if not isinstance(n, int) or isinstance(n, bool):
+                raise bad(
+                    f"Invalid type for 'n': expected an integer, but got {type(n).__name__} instead.", "n", **data
+                )
+            if n < 1 or n > 128:
+                side, bound, rel = ("below minimum", 1, ">=") if n < 1 else ("above maximum", 128, "<=")
+                raise bad(
+                    f"Invalid 'n': integer {side} value. Expected a value {rel} {bound}, but got {n} instead.",
+                    "n",
+                    **data,
+                )
         turns: list[llm.Turn] = []
         for i, message in enumerate(messages):
             if not isinstance(message, dict) or not isinstance(message.get("role"), str):
                 raise bad(f"Missing required parameter: 'messages[{i}].role'.", f"messages[{i}].role", **data)
+        _check_tool_messages(messages, data)
+        shape = chat_shape(body, messages, data)
+        for message in messages:
             role = message["role"]
             if role in ("tool", "function"):
                 turns.append(llm.Turn("tool", llm.text_of(message.get("content")), message.get("tool_call_id")))
@@ -209,6 +234,9 @@ class OpenAIService(Service):
             [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else (),
         )
         data.update(conv.fields())
+        data.update(shape.fields())
+        data["last_tool_results"] = llm.trailing_tool_results(turns)
+        data["n"] = n if isinstance(n, int) else 1
         return data
 
     # -- chat completions ----------------------------------------------------------------------
@@ -216,32 +244,53 @@ class OpenAIService(Service):
         body = request.json()
         data = request.data
         conv = llm.Conversation.from_data(data)
-        reply = llm.choose_reply(conv, request.stub, "call_")
-        finish = _FINISH.get(reply.finish, reply.finish)
+        shape = chat_shape(body, body["messages"], {})
+        tool_results = data.get("last_tool_results") or []
+        try:
+            replies = [
+                llm.shaped_reply(conv, request.stub, "call_", shape, tool_results, i) for i in range(data.get("n", 1))
+            ]
+        except llm.StubMismatch as exc:
+            data.update(error="stub_mismatch", stub_error=str(exc))
+            request.call.invalidate()
+            return stub_error(str(exc))
+        reply = replies[0]
+        # A forced named function ends with `stop` on the real API; `required` with `tool_calls`.
+        finishes = [
+            "stop" if shape.tool_choice == "named" and r.finish == "tool_calls" else _FINISH.get(r.finish, r.finish)
+            for r in replies
+        ]
+        finish = finishes[0]
         llm.record_reply(data, reply, "finish_reason", finish)
+        if len(replies) > 1:
+            data["replies"] = [r.text for r in replies]
+            data["usage"]["output_tokens"] = sum(r.output_tokens for r in replies)
         request.call.invalidate()
         completion_id = llm.random_id("chatcmpl-")
         created = int(time.time())
-        usage = _chat_usage(reply)
+        usage = _chat_usage(reply, sum(r.output_tokens for r in replies))
         headers = [("x-request-id", llm.random_id("req_", 16)), ("openai-processing-ms", "1")]
         if not data["stream"]:
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "content": reply.text if reply.text or not reply.tool_calls else None,
-                "refusal": None,
-                "annotations": [],
-            }
-            if reply.tool_calls:
-                message["tool_calls"] = [
-                    {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
-                    for t in reply.tool_calls
-                ]
+            choices = []
+            for index, (one, one_finish) in enumerate(zip(replies, finishes, strict=True)):
+                message: dict[str, Any] = {
+                    "role": "assistant",
+                    "content": one.text if one.text or not one.tool_calls else None,
+                    "refusal": None,
+                    "annotations": [],
+                }
+                if one.tool_calls:
+                    message["tool_calls"] = [
+                        {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
+                        for t in one.tool_calls
+                    ]
+                choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": one_finish})
             obj = {
                 "id": completion_id,
                 "object": "chat.completion",
                 "created": created,
                 "model": conv.model,
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+                "choices": choices,
                 "usage": usage,
                 "service_tier": "default",
                 "system_fingerprint": FINGERPRINT,
@@ -259,26 +308,28 @@ class OpenAIService(Service):
             "system_fingerprint": FINGERPRINT,
         }
 
-        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None, index: int = 0) -> bytes:
             obj: dict[str, Any] = {
                 **base,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+                "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
             }
             if include_usage:
                 obj["usage"] = None
             return llm.sse(obj)
 
-        first_content = "" if reply.text or not reply.tool_calls else None
-        frames = [chunk({"role": "assistant", "content": first_content, "refusal": None})]
-        frames.extend(chunk({"content": piece}) for piece in reply.pieces)
-        for i, tool in enumerate(reply.tool_calls):
-            head = {"index": i, "id": tool.id, "type": "function", "function": {"name": tool.name, "arguments": ""}}
-            frames.append(chunk({"tool_calls": [head]}))
-            frames.extend(
-                chunk({"tool_calls": [{"index": i, "function": {"arguments": fragment}}]})
-                for fragment in llm.tokenize(tool.arguments)
-            )
-        frames.append(chunk({}, finish))
+        frames: list[bytes] = []
+        for c, (one, one_finish) in enumerate(zip(replies, finishes, strict=True)):
+            first_content = "" if one.text or not one.tool_calls else None
+            frames.append(chunk({"role": "assistant", "content": first_content, "refusal": None}, index=c))
+            frames.extend(chunk({"content": piece}, index=c) for piece in one.pieces)
+            for i, tool in enumerate(one.tool_calls):
+                head = {"index": i, "id": tool.id, "type": "function", "function": {"name": tool.name, "arguments": ""}}
+                frames.append(chunk({"tool_calls": [head]}, index=c))
+                frames.extend(
+                    chunk({"tool_calls": [{"index": i, "function": {"arguments": fragment}}]}, index=c)
+                    for fragment in llm.tokenize(tool.arguments)
+                )
+            frames.append(chunk({}, one_finish, c))
         if include_usage:
             frames.append(llm.sse({**base, "choices": [], "usage": usage}))
         frames.append(b"data: [DONE]\n\n")
@@ -356,11 +407,12 @@ class OpenAIService(Service):
 # --------------------------------------------------------------------------------------------------
 
 
-def _chat_usage(reply: llm.LlmReply) -> dict[str, Any]:
+def _chat_usage(reply: llm.LlmReply, output_tokens: int | None = None) -> dict[str, Any]:
+    out = reply.output_tokens if output_tokens is None else output_tokens
     return {
         "prompt_tokens": reply.input_tokens,
-        "completion_tokens": reply.output_tokens,
-        "total_tokens": reply.input_tokens + reply.output_tokens,
+        "completion_tokens": out,
+        "total_tokens": reply.input_tokens + out,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
@@ -369,6 +421,111 @@ def _chat_usage(reply: llm.LlmReply) -> dict[str, Any]:
             "rejected_prediction_tokens": 0,
         },
     }
+
+
+_TOOL_ORPHAN = (
+    "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'."
+)
+
+
+def _check_tool_messages(messages: list[Any], data: dict[str, Any]) -> None:
+    """OpenAI's 400s for a broken agent loop: a tool message answering no call, a call left unanswered."""
+    open_ids: list[str] = []  # the ids of the assistant tool_calls being answered
+    answered: set[str] = set()
+    asked_at = -1
+    in_answers = False  # right after an assistant tool_calls message or its tool messages
+
+    def unanswered() -> None:
+        missing = [i for i in open_ids if i not in answered]
+        if missing:
+            raise bad(
+                "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+                f"'tool_call_id'. The following tool_call_ids did not have response messages: {', '.join(missing)}",
+                f"messages.[{asked_at}].role",
+                **data,
+            )
+
+    for i, message in enumerate(messages):
+        role = message["role"]
+        if role == "tool":
+            if not in_answers:
+                raise bad(_TOOL_ORPHAN, f"messages.[{i}].role", **data)
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise bad(
+                    "Missing parameter 'tool_call_id': messages with role 'tool' must have a 'tool_call_id'.",
+                    f"messages.[{i}].tool_call_id",
+                    **data,
+                )
+            if call_id not in open_ids:
+                raise bad(
+                    f"Invalid parameter: 'tool_call_id' of '{call_id}' not found in 'tool_calls' of previous message.",
+                    f"messages.[{i}].tool_call_id",
+                    **data,
+                )
+            answered.add(call_id)
+            continue
+        if role == "function":
+            continue  # the deprecated function-calling protocol has no ids to check
+        unanswered()
+        calls = message.get("tool_calls") if role == "assistant" else None
+        in_answers = bool(calls)
+        open_ids = [c["id"] for c in calls or () if isinstance(c, dict) and isinstance(c.get("id"), str)]
+        answered = set()
+        asked_at = i
+    unanswered()
+
+
+def chat_shape(body: dict[str, Any], messages: list[Any], data: dict[str, Any]) -> llm.Shape:
+    """The shape a chat completion request demands (response_format, tools, tool_choice), or OpenAI's 400."""
+    raw_tools = body.get("tools")
+    tools = function_tools(raw_tools, flat=False)
+    for i, tool in enumerate(tools):
+        if tool.strict:
+            strict_schema_check(f"function '{tool.name}'", tool.schema, f"tools[{i}].function.parameters", **data)
+    choice, name = tool_choice(body.get("tool_choice"), tools, bool(raw_tools), False, **data)
+    shape = llm.Shape(tool_choice=choice, tool_name=name, tools=tools)
+    fmt = body.get("response_format")
+    if fmt is None:
+        return shape
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        raise bad(
+            f"Invalid value: '{kind}'. Supported values are: 'json_object', 'json_schema', and 'text'.",
+            "response_format.type",
+            "invalid_value",
+            **data,
+        )
+    shape.format = str(kind)
+    if kind == "json_object":
+        if not any("json" in llm.text_of(m.get("content")).lower() for m in messages if isinstance(m, dict)):
+            raise bad(
+                "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
+                "messages",
+                **data,
+            )
+    elif kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict):
+            raise bad(
+                "Missing required parameter: 'response_format.json_schema'.",
+                "response_format.json_schema",
+                "missing_required_parameter",
+                **data,
+            )
+        if not isinstance(spec.get("name"), str) or not spec["name"]:
+            raise bad(
+                "Missing required parameter: 'response_format.json_schema.name'.",
+                "response_format.json_schema.name",
+                "missing_required_parameter",
+                **data,
+            )
+        schema = spec.get("schema")
+        shape.schema = schema if isinstance(schema, dict) else {}
+        shape.schema_name = spec["name"]
+        if spec.get("strict") is True:
+            strict_schema_check(f"response_format '{spec['name']}'", schema, "response_format", **data)
+    return shape
 
 
 def _embedding_inputs(raw: Any) -> list[str] | None:

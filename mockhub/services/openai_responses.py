@@ -11,7 +11,15 @@ from typing import Any
 
 from mockhub.services import llm
 from mockhub.services.base import Reply, Request, json_reply
-from mockhub.services.openai_wire import bad, stream_reply, tool_texts
+from mockhub.services.openai_wire import (
+    bad,
+    function_tools,
+    stream_reply,
+    strict_schema_check,
+    stub_error,
+    tool_choice,
+    tool_texts,
+)
 
 __all__ = ["parse", "respond"]
 
@@ -67,7 +75,69 @@ def parse(body: dict[str, Any]) -> dict[str, Any]:
     )
     data["messages"] = messages
     data.update(conv.fields())
+    data.update(shape(body, data).fields())
+    data["last_tool_results"] = llm.trailing_tool_results(turns)
+    _check_calls(raw, body, data)
     return data
+
+
+def _check_calls(raw: Any, body: dict[str, Any], data: dict[str, Any]) -> None:
+    """The Responses API's 400 for a function_call_output whose function_call is not in the input."""
+    if not isinstance(raw, list) or body.get("previous_response_id") or body.get("conversation"):
+        return  # the calls live in a stored response this fake does not keep
+    called = {i.get("call_id") for i in raw if isinstance(i, dict) and i.get("type") == "function_call"}
+    for item in raw:
+        if isinstance(item, dict) and item.get("type") == "function_call_output" and item.get("call_id") not in called:
+            raise bad(
+                f"No tool call found for function call output with call_id {item.get('call_id')}.", "input", **data
+            )
+
+
+def shape(body: dict[str, Any], data: dict[str, Any]) -> llm.Shape:
+    """The shape a Responses request demands (`text.format`, tools, tool_choice), or OpenAI's 400."""
+    raw_tools = body.get("tools")
+    tools = function_tools(raw_tools, flat=True)
+    for i, tool in enumerate(tools):
+        if tool.strict:
+            strict_schema_check(f"function '{tool.name}'", tool.schema, f"tools[{i}].parameters", **data)
+    choice, name = tool_choice(body.get("tool_choice"), tools, bool(raw_tools), True, **data)
+    out = llm.Shape(tool_choice=choice, tool_name=name, tools=tools)
+    text = body.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(fmt, dict):
+        return out
+    kind = fmt.get("type")
+    if kind not in ("text", "json_object", "json_schema"):
+        raise bad(
+            f"Invalid value: '{kind}'. Supported values are: 'text', 'json_object', and 'json_schema'.",
+            "text.format.type",
+            "invalid_value",
+            **data,
+        )
+    out.format = str(kind)
+    if kind == "json_object":
+        words = " ".join(str(m.get("content", "")) for m in data.get("messages") or ())
+        if "json" not in (words + str(body.get("instructions") or "")).lower():
+            raise bad(
+                "Response input messages must contain the word 'json' in some form to use 'text.format' of type "
+                "'json_object'.",
+                "input",
+                **data,
+            )
+    elif kind == "json_schema":
+        if not isinstance(fmt.get("name"), str) or not fmt["name"]:
+            raise bad(
+                "Missing required parameter: 'text.format.name'.",
+                "text.format.name",
+                "missing_required_parameter",
+                **data,
+            )
+        schema = fmt.get("schema")
+        out.schema = schema if isinstance(schema, dict) else {}
+        out.schema_name = fmt["name"]
+        if fmt.get("strict") is True:
+            strict_schema_check(f"text.format '{fmt['name']}'", schema, "text.format.schema", **data)
+    return out
 
 
 def respond(request: Request) -> Reply:
@@ -75,7 +145,12 @@ def respond(request: Request) -> Reply:
     body = request.json()
     data = request.data
     conv = llm.Conversation.from_data(data)
-    reply = llm.choose_reply(conv, request.stub, "call_")
+    try:
+        reply = llm.shaped_reply(conv, request.stub, "call_", shape(body, {}), data.get("last_tool_results") or [])
+    except llm.StubMismatch as exc:
+        data.update(error="stub_mismatch", stub_error=str(exc))
+        request.call.invalidate()
+        return stub_error(str(exc))
     incomplete = reply.finish == "length"
     status = "incomplete" if incomplete else "completed"
     llm.record_reply(data, reply, "status", status)
@@ -116,7 +191,7 @@ def respond(request: Request) -> Reply:
             "service_tier": "default",
             "store": body.get("store", True),
             "temperature": body.get("temperature", 1.0),
-            "text": {"format": {"type": "text"}},
+            "text": _text_config(body),
             "tool_choice": body.get("tool_choice", "auto"),
             "tools": body.get("tools") or [],
             "top_p": body.get("top_p", 1.0),
@@ -158,6 +233,15 @@ def respond(request: Request) -> Reply:
         index += 1
     event("response.incomplete" if incomplete else "response.completed", response=response(status, output, True))
     return stream_reply(frames, reply.chunk_delay_ms, headers)
+
+
+def _text_config(body: dict[str, Any]) -> dict[str, Any]:
+    """The request's `text` settings as the Response echoes them (the format defaults to text)."""
+    text = body.get("text")
+    out = dict(text) if isinstance(text, dict) else {}
+    if not isinstance(out.get("format"), dict):
+        out["format"] = {"type": "text"}
+    return out
 
 
 def _message_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:

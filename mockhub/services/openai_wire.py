@@ -36,3 +36,67 @@ def stream_reply(frames: list[bytes], delay_ms: int, headers: list[tuple[str, st
         [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"), *headers],
         stream=llm.paced(frames, delay_ms),
     )
+
+
+def stub_error(message: str) -> Reply:
+    """A stub that does not fit the request: mockhub's own error, in OpenAI's envelope, not to be retried."""
+    reply = err(500, message, "mockhub_stub_error", None, "stub_mismatch")
+    reply.headers.append(("x-should-retry", "false"))
+    return reply
+
+
+def function_tools(tools: Any, flat: bool) -> list[llm.ToolSpec]:
+    """The function tools of a request: chat's `{type, function: {...}}` or, `flat`, the Responses API's."""
+    out: list[llm.ToolSpec] = []
+    for tool in tools if isinstance(tools, list) else ():
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            continue
+        fn = tool if flat else tool.get("function")
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            continue
+        params = fn.get("parameters")
+        schema = params if isinstance(params, dict) else {"type": "object", "properties": {}}
+        out.append(llm.ToolSpec(fn["name"], schema, fn.get("strict") is True))
+    return out
+
+
+def tool_choice(
+    raw: Any, tools: list[llm.ToolSpec], has_tools: bool, flat: bool, /, **data: Any
+) -> tuple[str, str | None]:
+    """The neutral tool choice of `tool_choice` (chat or, `flat`, Responses), or OpenAI's 400."""
+    if raw is None:
+        return "auto", None
+    if not has_tools:
+        raise bad(
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+            "tool_choice",
+            **data,
+        )
+    if isinstance(raw, str):
+        if raw not in ("none", "auto", "required"):
+            raise bad(
+                f"Invalid value: '{raw}'. Supported values are: 'none', 'auto', and 'required'.",
+                "tool_choice",
+                "invalid_value",
+                **data,
+            )
+        return raw, None
+    if isinstance(raw, dict) and raw.get("type") == "function":
+        fn = raw if flat else raw.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if not isinstance(name, str):
+            where = "tool_choice.name" if flat else "tool_choice.function.name"
+            raise bad(f"Missing required parameter: '{where}'.", where, "missing_required_parameter", **data)
+        if name not in {t.name for t in tools}:
+            raise bad(f"Tool choice '{name}' not found in 'tools' parameter.", "tool_choice", **data)
+        return "named", name
+    return "auto", None  # allowed_tools, hosted tools: not forced to one function here
+
+
+def strict_schema_check(owner: str, schema: Any, param: str, /, **data: Any) -> None:
+    """OpenAI's 400 for a `strict: true` schema that strict mode cannot enforce."""
+    from mockhub.services import json_schema
+
+    problem = json_schema.strict_problem(schema)
+    if problem is not None:
+        raise bad(f"Invalid schema for {owner}: {problem}", param, "invalid_json_schema", **data)
