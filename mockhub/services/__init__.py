@@ -5,6 +5,7 @@ from __future__ import annotations
 from mockhub.services.anthropic import AnthropicService
 from mockhub.services.base import Service
 from mockhub.services.discord import DiscordService
+from mockhub.services.gemini import GeminiService
 from mockhub.services.mailgun import MailgunService
 from mockhub.services.openai import OpenAIService
 from mockhub.services.pagerduty import PagerDutyService
@@ -30,6 +31,7 @@ SERVICES: list[type[Service]] = [
     MailgunService,
     OpenAIService,
     AnthropicService,
+    GeminiService,
 ]
 
 
