@@ -375,7 +375,9 @@ class GeminiService(Service):
         if n > 1:
             data["usage"]["output_tokens"] = reply.output_tokens * n
         calls = [_function_call(t, request) for t in reply.tool_calls]
-        text_parts = [{"text": reply.text}] if reply.text or not calls else []
+        # A blocked answer (a stub's finish_reason SAFETY without content) has no parts at all.
+        bare = not calls and finish not in _BLOCKED
+        text_parts = [{"text": reply.text}] if reply.text or bare else []
 
         def candidates(parts: list[dict[str, Any]], last: bool) -> list[dict[str, Any]]:
             out: list[dict[str, Any]] = []
