@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from functools import partial
-from typing import Any
 
 import httpx
+import httpx2
 import pytest
 import support
 from google import genai
@@ -139,7 +139,8 @@ def test_embed_content_single_and_batch(server: ThreadedHub, api: httpx.Client) 
         model="text-embedding-004", contents=["disk full", "disk is full"], config={"output_dimensionality": 16}
     )
     assert many.embeddings and [len(e.values or []) for e in many.embeddings] == [16, 16]
-    again = gemini.models.embed_content(model="text-embedding-004", contents="disk full", config={"output_dimensionality": 16})
+    config = {"output_dimensionality": 16}
+    again = gemini.models.embed_content(model="text-embedding-004", contents="disk full", config=config)
     assert again.embeddings and again.embeddings[0].values == many.embeddings[0].values
     data = calls(api)[-1]["data"]
     assert data["input"] == ["disk full"] and data["batch"] is True and data["dimensions"] == 16
@@ -192,7 +193,8 @@ def test_stub_tool_calls_are_function_call_parts(server: ThreadedHub, api: httpx
     assert call.name == "page_oncall" and call.args == {"team": "db"}
     assert response.candidates and response.candidates[0].finish_reason == types.FinishReason.STOP
     data = calls(api)[0]["data"]
-    assert data["tools"] == [{"functionDeclarations": [PAGE_ONCALL.model_dump(mode="json", exclude_none=True, by_alias=True)]}]
+    declared = PAGE_ONCALL.model_dump(mode="json", exclude_none=True, by_alias=True)
+    assert data["tools"] == [{"functionDeclarations": [declared]}]
     assert [(t["name"], t["arguments"]) for t in data["reply_tool_calls"]] == [("page_oncall", {"team": "db"})]
     # Streamed, the function call arrives whole in the last chunk.
     chunks = list(client(server).models.generate_content_stream(model=MODEL, contents="db-1 is down", config=config))
@@ -210,7 +212,10 @@ def test_automatic_function_calling_runs_the_tool_then_answers(server: ThreadedH
     add_stub(
         api,
         "gemini",
-        sequence=[{"tool_calls": [{"name": "page_oncall", "arguments": {"team": "db"}}]}, {"content": "db on-call paged"}],
+        sequence=[
+            {"tool_calls": [{"name": "page_oncall", "arguments": {"team": "db"}}]},
+            {"content": "db on-call paged"},
+        ],
     )
     config = types.GenerateContentConfig(tools=[page_oncall])
     response = client(server).models.generate_content(model=MODEL, contents="db-1 is down", config=config)
@@ -337,5 +342,10 @@ def test_fault_with_custom_status_and_a_cut_stream(server: ThreadedHub, api: htt
     assert raised.value.code == 404 and raised.value.status == "NOT_FOUND"
     assert str(raised.value.message).startswith("mockhub fault f_")
     add_fault(api, "gemini", action="cut_stream", after_chunks=2)
-    with pytest.raises(Exception):  # noqa: B017, PT011 - the connection is cut: httpx's own error surfaces
-        list(client(server).models.generate_content_stream(model=MODEL, contents="a long enough reply to cut"))
+    received: list[str] = []
+    with pytest.raises(httpx2.RemoteProtocolError):  # the SDK's transport: the body ends short
+        for chunk in client(server).models.generate_content_stream(model=MODEL, contents="a long reply to cut"):
+            received.append(chunk.text or "")
+    assert received == ["mock", " reply"]
+    [_, cut] = calls(api)
+    assert cut["fault"]["action"] == "cut_stream"

@@ -62,7 +62,10 @@ _BAD_KEY = "API key not valid. Please pass a valid API key."
 _HELP = {
     "@type": "type.googleapis.com/google.rpc.Help",
     "links": [
-        {"description": "Learn more about Gemini API quotas", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}
+        {
+            "description": "Learn more about Gemini API quotas",
+            "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+        }
     ],
 }
 _PRESETS: dict[str, tuple[int, str, list[dict[str, Any]]]] = {
