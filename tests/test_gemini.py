@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from functools import partial
+from typing import Literal
 
 import httpx
 import httpx2
@@ -12,6 +13,7 @@ import pytest
 import support
 from google import genai
 from google.genai import errors, types
+from pydantic import BaseModel
 from support import add_fault, add_stub, extra_hub
 
 from mockhub.server import ThreadedHub
@@ -231,6 +233,29 @@ def test_automatic_function_calling_runs_the_tool_then_answers(server: ThreadedH
     )
     handed = client(server).models.generate_content(model=MODEL, contents="web is down", config=off)
     assert paged == ["db"] and handed.function_calls and handed.function_calls[0].args == {"team": "web"}
+
+
+class Incident(BaseModel):
+    severity: Literal["low", "high"]
+    summary: str
+    hosts: list[str]
+    count: int
+
+
+def test_json_mode_answers_json_shaped_by_the_schema(server: ThreadedHub, api: httpx.Client) -> None:
+    config = types.GenerateContentConfig(response_mime_type="application/json", response_schema=Incident)
+    response = client(server).models.generate_content(model=MODEL, contents="classify disk full", config=config)
+    reply = "mock reply to: classify disk full"
+    assert response.parsed == Incident(severity="low", summary=reply, hosts=[reply], count=0)
+    plain = types.GenerateContentConfig(response_mime_type="application/json")
+    assert json.loads(client(server).models.generate_content(model=MODEL, contents="x", config=plain).text or "") == (
+        "mock reply to: x"
+    )
+    # A stub's content is answered as given.
+    add_stub(api, "gemini", reply={"content": '{"severity": "high", "summary": "s", "hosts": [], "count": 2}'})
+    stubbed = client(server).models.generate_content(model=MODEL, contents="classify", config=config)
+    assert stubbed.parsed == Incident(severity="high", summary="s", hosts=[], count=2)
+    assert calls(api)[0]["data"]["response_mime_type"] == "application/json"
 
 
 def test_validation_errors_are_google_shaped(server: ThreadedHub, api: httpx.Client) -> None:

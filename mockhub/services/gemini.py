@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -362,6 +363,13 @@ class GeminiService(Service):
         data = request.data
         conv = llm.Conversation.from_data(data)
         reply = llm.choose_reply(conv, request.stub, "call_")
+        if not reply.stubbed and data.get("response_mime_type") == "application/json":
+            # JSON mode: the default reply is JSON (shaped by the response schema), so `response.parsed` works.
+            config = data.get("generation_config") or {}
+            schema = _get(config, "responseJsonSchema") or _get(config, "responseSchema")
+            text = orjson.dumps(_instance(schema, reply.text)).decode()
+            pieces = llm.tokenize(text)
+            reply = replace(reply, text=text, pieces=pieces, output_tokens=max(len(pieces), 1))
         finish = _FINISH.get(reply.finish, reply.finish.upper())
         llm.record_reply(data, reply, "finish_reason", finish)
         request.call.invalidate()
@@ -554,6 +562,28 @@ def _conversation(model: str, body: Mapping[str, Any], where: str, data: dict[st
         max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0 else None,
         stop if isinstance(stop, list) else (),
     )
+
+
+def _instance(schema: Any, text: str) -> Any:
+    """The smallest value `schema` (Gemini's Schema or a JSON schema) allows, its strings the default reply."""
+    if not isinstance(schema, dict):
+        return text
+    for key in ("anyOf", "any_of", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            return _instance(options[0], text)
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
+    kind = schema.get("type")
+    kind = (kind[0] if isinstance(kind, list) and kind else kind or "").lower()
+    properties = schema.get("properties")
+    if kind == "object" or (not kind and isinstance(properties, dict)):
+        props = properties if isinstance(properties, dict) else {}
+        return {name: _instance(sub, text) for name, sub in props.items()}
+    if kind == "array":
+        return [_instance(schema.get("items"), text)]
+    return {"integer": 0, "number": 0, "boolean": False, "null": None}.get(kind, text)
 
 
 def _model_info(model: str) -> dict[str, Any]:
