@@ -6,6 +6,7 @@ from mockhub.services.anthropic import AnthropicService
 from mockhub.services.aws import SesService, SnsService
 from mockhub.services.base import Service
 from mockhub.services.discord import DiscordService
+from mockhub.services.gemini import GeminiService
 from mockhub.services.mailgun import MailgunService
 from mockhub.services.openai import OpenAIService
 from mockhub.services.pagerduty import PagerDutyService
@@ -41,6 +42,7 @@ SERVICES: list[type[Service]] = [
     SesService,
     SnsService,
     TelegramService,
+    GeminiService,
     # Intercepted calls to hosts and paths no fake above serves (reached by host only).
     UnmatchedService,
 ]
