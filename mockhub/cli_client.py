@@ -336,12 +336,30 @@ def env(
             "for applications that cannot change their base URLs",
         ),
     ] = False,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="your project's variable names: NAME=SOURCE[,NAME=SOURCE...], SOURCE being service.key "
+            "(twilio.account_sid, smtp.port, slack.slack_webhook), a variable mockhub sets, a {template} or =text",
+        ),
+    ] = None,
+    map_file: Annotated[
+        Path | None,
+        typer.Option("--map-file", help="the same mapping in a TOML file: NAME = \"SOURCE\" lines (or an [env] table)"),
+    ] = None,
 ) -> None:
     """Print the settings that point an application at this mockhub (`eval "$(mockhub env)"`)."""
+    from mockhub.client.urls import EnvMapError
+
     if fmt not in ("shell", "dotenv", "json"):
         _fail(f"--format must be shell, dotenv or json, not {fmt!r}", 2)
+    names = _env_mapping(mapping or [], map_file)
     with _talking_to(url), _hub(url, namespace) as hub:
-        values = hub.env(proxy=proxy)
+        try:
+            values = hub.env(proxy=proxy, mapping=names)
+        except EnvMapError as exc:
+            _fail(f"--map: {exc}", 2)
     if fmt == "json":
         _print_json(values)
     elif fmt == "dotenv":
@@ -351,6 +369,32 @@ def env(
     else:
         for key, value in values.items():
             _out(f"export {key}={shlex.quote(value)}")
+
+
+def _env_mapping(entries: list[str], map_file: Path | None) -> dict[str, str]:
+    """`--map-file` first, then `--map` entries (each may hold several, comma-separated) over it."""
+    import tomllib
+
+    names: dict[str, str] = {}
+    if map_file is not None:
+        try:
+            table = tomllib.loads(map_file.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            _fail(f"--map-file {map_file}: {exc}", 2)
+        table = table.get("env", table)
+        for name, source in table.items():
+            if not isinstance(source, str):
+                _fail(f"--map-file {map_file}: {name} must be a string, not {source!r}", 2)
+            names[name] = source
+    for entry in entries:
+        for item in (part.strip() for part in entry.split(",")):
+            name, sep, source = item.partition("=")
+            if not item:
+                continue
+            if not sep or not name.strip() or not source.strip():
+                _fail(f"--map: {item!r} is not NAME=SOURCE", 2)
+            names[name.strip()] = source.strip()
+    return names
 
 
 def health(

@@ -8,7 +8,7 @@ Its non-I/O half is `_Base`, shared with `MockHub`. `fault`/`stub`/`add_fault`/`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, Literal, Unpack
 
 import httpx
@@ -91,17 +91,17 @@ class AsyncMockHub(_Base):
         assert self._catalogue is not None
         return self._catalogue
 
-    async def env(self, proxy: bool = False) -> dict[str, str]:
+    async def env(self, proxy: bool = False, mapping: Mapping[str, str] | None = None) -> dict[str, str]:
         """Ready-made settings pointing an application at this namespace's fakes (see `app_env`).
 
-        With `proxy=True`, also the proxy and CA settings (see `MockHub.env`).
+        With `proxy=True`, also the proxy and CA settings; `mapping`, the project's own names (see `MockHub.env`).
         """
         if self._catalogue is None:
             await self.services()
         trust = None
         if proxy:
             trust = (await self.ca_pem(), self._pem_of(await self._http.get(f"{self.url}/tls/bundle.pem")))
-        return self._env(await self.smtp_port, trust)
+        return self._env(await self.smtp_port, trust, mapping)
 
     async def ca_pem(self) -> bytes:
         """mockhub's CA certificate (`GET /tls/ca.pem`): what a client trusts for the HTTPS listener and the proxy."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import os
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -17,7 +18,17 @@ from pydantic import ValidationError
 from mockhub.client.explain import explain_miss
 from mockhub.client.models import Call, CallFilters, Health, ResetResult
 from mockhub.client.options import FaultOptions, StubOptions, fault_spec, stub_spec
-from mockhub.client.urls import Catalogue, Urls, app_env, learn, proxy_env, proxy_url, write_trust
+from mockhub.client.urls import (
+    Catalogue,
+    Urls,
+    app_env,
+    learn,
+    map_env,
+    proxy_env,
+    proxy_url,
+    template_values,
+    write_trust,
+)
 from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
 
 __all__ = ["DEFAULT_URL", "MockHubError", "default_url"]
@@ -194,14 +205,19 @@ class _Base:
     def _stub_spec(self, service: str | None, options: StubOptions) -> StubSpec:
         return stub_spec(service, self.namespace, options)
 
-    def _env(self, smtp_port: int | None, trust: tuple[bytes, bytes] | None = None) -> dict[str, str]:
+    def _env(
+        self, smtp_port: int | None, trust: tuple[bytes, bytes] | None = None, mapping: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         catalogue = self._catalogue_now()
-        env = app_env(
-            catalogue, Urls.of(self.root, catalogue), self.smtp_host, {"smtp_port": smtp_port}, self.namespace, self.url
-        )
+        listeners = {"smtp_port": smtp_port}
+        env = app_env(catalogue, Urls.of(self.root, catalogue), self.smtp_host, listeners, self.namespace, self.url)
         if trust is not None:
             ca_file, bundle_file = write_trust(self.url, *trust)
             env.update(proxy_env(self.url, self.namespace, ca_file, bundle_file))
+        if mapping:
+            # After the proxy settings, so a project's own name may take one of them too (`=HTTPS_PROXY`).
+            values = template_values(Urls.of(self.root, catalogue), self.smtp_host, listeners, self.namespace, self.url)
+            env.update(map_env(mapping, catalogue, env, values))
         return dict(sorted(env.items()))
 
     @property

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal, Unpack
 
 import httpx
@@ -80,17 +80,19 @@ class MockHub(_Base):
     def _catalogue_now(self) -> list[dict[str, Any]]:
         return self._catalogue if self._catalogue is not None else self.services()
 
-    def env(self, proxy: bool = False) -> dict[str, str]:
+    def env(self, proxy: bool = False, mapping: Mapping[str, str] | None = None) -> dict[str, str]:
         """Ready-made settings pointing an application at this namespace's fakes (see `app_env`).
 
         With `proxy=True`, also the settings that send an unchanged application's HTTPS calls to the
         fakes: `HTTPS_PROXY` (this namespace as the proxy user), `NO_PROXY`, and the CA files
         (`SSL_CERT_FILE`, `NODE_EXTRA_CA_CERTS`, ...), written under `trust_dir()` (docs/interception.md).
+        `mapping` fills in the project's own variable names, `{"ALERT_SMS_TWILIO_ACCOUNT_SID": "twilio.account_sid"}`
+        (sources: `mockhub.client.urls.map_env`); an unknown source raises `EnvMapError`.
         """
         trust = None
         if proxy:
             trust = (self.ca_pem(), self._pem_of(self._http.get(f"{self.url}/tls/bundle.pem")))
-        return self._env(self.smtp_port, trust)
+        return self._env(self.smtp_port, trust, mapping)
 
     def ca_pem(self) -> bytes:
         """mockhub's CA certificate (`GET /tls/ca.pem`): what a client trusts for the HTTPS listener and the proxy."""

@@ -17,7 +17,18 @@ from urllib.parse import quote, urlsplit
 
 from mockhub.filters import FIELDS, DataFields
 
-__all__ = ["Catalogue", "Urls", "app_env", "proxy_env", "proxy_url", "trust_dir", "write_trust"]
+__all__ = [
+    "Catalogue",
+    "EnvMapError",
+    "Urls",
+    "app_env",
+    "map_env",
+    "proxy_env",
+    "proxy_url",
+    "template_values",
+    "trust_dir",
+    "write_trust",
+]
 
 Catalogue = list[dict[str, Any]]
 """`GET /services`' list: each fake's facts as JSON."""
@@ -85,25 +96,112 @@ class _Known(string.Formatter):
         return value
 
 
-def app_env(
-    catalogue: Catalogue, urls: Urls, host: str, listeners: Mapping[str, int | None], namespace: str | None, server: str
-) -> dict[str, str]:
-    """The environment each fake declares for an application under test (`GET /services` `env`), filled in."""
+def template_values(
+    urls: Urls, host: str, listeners: Mapping[str, int | None], namespace: str | None, server: str
+) -> dict[str, Any]:
+    """What an `EnvVar` template may name: `base`, `server`, `host`, `namespace`, `urls`, the listeners' ports."""
     values: dict[str, Any] = {"base": urls.base, "server": server, "host": host, "namespace": namespace, "urls": urls}
     values.update({name: port for name, port in listeners.items() if port is not None})
+    return values
+
+
+def _service_env(info: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    formatter = _Known()
+    for var in info.get("env") or []:
+        if any(values.get(name) is None for name in var.get("requires", [])):
+            continue
+        try:
+            env[var["name"]] = formatter.format(var["value"], **values)
+        except (KeyError, AttributeError):
+            continue  # names a namespace, a listener or a URL this server does not have
+    return env
+
+
+def app_env(
+    catalogue: Catalogue,
+    urls: Urls,
+    host: str,
+    listeners: Mapping[str, int | None],
+    namespace: str | None,
+    server: str,
+    mapping: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment each fake declares for an application under test (`GET /services` `env`), filled in.
+
+    `mapping` adds the project's own variable names (see `map_env`).
+    """
+    values = template_values(urls, host, listeners, namespace, server)
     env = {"MOCKHUB_URL": server}
     if namespace is not None:
         env["MOCKHUB_NAMESPACE"] = namespace
-    formatter = _Known()
     for info in catalogue:
-        for var in info.get("env") or []:
-            if any(values.get(name) is None for name in var.get("requires", [])):
-                continue
-            try:
-                env[var["name"]] = formatter.format(var["value"], **values)
-            except (KeyError, AttributeError):
-                continue  # names a namespace, a listener or a URL this server does not have
+        env.update(_service_env(info, values))
+    if mapping:
+        env.update(map_env(mapping, catalogue, env, values))
     return dict(sorted(env.items()))
+
+
+class EnvMapError(ValueError):
+    """A `--map` entry that names nothing mockhub knows: the message says what it could have been."""
+
+
+def map_env(
+    mapping: Mapping[str, str], catalogue: Catalogue, env: Mapping[str, str], values: Mapping[str, Any]
+) -> dict[str, str]:
+    """The project's own variable names filled in (`mockhub env --map NAME=SOURCE`, `env(mapping=...)`).
+
+    A SOURCE is one of:
+
+    - `service.key`: the fake's URL named `key` (`slack.slack_webhook`), its listener (`smtp.port`,
+      `smtp.host`), or the one variable of that fake whose name ends in `_KEY` (`twilio.account_sid`
+      is `TWILIO_ACCOUNT_SID`, `smtp.user` is `ALERT_EMAIL_SMTP_USER`);
+    - the name of a variable mockhub sets (`OPENAI_BASE_URL`);
+    - a template over the same values as the fakes' own (`{urls.openai_base}`, `{smtp_port}`, `{namespace}`);
+    - `=text`: that text, as it is.
+    """
+    by_name = {str(info.get("name")): info for info in catalogue}
+    out: dict[str, str] = {}
+    for name, source in mapping.items():
+        source = source.strip()
+        if source.startswith("="):
+            out[name] = source[1:]
+        elif "{" in source:
+            try:
+                out[name] = _Known().format(source, **values)
+            except (KeyError, AttributeError, IndexError, ValueError) as exc:
+                raise EnvMapError(f"{name}: the template {source!r} names something unknown ({exc})") from None
+        elif source in env:
+            out[name] = env[source]
+        elif "." in source:
+            out[name] = _service_value(name, source, by_name, values)
+        else:
+            raise EnvMapError(f"{name}: {source!r} is no variable mockhub sets, and not of the form service.key")
+    return out
+
+
+def _service_value(name: str, source: str, by_name: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+    service, _, key = source.partition(".")
+    info = by_name.get(service)
+    if info is None:
+        raise EnvMapError(f"{name}: no fake named {service!r} (known: {', '.join(sorted(by_name))})")
+    urls = values["urls"]
+    if key in (info.get("urls") or {}):
+        return str(getattr(urls, key))
+    if key in ("port", "host") and info.get("transport") != "http":
+        port = values.get(f"{info.get('transport')}_port")
+        if key == "host":
+            return str(values["host"])
+        if port is not None:
+            return str(port)
+    own = _service_env(info, values)
+    suffix = "_" + key.upper()
+    found = [var for var in own if var.upper() == key.upper() or var.upper().endswith(suffix)]
+    if len(found) == 1:
+        return own[found[0]]
+    choices = [*(info.get("urls") or {}), *(f"{v.rsplit('_', 1)[-1].lower()} ({v})" for v in own)]
+    what = "matches several variables" if found else "names nothing of that fake"
+    raise EnvMapError(f"{name}: {source!r} {what}; {service} has: {', '.join(choices) or 'nothing to map'}")
 
 
 def proxy_url(server: str, namespace: str | None) -> str:
