@@ -17,6 +17,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_MARKER = "<!-- mockhub:settings -->"
+MODELS_MARKER = "<!-- mockhub:client-models -->"
 INCLUDE = re.compile(r"^<!-- mockhub:include (?P<path>\S+) -->$", re.MULTILINE)
 RUN_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+)python run[ \t]*$", re.MULTILINE)
 
@@ -53,6 +54,50 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
+def _type_name(annotation: Any) -> str:
+    import typing
+
+    text = str(annotation) if typing.get_origin(annotation) else getattr(annotation, "__name__", str(annotation))
+    return text.replace("typing.", "").replace("mockhub.client.models.", "").replace("datetime.datetime", "datetime")
+
+
+def client_models_table() -> str:
+    """The client's `Call` and the models inside it: every attribute, its type and meaning, then its methods."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import inspect
+
+    from mockhub.client.models import Call, CallResponse, FaultHit, StubHit
+
+    out: list[str] = []
+    for model, where in (
+        (Call, "call"),
+        (CallResponse, "call.response"),
+        (FaultHit, "call.fault"),
+        (StubHit, "call.stub"),
+    ):
+        out += [
+            f"`{where}` (`{model.__name__}`): {inspect.getdoc(model) or ''}",
+            "",
+            "| attribute | type | what |",
+            "|---|---|---|",
+        ]
+        for name, field in model.model_fields.items():
+            description = (field.description or "").replace("|", "\\|")
+            kind = _type_name(field.annotation).replace("|", "\\|")
+            out.append(f"| `{where}.{name}` | `{kind}` | {description} |")
+        for name, member in vars(model).items():
+            if name.startswith("_") or not (isinstance(member, property) or inspect.isfunction(member)):
+                continue
+            doc = (inspect.getdoc(member) or "").split("\n")[0].replace("|", "\\|")
+            if not doc:
+                continue
+            call = "" if isinstance(member, property) else "()"
+            out.append(f"| `{where}.{name}{call}` | {'property' if call == '' else 'method'} | {doc} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def _include(path: str) -> str:
     text = (ROOT / path).read_text(encoding="utf-8")
     first, _, rest = text.partition("\n")
@@ -62,5 +107,7 @@ def _include(path: str) -> str:
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     if SETTINGS_MARKER in markdown:
         markdown = markdown.replace(SETTINGS_MARKER, settings_table())
+    if MODELS_MARKER in markdown:
+        markdown = markdown.replace(MODELS_MARKER, client_models_table())
     markdown = INCLUDE.sub(lambda m: _include(m["path"]), markdown)
     return RUN_FENCE.sub(lambda m: f"{m['indent']}{m['fence']}python", markdown)

@@ -346,7 +346,7 @@ def env(
     ] = None,
     map_file: Annotated[
         Path | None,
-        typer.Option("--map-file", help="the same mapping in a TOML file: NAME = \"SOURCE\" lines (or an [env] table)"),
+        typer.Option("--map-file", help='the same mapping in a TOML file: NAME = "SOURCE" lines (or an [env] table)'),
     ] = None,
 ) -> None:
     """Print the settings that point an application at this mockhub (`eval "$(mockhub env)"`)."""

@@ -134,3 +134,11 @@ def test_unknown_options_are_refused() -> None:
         fault_spec("slack", None, {"preset": "rate_limited", "tmies": 2})  # type: ignore[typeddict-unknown-key]
     with pytest.raises(ValueError, match="extra"):
         stub_spec("slack", None, {"content": "x", "sequnce": []})  # type: ignore[typeddict-unknown-key]
+
+
+def test_every_attribute_of_the_client_models_is_described() -> None:
+    # docs/client-and-plugin.md's model tables are generated from these descriptions (docs/hooks.py).
+    from mockhub.client.models import Call, CallResponse, FaultHit, StubHit
+
+    for model in (Call, CallResponse, FaultHit, StubHit):
+        assert [n for n, f in model.model_fields.items() if not f.description] == [], model.__name__

@@ -10,7 +10,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from mockhub.filters import CallFilters, recipients_of, subjects_of, texts_of
 from mockhub.rules import Fault, Stub
@@ -44,13 +44,14 @@ class CallResponse(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    status: int
-    headers: dict[str, str] = {}
-    body: str = ""
-    body_encoding: Literal["utf-8", "base64"] = "utf-8"
+    status: int = Field(description="the HTTP status mockhub answered")
+    headers: dict[str, str] = Field({}, description="the answer's headers, lower-case names")
+    body: str = Field("", description="the answer's body as text, or base64 (see `body_encoding`)")
+    body_encoding: Literal["utf-8", "base64"] = Field("utf-8", description="how `body` is written")
 
     @property
     def content(self) -> bytes:
+        """The answer's body byte-exact."""
         return _decode(self.body, self.body_encoding)
 
 
@@ -59,9 +60,9 @@ class FaultHit(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    id: str
-    action: str
-    preset: str | None = None
+    id: str = Field(description="the fault rule's id (`hub.faults()`, `DELETE /faults/{id}`)")
+    action: str = Field(description="what it did: error, delay, timeout, reset, empty, malformed, cut_stream")
+    preset: str | None = Field(None, description="the preset it answered with, if any")
 
 
 class StubHit(BaseModel):
@@ -69,8 +70,8 @@ class StubHit(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    id: str
-    index: int = 0
+    id: str = Field(description="the stub's id")
+    index: int = Field(0, description="which of its answers (of a `sequence`) it gave")
 
 
 class Call(BaseModel):
@@ -78,27 +79,30 @@ class Call(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    id: str
-    seq: int
-    time: datetime
-    service: str
-    namespace: str = "default"
-    direction: Literal["inbound", "outbound"] = "inbound"
-    method: str
-    scheme: str = "http"
-    host: str = ""
-    path: str
-    query: dict[str, Any] = {}
-    headers: dict[str, str] = {}
-    body: str = ""
-    body_encoding: Literal["utf-8", "base64"] = "utf-8"
-    data: dict[str, Any] = {}
-    response: CallResponse | None = None
-    fault: FaultHit | None = None
-    stub: StubHit | None = None
-    duration_ms: float = 0.0
-    summary: str = ""
-    """The fake's own one-line summary of the call (what the UI's list shows)."""
+    id: str = Field(description="the call's id (`GET /calls/{id}`)")
+    seq: int = Field(description="its place in the journal: strictly increasing")
+    time: datetime = Field(description="when it arrived (UTC)")
+    service: str = Field(description="the fake that took it (`GET /services` names)")
+    namespace: str = Field("default", description="the namespace it was recorded in")
+    direction: Literal["inbound", "outbound"] = Field(
+        "inbound", description="inbound: to a fake; outbound: a fake's call to the app (a callback)"
+    )
+    method: str = Field(description="the HTTP method (SMTP: the command, `DATA` for a delivered message)")
+    scheme: str = Field("http", description="http or https (through the proxy or the HTTPS listener)")
+    host: str = Field("", description="where it was going: the Host / CONNECT target, the port only when not default")
+    path: str = Field(description="the path, without an /ns/{namespace} prefix")
+    query: dict[str, Any] = Field({}, description="the query string: a string per name, a list when repeated")
+    headers: dict[str, str] = Field({}, description="the request's headers, lower-case names")
+    body: str = Field("", description="the request body as text, or base64 (see `body_encoding`); `content`: bytes")
+    body_encoding: Literal["utf-8", "base64"] = Field("utf-8", description="how `body` is written")
+    data: dict[str, Any] = Field(
+        {}, description="the fake's parsed fields (types per fake: each fake's page, 'Recorded data')"
+    )
+    response: CallResponse | None = Field(None, description="what mockhub answered (None: it never answered)")
+    fault: FaultHit | None = Field(None, description="the fault rule that hit it, if any")
+    stub: StubHit | None = Field(None, description="the stub that answered it, if any")
+    duration_ms: float = Field(0.0, description="from the request's arrival to the end of the answer")
+    summary: str = Field("", description="the fake's own one-line summary (what the UI's list shows)")
 
     @property
     def content(self) -> bytes:
