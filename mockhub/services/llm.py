@@ -242,31 +242,11 @@ def choose_reply(conv: Conversation, hit: StubHit | None, tool_id_prefix: str) -
             echo = echo[:ECHO_LIMIT] + "..."
         text = DEFAULT_PREFIX + echo
         tool_calls = []
-    finish = "tool_calls" if tool_calls else "stop"
-    stop_sequence: str | None = None
-    if conv.stop:
-        cut = min(((text.find(s), s) for s in conv.stop if s in text), default=None)
-        if cut is not None:
-            text, stop_sequence, finish, tool_calls = text[: cut[0]], cut[1], "stop_sequence", []
-    pieces = tokenize(text)
-    if conv.max_tokens is not None and len(pieces) > conv.max_tokens:
-        pieces = pieces[: conv.max_tokens]
-        text = "".join(pieces)
-        finish, tool_calls, stop_sequence = "length", [], None
+    reply = compose_reply(conv, text, tool_calls, hit)
     if stub is not None and stub.finish_reason:
-        finish = _NEUTRAL_FINISH.get(stub.finish_reason, stub.finish_reason)
-    output_tokens = len(pieces) + sum(count_tokens(t.name) + count_tokens(t.arguments) + 3 for t in tool_calls)
-    return LlmReply(
-        text=text,
-        pieces=pieces,
-        tool_calls=tool_calls,
-        finish=finish,
-        input_tokens=conv.prompt_tokens,
-        output_tokens=max(output_tokens, 1),
-        chunk_delay_ms=hit.chunk_delay_ms if hit is not None else 0,
-        stop_sequence=stop_sequence,
-        stubbed=stub is not None,
-    )
+        # The stub's own word wins, over a stop sequence or max tokens too.
+        reply.finish = _NEUTRAL_FINISH.get(stub.finish_reason, stub.finish_reason)
+    return reply
 
 
 def _tool_use(
