@@ -298,3 +298,148 @@ def test_pinned_credentials(pinned: ThreadedHub) -> None:
     assert WebhookClient(pinned.url + HOOK).send(text="x").status_code == 200
     wrong = WebhookClient(pinned.url + "/services/T0001/B0001/other").send(text="x")
     assert (wrong.status_code, wrong.body) == (403, "invalid_token")
+
+
+# -- stored messages: chat.update / delete / getPermalink, conversations.history / replies -------
+
+
+def _error(call: object) -> str:
+    """The `error` of the SlackApiError a WebClient call raises."""
+    with pytest.raises(SlackApiError) as info:
+        call()  # type: ignore[operator]
+    assert info.value.response.status_code == 200
+    return str(info.value.response["error"])
+
+
+def test_update_delete_and_permalink_of_a_posted_message(web: WebClient, api: httpx.Client) -> None:
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*v1*"}}]
+    posted = web.chat_postMessage(channel="#ops", text="v1", blocks=blocks)
+    channel, ts = posted["channel"], posted["ts"]
+
+    updated = web.chat_update(channel=channel, ts=ts, text="v2")
+    assert (updated["channel"], updated["ts"], updated["text"]) == (channel, ts, "v2")
+    # Slack keeps the previous blocks when an update does not send any.
+    assert updated["message"]["blocks"] == blocks and updated["message"]["edited"]["user"]
+    [listed] = web.conversations_history(channel=channel)["messages"]
+    assert (listed["ts"], listed["text"], listed["blocks"]) == (ts, "v2", blocks)
+    assert "edited" in listed
+
+    link = web.chat_getPermalink(channel="#ops", message_ts=ts)
+    assert link["channel"] == channel
+    assert link["permalink"] == f"https://mockhub.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+    deleted = web.chat_delete(channel="#ops", ts=ts)
+    assert (deleted["ok"], deleted["channel"], deleted["ts"]) == (True, channel, ts)
+    assert web.conversations_history(channel=channel)["messages"] == []
+    assert _error(lambda: web.chat_delete(channel=channel, ts=ts)) == "message_not_found"
+    assert _error(lambda: web.chat_update(channel=channel, ts=ts, text="v3")) == "message_not_found"
+    assert _error(lambda: web.chat_getPermalink(channel=channel, message_ts=ts)) == "message_not_found"
+    errors = [c["data"].get("error") for c in calls(api)]
+    assert errors[-3:] == ["message_not_found"] * 3
+
+
+def test_unknown_ts_or_other_channel_is_message_not_found(web: WebClient, api: httpx.Client) -> None:
+    posted = web.chat_postMessage(channel="#ops", text="here")
+    for call in (
+        lambda: web.chat_update(channel="#ops", ts="1700000000.000001", text="x"),
+        lambda: web.chat_update(channel="#elsewhere", ts=posted["ts"], text="x"),
+        lambda: web.chat_delete(channel="#elsewhere", ts=posted["ts"]),
+        lambda: web.chat_getPermalink(channel="#ops", message_ts="1700000000.000001"),
+    ):
+        assert _error(call) == "message_not_found"
+    # Nothing was changed or removed by the failed calls.
+    [kept] = web.conversations_history(channel="#ops")["messages"]
+    assert kept["text"] == "here" and "edited" not in kept
+
+
+def test_history_pages_newest_first_with_bounds(web: WebClient, api: httpx.Client) -> None:
+    ts = [web.chat_postMessage(channel="#pages", text=f"m{i}")["ts"] for i in range(5)]
+    web.chat_postMessage(channel="#other", text="not here")
+
+    first = web.conversations_history(channel="#pages", limit=2)
+    assert [m["text"] for m in first["messages"]] == ["m4", "m3"]
+    assert first["has_more"] is True
+    cursor = first["response_metadata"]["next_cursor"]
+    assert cursor
+    second = web.conversations_history(channel="#pages", limit=2, cursor=cursor)
+    assert [m["text"] for m in second["messages"]] == ["m2", "m1"]
+    third = web.conversations_history(channel="#pages", limit=2, cursor=second["response_metadata"]["next_cursor"])
+    assert [m["text"] for m in third["messages"]] == ["m0"]
+    assert third["has_more"] is False and third["response_metadata"]["next_cursor"] == ""
+
+    everything = web.conversations_history(channel="#pages")
+    assert [m["ts"] for m in everything["messages"]] == ts[::-1]
+    assert all(m["type"] == "message" and m["bot_id"] for m in everything["messages"])
+
+    between = web.conversations_history(channel="#pages", oldest=ts[1], latest=ts[3])
+    assert [m["text"] for m in between["messages"]] == ["m2"]
+    inclusive = web.conversations_history(channel="#pages", oldest=ts[1], latest=ts[3], inclusive=True)
+    assert [m["text"] for m in inclusive["messages"]] == ["m3", "m2", "m1"]
+
+    # slack_sdk's own paginator follows next_cursor.
+    # slack_sdk's iterator updates one response in place: read each page as it comes.
+    texts = [m["text"] for page in web.conversations_history(channel="#pages", limit=2) for m in page["messages"]]
+    assert texts == ["m4", "m3", "m2", "m1", "m0"]
+
+    assert _error(lambda: web.conversations_history(channel="#pages", latest="soon")) == "invalid_ts_latest"
+    assert _error(lambda: web.conversations_history(channel="#pages", cursor="%%%")) == "invalid_cursor"
+
+
+def test_threads_via_thread_ts(web: WebClient, api: httpx.Client) -> None:
+    parent = web.chat_postMessage(channel="#incidents", text="db down")
+    first = web.chat_postMessage(channel="#incidents", text="looking", thread_ts=parent["ts"])
+    assert first["message"]["thread_ts"] == parent["ts"]
+    assert first["message"]["parent_user_id"] == parent["message"]["user"]
+    # A reply to a reply joins the parent's thread.
+    second = web.chat_postMessage(channel="#incidents", text="fixed", thread_ts=first["ts"])
+    assert second["message"]["thread_ts"] == parent["ts"]
+    web.chat_postMessage(channel="#incidents", text="unrelated")
+
+    history = web.conversations_history(channel="#incidents")["messages"]
+    assert [m["text"] for m in history] == ["unrelated", "db down"]
+    top = history[1]
+    assert (top["thread_ts"], top["reply_count"], top["latest_reply"]) == (parent["ts"], 2, second["ts"])
+
+    thread = web.conversations_replies(channel="#incidents", ts=parent["ts"])
+    assert [m["text"] for m in thread["messages"]] == ["db down", "looking", "fixed"]
+    assert thread["messages"][0]["reply_count"] == 2
+    assert thread["messages"][0]["latest_reply"] == second["ts"]
+    assert all(m["thread_ts"] == parent["ts"] for m in thread["messages"])
+    assert thread["has_more"] is False
+
+    paged = web.conversations_replies(channel="#incidents", ts=parent["ts"], limit=2)
+    assert [m["text"] for m in paged["messages"]] == ["db down", "looking"] and paged["has_more"] is True
+    rest = web.conversations_replies(
+        channel="#incidents", ts=parent["ts"], limit=2, cursor=paged["response_metadata"]["next_cursor"]
+    )
+    assert [m["text"] for m in rest["messages"]] == ["fixed"] and rest["has_more"] is False
+
+    link = web.chat_getPermalink(channel="#incidents", message_ts=first["ts"])
+    assert link["permalink"].endswith(f"?thread_ts={parent['ts']}&cid={parent['channel']}")
+
+    lone = web.conversations_replies(channel="#incidents", ts=history[0]["ts"])["messages"]
+    assert [m["text"] for m in lone] == ["unrelated"] and "reply_count" not in lone[0]
+    assert _error(lambda: web.conversations_replies(channel="#incidents", ts="1700000000.000001")) == (
+        "thread_not_found"
+    )
+    assert _error(lambda: web.conversations_replies(channel="#elsewhere", ts=parent["ts"])) == "thread_not_found"
+
+
+def test_stored_messages_are_per_namespace_and_reset(base_url: str, api: httpx.Client) -> None:
+    alpha = WebClient(token="xoxb-1", base_url=f"{base_url}/ns/alpha/api/")
+    beta = WebClient(token="xoxb-1", base_url=f"{base_url}/ns/beta/api/")
+    posted = alpha.chat_postMessage(channel="#ops", text="alpha's")
+    beta.chat_postMessage(channel="#ops", text="beta's")
+
+    assert [m["text"] for m in alpha.conversations_history(channel="#ops")["messages"]] == ["alpha's"]
+    assert [m["text"] for m in beta.conversations_history(channel="#ops")["messages"]] == ["beta's"]
+    assert _error(lambda: beta.chat_update(channel="#ops", ts=posted["ts"], text="x")) == "message_not_found"
+    assert _error(lambda: beta.chat_delete(channel="#ops", ts=posted["ts"])) == "message_not_found"
+
+    api.post("/reset", params={"namespace": "alpha"}).raise_for_status()
+    assert alpha.conversations_history(channel="#ops")["messages"] == []
+    assert _error(lambda: alpha.chat_update(channel="#ops", ts=posted["ts"], text="x")) == "message_not_found"
+    assert [m["text"] for m in beta.conversations_history(channel="#ops")["messages"]] == ["beta's"]
+
+    api.post("/reset").raise_for_status()
+    assert beta.conversations_history(channel="#ops")["messages"] == []

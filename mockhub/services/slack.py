@@ -1,4 +1,8 @@
-"""Slack: incoming webhooks (`/services/T/B/X`) and the Web API's chat.postMessage, chat.update, auth.test.
+"""Slack: incoming webhooks (`/services/T/B/X`) and the Web API's chat and conversations methods.
+
+The Web API keeps the messages `chat.postMessage` posted (the newest `_MAX_MESSAGES` per namespace,
+forgotten on reset), so `chat.update` / `chat.delete` / `chat.getPermalink` of an unknown `ts` answer
+`message_not_found` and `conversations.history` / `conversations.replies` list what was posted.
 
 Wire formats follow what `slack_sdk` sends and parses: webhooks answer the plain-text `ok` or an
 error word with a 4xx status; the Web API always answers HTTP 200 with `{"ok": false, "error": ...}`
@@ -9,8 +13,10 @@ for errors, except rate limiting (429 + a whole-second `Retry-After`, which slac
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import time
+from collections import OrderedDict
 from email.parser import BytesParser
 from email.policy import HTTP
 from functools import lru_cache
@@ -86,6 +92,29 @@ _WEBHOOK_PRESETS: dict[str, tuple[int, str]] = {
 }
 
 _MESSAGE_KEYS = ("text", "blocks", "attachments", "channel", "thread_ts")
+# Methods that post or edit content (the others only name a channel and a ts).
+_CONTENT_METHODS = ("chat.postMessage", "chat.update")
+# The ts argument each method needs, and the error when it is missing.
+_TS_ARGS = {
+    "chat.update": ("ts", "message_not_found"),
+    "chat.delete": ("ts", "message_not_found"),
+    "chat.getPermalink": ("message_ts", "message_not_found"),
+    "conversations.replies": ("ts", "thread_not_found"),
+}
+# Stored messages per namespace: enough for any test run, bounded so a long-lived hub cannot grow.
+_MAX_MESSAGES = 10_000
+# Slack's documented `limit` defaults (and conversations.history's maximum).
+_LIMITS = {"conversations.history": (100, 999), "conversations.replies": (1000, 1000)}
+
+
+def _truthy(value: Any) -> bool:
+    """A boolean argument: JSON true, or form text such as `true` / `1`."""
+    return value is True or (isinstance(value, str | int) and str(value).lower() in ("true", "1"))
+
+
+def _is_reply(message: dict[str, Any]) -> bool:
+    thread_ts = message.get("thread_ts")
+    return isinstance(thread_ts, str) and thread_ts != message["ts"]
 
 
 def _has_content(payload: dict[str, Any]) -> bool:
@@ -156,14 +185,31 @@ class SlackService(Service):
         self._pinned = ctx.pinned
         self._retry_after = str(ctx.settings.slack_retry_after)
         self._last_ts = 0.0
+        # namespace -> (channel id, ts) -> message as Slack answers it, oldest first (ts only grows).
+        self._messages: dict[str, OrderedDict[tuple[str, str], dict[str, Any]]] = {}
 
     def routes(self) -> list[Route]:
-        return [
+        routes = [
             route("POST", "/services/{team}/{bot}/{secret}", self.webhook, self.parse_webhook),
             route("POST", "/api/chat.postMessage", self.post_message, self.parse_api),
             route("POST", "/api/chat.update", self.update_message, self.parse_api),
+            route("POST", "/api/chat.delete", self.delete_message, self.parse_api),
             route("POST", "/api/auth.test", self.auth_test, self.parse_api),
         ]
+        # slack_sdk reads with GET; Slack takes every method by GET or POST.
+        for method, handler in (
+            ("chat.getPermalink", self.get_permalink),
+            ("conversations.history", self.history),
+            ("conversations.replies", self.replies),
+        ):
+            routes += [route(verb, f"/api/{method}", handler, self.parse_api) for verb in ("GET", "POST")]
+        return routes
+
+    def reset(self, namespace: str | None) -> None:
+        if namespace is None:
+            self._messages.clear()
+        else:
+            self._messages.pop(namespace, None)
 
     # -- errors and presets --------------------------------------------------------------------
     def error(self, status: int, message: str, code: str | None = None) -> Reply:
@@ -273,9 +319,9 @@ class SlackService(Service):
         word: str | None = None
         if not isinstance(data["channel"], str) or not data["channel"]:
             word = "channel_not_found"
-        elif method == "chat.update" and not args.get("ts"):
-            word = "message_not_found"
-        elif not _has_content(args):
+        elif method in _TS_ARGS and not args.get(_TS_ARGS[method][0]):
+            word = _TS_ARGS[method][1]
+        elif method in _CONTENT_METHODS and not _has_content(args):
             word = "no_text"
         if word is not None:
             raise BadRequest(self._api_error(word), {**data, "error": word})
@@ -310,6 +356,19 @@ class SlackService(Service):
                 message[key] = data[key]
         return message
 
+    def _store(self, namespace: str, *, create: bool = False) -> OrderedDict[tuple[str, str], dict[str, Any]]:
+        """The namespace's messages; reads of an unknown namespace get an empty one, not kept."""
+        store = self._messages.get(namespace)
+        if store is None:
+            store = OrderedDict()
+            if create:
+                self._messages[namespace] = store
+        return store
+
+    def _not_found(self, request: Request, word: str) -> Reply:
+        request.data["error"] = word
+        return self._api_error(word)
+
     async def post_message(self, request: Request) -> Reply:
         failed = self._stub_error(request)
         if failed is not None:
@@ -318,7 +377,23 @@ class SlackService(Service):
         ts = self._next_ts()
         data["ts"] = ts
         channel = _channel_id(data["channel"])
-        return json_reply({"ok": True, "channel": channel, "ts": ts, "message": self._message(data, ts)})
+        message = self._message(data, ts)
+        store = self._store(request.namespace, create=True)
+        thread_ts = message.get("thread_ts")
+        if isinstance(thread_ts, str) and thread_ts:
+            parent = store.get((channel, thread_ts))
+            # A reply to a reply joins the parent's thread, as in Slack.
+            if parent is not None:
+                if _is_reply(parent):
+                    message["thread_ts"] = parent["thread_ts"]
+                message["parent_user_id"] = parent.get("parent_user_id", parent["user"])
+                if _truthy(data.get("reply_broadcast")):
+                    message["subtype"] = "thread_broadcast"
+                    message["reply_broadcast"] = True
+        store[(channel, ts)] = message
+        if len(store) > _MAX_MESSAGES:
+            store.popitem(last=False)
+        return json_reply({"ok": True, "channel": channel, "ts": ts, "message": message})
 
     async def update_message(self, request: Request) -> Reply:
         failed = self._stub_error(request)
@@ -326,10 +401,153 @@ class SlackService(Service):
             return failed
         data = request.data
         ts = str(data["ts"])
-        message = self._message(data, ts)
+        channel = _channel_id(data["channel"])
+        message = self._store(request.namespace).get((channel, ts))
+        if message is None:
+            return self._not_found(request, "message_not_found")
+        # Slack keeps the previous blocks/attachments unless the update sends them ([] removes them).
+        if "text" in data and data["text"] is not None:
+            message["text"] = data["text"]
+        for key in ("blocks", "attachments"):
+            if isinstance(data.get(key), list):
+                if data[key]:
+                    message[key] = data[key]
+                else:
+                    message.pop(key, None)
         message["edited"] = {"user": _USER_ID, "ts": self._next_ts()}
-        body = {"ok": True, "channel": _channel_id(data["channel"]), "ts": ts, "text": message["text"]}
+        body = {"ok": True, "channel": channel, "ts": ts, "text": message["text"]}
         return json_reply({**body, "message": message})
+
+    async def delete_message(self, request: Request) -> Reply:
+        failed = self._stub_error(request)
+        if failed is not None:
+            return failed
+        data = request.data
+        ts = str(data["ts"])
+        channel = _channel_id(data["channel"])
+        if self._store(request.namespace).pop((channel, ts), None) is None:
+            return self._not_found(request, "message_not_found")
+        return json_reply({"ok": True, "channel": channel, "ts": ts})
+
+    async def get_permalink(self, request: Request) -> Reply:
+        failed = self._stub_error(request)
+        if failed is not None:
+            return failed
+        data = request.data
+        ts = str(data["message_ts"])
+        channel = _channel_id(data["channel"])
+        message = self._store(request.namespace).get((channel, ts))
+        if message is None:
+            return self._not_found(request, "message_not_found")
+        permalink = f"https://mockhub.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        thread_ts = message.get("thread_ts")
+        if isinstance(thread_ts, str) and thread_ts != ts:
+            permalink += f"?thread_ts={thread_ts}&cid={channel}"
+        return json_reply({"ok": True, "channel": channel, "permalink": permalink})
+
+    def _threads(self, namespace: str, channel: str) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        """The channel's messages, oldest first, and each thread's replies by the parent's ts."""
+        messages = [m for (c, _), m in self._store(namespace).items() if c == channel]
+        threads: dict[str, list[dict[str, Any]]] = {}
+        for message in messages:
+            if _is_reply(message):
+                threads.setdefault(message["thread_ts"], []).append(message)
+        return messages, threads
+
+    @staticmethod
+    def _with_thread(message: dict[str, Any], replies: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """A parent as Slack lists it: with reply_count, reply_users and latest_reply."""
+        if not replies:
+            return message
+        users = list(dict.fromkeys(str(r["user"]) for r in replies))
+        return {
+            **message,
+            "thread_ts": message["ts"],
+            "reply_count": len(replies),
+            "reply_users_count": len(users),
+            "latest_reply": replies[-1]["ts"],
+            "reply_users": users,
+            "is_locked": False,
+            "subscribed": False,
+        }
+
+    def _page(self, request: Request, messages: list[dict[str, Any]], *, newest_first: bool) -> Reply:
+        """One page of `messages` (oldest first) after latest/oldest/inclusive, limit and cursor."""
+        data = request.data
+        method = data["method"]
+        default, maximum = _LIMITS[method]
+        try:
+            limit = int(data.get("limit") or default)
+        except (TypeError, ValueError):
+            return self._not_found(request, "invalid_arguments")
+        limit = min(max(limit, 1), maximum)
+        bounds: list[float | None] = []
+        for key in ("oldest", "latest"):
+            raw = data.get(key)
+            try:
+                bounds.append(float(raw) if raw not in (None, "") else None)
+            except (TypeError, ValueError):
+                return self._not_found(request, f"invalid_ts_{key}")
+        oldest, latest = bounds
+        inclusive = _truthy(data.get("inclusive"))
+
+        def within(ts: float) -> bool:
+            if oldest is not None and (ts < oldest or (ts == oldest and not inclusive)):
+                return False
+            return latest is None or ts < latest or (ts == latest and inclusive)
+
+        cursor = data.get("cursor")
+        after: float | None = None
+        if cursor:
+            # Slack's cursors are base64 `next_ts:<ts>`: the ts of the next page's first message.
+            try:
+                after = float(base64.b64decode(str(cursor), validate=True).decode().removeprefix("next_ts:"))
+            except (ValueError, binascii.Error, UnicodeDecodeError):
+                return self._not_found(request, "invalid_cursor")
+        if newest_first:
+            messages = messages[::-1]
+        selected = []
+        for i, message in enumerate(messages):
+            ts = float(message["ts"])
+            if after is not None and (ts > after if newest_first else ts < after):
+                continue
+            # A thread's parent leads its first page whatever the bounds.
+            if within(ts) or (i == 0 and not newest_first and after is None):
+                selected.append(message)
+        page, rest = selected[:limit], selected[limit:]
+        body: dict[str, Any] = {"ok": True, "messages": page, "has_more": bool(rest)}
+        if method == "conversations.history":
+            body["pin_count"] = 0
+        body["response_metadata"] = {
+            "next_cursor": base64.b64encode(f"next_ts:{rest[0]['ts']}".encode()).decode() if rest else ""
+        }
+        return json_reply(body)
+
+    async def history(self, request: Request) -> Reply:
+        failed = self._stub_error(request)
+        if failed is not None:
+            return failed
+        messages, threads = self._threads(request.namespace, _channel_id(request.data["channel"]))
+        # Replies stay in their thread unless they were also sent to the channel.
+        top = [
+            self._with_thread(m, threads.get(m["ts"])) for m in messages if not _is_reply(m) or m.get("reply_broadcast")
+        ]
+        return self._page(request, top, newest_first=True)
+
+    async def replies(self, request: Request) -> Reply:
+        failed = self._stub_error(request)
+        if failed is not None:
+            return failed
+        ts = str(request.data["ts"])
+        channel = _channel_id(request.data["channel"])
+        message = self._store(request.namespace).get((channel, ts))
+        if message is None:
+            return self._not_found(request, "thread_not_found")
+        if _is_reply(message):
+            return self._page(request, [message], newest_first=False)
+        _, threads = self._threads(request.namespace, channel)
+        replies = threads.get(ts, [])
+        return self._page(request, [self._with_thread(message, replies), *replies], newest_first=False)
 
     async def auth_test(self, request: Request) -> Reply:
         failed = self._stub_error(request)
