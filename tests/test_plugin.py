@@ -168,6 +168,28 @@ def test_wait_for_failure_message_lists_what_arrived(pytester: pytest.Pytester, 
     result.stdout.fnmatch_lines(["*- mockhub calls (namespace test_alert-*) -*", "#* webhook POST /webhooks/alerts*"])
 
 
+def test_wait_for_failure_names_the_namespaces_the_mail_went_to(pytester: pytest.Pytester, no_sidecar: None) -> None:
+    # A project's .env.test pins one SMTP user: its mail lands in that user's namespace, not the test's.
+    pytester.makepyfile(
+        """
+        import smtplib
+        from email.message import EmailMessage
+
+        def test_alert(mockhub):
+            msg = EmailMessage()
+            msg["From"], msg["To"], msg["Subject"] = "a@example.com", "ops@example.com", "Disk full"
+            msg.set_content("db-1")
+            with smtplib.SMTP(mockhub.smtp_host, mockhub.smtp_port) as smtp:
+                smtp.login("fixed-user", "fixed-password")
+                smtp.send_message(msg)
+            mockhub.wait_for("smtp", subject="Disk full", timeout=0.5)
+        """
+    )
+    result = pytester.runpytest(*LEAN)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E   *1 matching call arrived in other namespaces: fixed-user (1)."])
+
+
 XDIST_TESTS = """
 import time, httpx, pytest
 

@@ -143,7 +143,8 @@ class AsyncMockHub(_Base):
     ) -> list[Call]:
         """Wait (long poll, no sleeping) until at least `count` calls match; return every matching call.
 
-        On timeout, raise an AssertionError listing what did arrive in this namespace, most similar first.
+        On timeout, raise an AssertionError listing what did arrive in this namespace, most similar first,
+        and which other namespaces received matching calls.
         """
         __tracebackhide__ = True  # pytest: show the test's line, not the client's insides
         params = self._wait_params(service, count, timeout, filters)
@@ -151,11 +152,16 @@ class AsyncMockHub(_Base):
         if len(got) >= count:
             return got
         others = await self.namespaced(params.get("namespace")).calls(limit=500, order="desc")
+        # The same filters in every namespace: mail sent with the wrong namespace is the common miss.
+        elsewhere: list[Call] = []
+        if (query := self._elsewhere_params(params)) is not None:
+            with contextlib.suppress(MockHubError, httpx.HTTPError):
+                elsewhere = self._calls_of(await self._request("GET", "/calls", params=query))
         if self._catalogue is None:
             # Which data fields hold recipients and text, for the near-miss explanation.
             with contextlib.suppress(MockHubError, httpx.HTTPError):
                 await self.services()
-        raise AssertionError(self._miss(params, count, got, others, timeout))
+        raise AssertionError(self._miss(params, count, got, others, timeout, elsewhere))
 
     async def stream(self, service: str | None = None, **filters: Unpack[CallFilters]) -> AsyncIterator[Call]:
         """Each new matching call as it is recorded (Server-Sent Events); with `after`, earlier ones first."""

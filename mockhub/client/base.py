@@ -39,6 +39,8 @@ _MAX_WAIT = 300.0
 # Streams wait for calls indefinitely; only connecting is bounded.
 _STREAM_TIMEOUT = httpx.Timeout(10.0, read=None)
 _EXPORT_TIMEOUT = 60.0
+# How many matching calls from other namespaces a failed `wait_for` fetches to name where they went.
+_ELSEWHERE_LIMIT = 1000
 
 
 def default_url() -> str:
@@ -289,7 +291,17 @@ class _Base:
         return [_jsonl(call) for call in body["calls"]]
 
     @staticmethod
-    def _miss(params: dict[str, Any], count: int, got: list[Call], others: list[Call], timeout: float) -> str:
+    def _elsewhere_params(params: dict[str, Any]) -> dict[str, Any] | None:
+        """`/calls` with a failed wait's filters in every namespace (None: the wait was not scoped)."""
+        if "namespace" not in params:
+            return None
+        query = {k: v for k, v in params.items() if k not in ("wait", "min", "namespace")}
+        return {**query, "limit": _ELSEWHERE_LIMIT, "order": "desc"}
+
+    @staticmethod
+    def _miss(
+        params: dict[str, Any], count: int, got: list[Call], others: list[Call], timeout: float, elsewhere: list[Call]
+    ) -> str:
         """Why `wait_for` failed: what was awaited, and what did arrive, most similar first."""
         wanted = {k: v for k, v in params.items() if k not in ("wait", "min")}
-        return explain_miss(wanted, count, got, others, timeout)
+        return explain_miss(wanted, count, got, others, timeout, elsewhere=elsewhere, elsewhere_limit=_ELSEWHERE_LIMIT)

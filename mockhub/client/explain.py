@@ -7,6 +7,8 @@ matchers the server's journal uses, over the `data` fields each fake declares (`
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mockhub.filters import closeness
@@ -19,8 +21,42 @@ __all__ = ["call_text", "describe", "explain_miss"]
 _SHOWN_ON_FAILURE = 10
 
 
-def explain_miss(wanted: dict[str, Any], count: int, got: list[Call], others: list[Call], timeout: float) -> str:
-    """The message of `wait_for`'s AssertionError: what was awaited, and what arrived, most similar first."""
+def explain_miss(
+    wanted: dict[str, Any],
+    count: int,
+    got: list[Call],
+    others: list[Call],
+    timeout: float,
+    *,
+    elsewhere: Sequence[Call] = (),
+    elsewhere_limit: int | None = None,
+) -> str:
+    """The message of `wait_for`'s AssertionError: what was awaited, and what arrived, most similar first.
+
+    `elsewhere`: calls matching the same filters in any namespace (`/calls` without `namespace`); those
+    of other namespaces are counted by namespace, since a wrong namespace is the usual reason for a miss.
+    `elsewhere_limit`: how many were asked for, so a full answer reads "at least".
+    """
+    lines = _explain(wanted, count, got, others, timeout)
+    namespace = wanted.get("namespace")
+    if namespace is not None and (where := _elsewhere(namespace, elsewhere, elsewhere_limit)) is not None:
+        lines.insert(1, where)  # right under the headline: the likeliest reason for the miss
+    return "\n".join(lines)
+
+
+def _elsewhere(namespace: str, calls: Sequence[Call], limit: int | None) -> str | None:
+    """`3 matching calls arrived in other namespaces: default (2), team-7 (1).`, or None."""
+    counts = Counter(c.namespace for c in calls if c.namespace != namespace)
+    if not counts:
+        return None
+    total = sum(counts.values())
+    least = "at least " if limit is not None and len(calls) >= limit else ""
+    noun = "call" if total == 1 and not least else "calls"
+    named = ", ".join(f"{name} ({n})" for name, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return f"{least}{total} matching {noun} arrived in other namespaces: {named}."
+
+
+def _explain(wanted: dict[str, Any], count: int, got: list[Call], others: list[Call], timeout: float) -> list[str]:
     described = ", ".join(f"{k}={v!r}" for k, v in wanted.items() if k != "namespace") or "any call"
     where = f" in namespace {wanted['namespace']!r}" if "namespace" in wanted else ""
     lines = [f"mockhub: expected {count} call(s) matching {described}{where} within {timeout:g}s; {len(got)} matched."]
@@ -32,7 +68,7 @@ def explain_miss(wanted: dict[str, Any], count: int, got: list[Call], others: li
     rest = [c for c in others if c.id not in matched_ids]
     if not rest:
         lines.append(f"No other calls arrived{where}.")
-        return "\n".join(lines)
+        return lines
     scored = []
     for call in rest:
         results = {name: closeness(name, value, call) for name, value in criteria.items()}
@@ -46,7 +82,7 @@ def explain_miss(wanted: dict[str, Any], count: int, got: list[Call], others: li
         lines.append(f"  {describe(call, 110, show_namespace=not where)}{hint}")
     if len(scored) > _SHOWN_ON_FAILURE:
         lines.append(f"  ... and {len(scored) - _SHOWN_ON_FAILURE} more")
-    return "\n".join(lines)
+    return lines
 
 
 def describe(call: Call, width: int = 80, *, show_namespace: bool = True) -> str:

@@ -26,6 +26,8 @@ log = logging.getLogger("mockhub.smtp")
 # Messages above this size are parsed in a worker thread, so a 50 MiB mail does not stall the loop.
 _PARSE_IN_THREAD_BYTES = 1024 * 1024
 _NS_RECIPIENT = re.compile(r"\+ns-([^@\s+]+)@")
+# `ns-team42`, `app+ns-team42`, `app+ns-team42@example.com`: the whole name, not any `ns-` inside it.
+_NS_USER = re.compile(r"(?:^|\+)ns-([^@\s+]+)(?:@[^@\s]*)?$")
 
 
 @dataclass(slots=True)
@@ -50,13 +52,20 @@ class Attempt:
 
 
 def namespace_for(auth_user: str | None, recipients: list[str]) -> str:
-    """The namespace: the AUTH user name, else a recipient `anything+ns-{namespace}@...`, else default."""
-    if auth_user:
-        return auth_user
+    """The namespace of a session, most explicit signal first (docs/namespaces.md).
+
+    A recipient `anything+ns-{namespace}@...`, then an AUTH user name `ns-{namespace}` or
+    `anything+ns-{namespace}` (optionally `@domain`), then the plain AUTH user name, else `default`.
+    The tags win over a plain user name because a project's `.env.test` usually pins one SMTP user
+    for every test, which would otherwise put all their mail in one namespace.
+    """
     for rcpt in recipients:
         m = _NS_RECIPIENT.search(rcpt)
         if m is not None:
             return m.group(1)
+    if auth_user:
+        m = _NS_USER.search(auth_user)
+        return auth_user if m is None else m.group(1)
     return "default"
 
 
