@@ -119,11 +119,11 @@ class WrkResult:
     errors: int
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
     if not m:
         return float("nan")
     return float(m.group(1)) * _UNITS[m.group(2)]
