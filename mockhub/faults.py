@@ -168,6 +168,10 @@ def check(spec: FaultSpec, transport_of: dict[str, str]) -> None:
         if not any(getattr(spec, name) is not None for name in alternatives):
             raise ValueError(f"{alternatives[0]}: action '{spec.action}' needs {wanted}")
     service = spec.service
+    if spec.stage is not None and service is not None and transport_of.get(service, HTTP) == HTTP:
+        # An HTTP fake has no session stages: a stage there would silently never apply.
+        listeners = sorted(name for name, t in transport_of.items() if t != HTTP)
+        raise ValueError(f"stage: service '{service}' speaks HTTP, which has no stages; only {_quoted(listeners)} do")
     if kind.transports != _BOTH and service is not None and transport_of.get(service, HTTP) not in kind.transports:
         owners = sorted(name for name, t in transport_of.items() if t in kind.transports)
         raise ValueError(f"service: action '{spec.action}' only applies to service {_quoted(owners)}")

@@ -595,3 +595,19 @@ def test_a_fault_round_trips_through_the_api(api: httpx.Client) -> None:
             assert {k: fetched["match"][k] for k in value} == value
         else:
             assert fetched[key] == value
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ({"service": "twilio", "action": "errr", "status": 500}, "action: Input should be"),
+        ({"service": "smtp", "stage": "dataa", "preset": "server_error"}, "stage: Input should be"),
+        ({"service": "twilio", "stage": "rcpt", "preset": "server_error"}, "stage: service 'twilio' speaks HTTP"),
+        ({"service": "twilio", "preset": "nope"}, "preset: Input should be"),
+        ({"service": "twillio", "preset": "server_error"}, "did you mean 'twilio'"),
+    ],
+)
+def test_a_typo_in_a_fault_is_a_422_that_says_what_is_known(api: httpx.Client, spec: dict[str, Any], says: str) -> None:
+    r = api.post("/faults", json=spec)
+    assert r.status_code == 422 and says in r.json()["error"]["message"], r.text
+    assert api.get("/faults").json()["faults"] == []
