@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import hypothesis.strategies as st
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from mockhub.server import ThreadedHub
@@ -170,3 +171,23 @@ def test_sesv2_answers(server: ThreadedHub, body: Any) -> None:
         assert set(answer) == {"message"} and r.headers["x-amzn-errortype"]
     else:
         assert set(answer) == {"MessageId"}
+
+
+@pytest.mark.parametrize("value", ["\x00", "\x1b[31mred", "\x0b\x0c", "<&>"])
+def test_control_characters_echoed_in_an_error_keep_the_xml_parsable(server: ThreadedHub, value: str) -> None:
+    # Found by the fuzz test above: XML 1.0 cannot hold most control characters, even escaped.
+    for service, form in (
+        (
+            "sns",
+            {
+                "Action": "Publish",
+                "PhoneNumber": "+15005550006",
+                "Message": "x",
+                "MessageAttributes.entry.1.Name": value,
+            },
+        ),
+        ("ses", {"Action": "SendEmail", "Source": value}),
+    ):
+        r = httpx.post(f"{server.url}/", data=form, headers=signed(service))
+        assert r.status_code == 400
+        assert ET.fromstring(r.content).find(".//{*}Code") is not None

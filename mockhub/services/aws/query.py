@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape as _escape
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,6 +68,16 @@ class QueryError(Exception):
         self.message = message
         self.status = status
 
+
+
+# XML 1.0 has no way to write most control characters (not even as &#...;), and echoing a
+# client's bytes in a message must never make the answer unparsable: they become U+FFFD.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def escape(text: str) -> str:
+    """`text` as XML character data: markup escaped, characters XML cannot hold replaced."""
+    return _escape(_NOT_XML.sub("\ufffd", text))
 
 def request_id() -> str:
     return str(uuid.uuid4())
