@@ -69,7 +69,6 @@ class QueryError(Exception):
         self.status = status
 
 
-
 # XML 1.0 has no way to write most control characters (not even as &#...;), and echoing a
 # client's bytes in a message must never make the answer unparsable: they become U+FFFD.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
@@ -78,6 +77,7 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 def escape(text: str) -> str:
     """`text` as XML character data: markup escaped, characters XML cannot hold replaced."""
     return _escape(_NOT_XML.sub("\ufffd", text))
+
 
 def request_id() -> str:
     return str(uuid.uuid4())
