@@ -29,6 +29,7 @@ from mockhub.services.openai_wire import (
     bad,
     err,
     function_tools,
+    json_schema_format,
     stream_reply,
     strict_schema_check,
     stub_error,
@@ -513,18 +514,7 @@ def chat_shape(body: dict[str, Any], messages: list[Any], data: dict[str, Any]) 
                 "missing_required_parameter",
                 **data,
             )
-        if not isinstance(spec.get("name"), str) or not spec["name"]:
-            raise bad(
-                "Missing required parameter: 'response_format.json_schema.name'.",
-                "response_format.json_schema.name",
-                "missing_required_parameter",
-                **data,
-            )
-        schema = spec.get("schema")
-        shape.schema = schema if isinstance(schema, dict) else {}
-        shape.schema_name = spec["name"]
-        if spec.get("strict") is True:
-            strict_schema_check(f"response_format '{spec['name']}'", schema, "response_format", **data)
+        json_schema_format(shape, spec, "response_format.json_schema", "response_format", **data)
     return shape
 
 

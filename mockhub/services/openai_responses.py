@@ -14,6 +14,7 @@ from mockhub.services.base import Reply, Request, json_reply
 from mockhub.services.openai_wire import (
     bad,
     function_tools,
+    json_schema_format,
     stream_reply,
     strict_schema_check,
     stub_error,
@@ -125,18 +126,7 @@ def shape(body: dict[str, Any], data: dict[str, Any]) -> llm.Shape:
                 **data,
             )
     elif kind == "json_schema":
-        if not isinstance(fmt.get("name"), str) or not fmt["name"]:
-            raise bad(
-                "Missing required parameter: 'text.format.name'.",
-                "text.format.name",
-                "missing_required_parameter",
-                **data,
-            )
-        schema = fmt.get("schema")
-        out.schema = schema if isinstance(schema, dict) else {}
-        out.schema_name = fmt["name"]
-        if fmt.get("strict") is True:
-            strict_schema_check(f"text.format '{fmt['name']}'", schema, "text.format.schema", **data)
+        json_schema_format(out, fmt, "text.format", "text.format.schema", **data)
     return out
 
 

@@ -93,6 +93,22 @@ def tool_choice(
     return "auto", None  # allowed_tools, hosted tools: not forced to one function here
 
 
+def json_schema_format(shape: llm.Shape, spec: dict[str, Any], where: str, strict_param: str, /, **data: Any) -> None:
+    """Fill `shape` from a `json_schema` format at `where` (its name, schema, strict), or OpenAI's 400.
+
+    Chat completions give it as `response_format.json_schema`, Responses as `text.format`.
+    """
+    name = spec.get("name")
+    if not isinstance(name, str) or not name:
+        raise bad(f"Missing required parameter: '{where}.name'.", f"{where}.name", "missing_required_parameter", **data)
+    schema = spec.get("schema")
+    shape.schema = schema if isinstance(schema, dict) else {}
+    shape.schema_name = name
+    if spec.get("strict") is True:
+        owner = where.removesuffix(".json_schema")
+        strict_schema_check(f"{owner} '{name}'", schema, strict_param, **data)
+
+
 def strict_schema_check(owner: str, schema: Any, param: str, /, **data: Any) -> None:
     """OpenAI's 400 for a `strict: true` schema that strict mode cannot enforce."""
     from mockhub.services import json_schema
