@@ -212,13 +212,14 @@ class _Base:
     ) -> dict[str, str]:
         catalogue = self._catalogue_now()
         listeners = {"smtp_port": smtp_port}
-        env = app_env(catalogue, Urls.of(self.root, catalogue), self.smtp_host, listeners, self.namespace, self.url)
+        urls = Urls.of(self.root, catalogue)
+        env = app_env(catalogue, urls, self.smtp_host, listeners, self.namespace, self.url)
         if trust is not None:
             ca_file, bundle_file = write_trust(self.url, *trust)
             env.update(proxy_env(self.url, self.namespace, ca_file, bundle_file))
         if mapping:
-            # After the proxy settings, so a project's own name may take one of them too (`=HTTPS_PROXY`).
-            values = template_values(Urls.of(self.root, catalogue), self.smtp_host, listeners, self.namespace, self.url)
+            # After the proxy settings, so a project's own name may take one of them too (source `HTTPS_PROXY`).
+            values = template_values(urls, self.smtp_host, listeners, self.namespace, self.url)
             env.update(map_env(mapping, catalogue, env, values))
         return dict(sorted(env.items()))
 

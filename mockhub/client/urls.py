@@ -125,20 +125,14 @@ def app_env(
     listeners: Mapping[str, int | None],
     namespace: str | None,
     server: str,
-    mapping: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment each fake declares for an application under test (`GET /services` `env`), filled in.
-
-    `mapping` adds the project's own variable names (see `map_env`).
-    """
+    """The environment each fake declares for an application under test (`GET /services` `env`), filled in."""
     values = template_values(urls, host, listeners, namespace, server)
     env = {"MOCKHUB_URL": server}
     if namespace is not None:
         env["MOCKHUB_NAMESPACE"] = namespace
     for info in catalogue:
         env.update(_service_env(info, values))
-    if mapping:
-        env.update(map_env(mapping, catalogue, env, values))
     return dict(sorted(env.items()))
 
 
