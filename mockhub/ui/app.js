@@ -615,20 +615,32 @@
     frame.setAttribute("title", "email HTML (sandboxed: no scripts, no remote content)");
     frame.className = "email-html";
     const show = (doc) => { frame.srcdoc = `<!doctype html><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="${FRAME_CSP}">${doc}`; };
-    show(html);
-    inlineImages(call, html, attachments).then((doc) => { if (doc !== html) show(doc); }, () => {});
+    // srcdoc is set once: Chromium can keep the first document when a second srcdoc lands while the
+    // first still loads (seen in CI: the cid: images stayed), so a message with inline images waits
+    // for them (a local fetch) and falls back to the HTML as sent.
+    const wanted = inlineParts(html, attachments);
+    if (wanted.length) inlineImages(call, html, wanted).then(show, () => show(html));
+    else show(html);
     return frame;
   }
 
   // Inline images (`cid:` links to the email's own parts) become data: URLs, the only images the
   // frame's policy allows: the email looks as sent, and still nothing is loaded from elsewhere.
   const INLINE_IMAGE_MAX = 5 * 1024 * 1024;
-  async function inlineImages(call, html, attachments) {
-    let doc = html;
+  function inlineParts(html, attachments) {
+    const wanted = [];
     for (const [i, part] of attachments.entries()) {
       const ref = part && part.content_id ? `cid:${part.content_id}` : null;
       const type = String((part && part.content_type) || "");
-      if (!ref || !doc.includes(ref) || !/^image\/[a-z0-9.+-]+$/.test(type) || part.size > INLINE_IMAGE_MAX) continue;
+      if (!ref || !html.includes(ref) || !/^image\/[a-z0-9.+-]+$/.test(type) || part.size > INLINE_IMAGE_MAX) continue;
+      wanted.push({ i, ref, type });
+    }
+    return wanted;
+  }
+
+  async function inlineImages(call, html, wanted) {
+    let doc = html;
+    for (const { i, ref, type } of wanted) {
       const res = await fetch(callUrl(call.id, `/attachments/${i}`));
       if (!res.ok) continue;
       const bytes = new Blob([await res.arrayBuffer()], { type });
