@@ -1,4 +1,4 @@
-"""The inspection API: `/calls`, `/faults`, `/stubs`, `/services`, `/reset`, health (docs/inspection-api.md).
+"""The inspection API: `/calls`, `/faults`, `/stubs`, `/limits`, `/services`, `/reset`, health (docs/inspection-api.md).
 
 Errors are always `{"error": {"code", "message"}}` with a 4xx status, including validation errors
 (which name the bad field) and unknown routes.
@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from mockhub.filters import CallFilter, with_filters
 from mockhub.journal import Call, Journal
+from mockhub.limits import Limit, LimitSpec
 from mockhub.recording import jsonl_chunks, to_har
 from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, TooManyRules, check_reply_fields
 from mockhub.services.base import Attachment, ServiceInfo
@@ -115,6 +116,11 @@ class ResetOut(BaseModel):
     calls: int
     faults: int
     stubs: int
+
+
+class LimitList(BaseModel):
+    limits: list[Limit]
+    count: int
 
 
 class FaultList(BaseModel):
@@ -494,13 +500,56 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     async def clear_stubs(namespace: str | None = None) -> Response:
         return JSONOut({"deleted": rules.clear_stubs(namespace)})
 
+    # -- limits ------------------------------------------------------------------------------------
+
+    @api.post("/limits", response_model=Limit, status_code=201, tags=["limits"])
+    async def add_limit(
+        spec: LimitSpec,
+        namespace: Annotated[str | None, Query(description="shorthand for match.namespace")] = None,
+    ) -> Response:
+        """Add a rate limit; calls beyond it get the fake's `rate_limited` answer (docs/limits.md)."""
+        _known(spec.service)
+        if namespace is not None:
+            if spec.match.scope() not in (None, namespace):
+                raise ApiError(422, "invalid_request", f"namespace: ?namespace={namespace} contradicts match.namespace")
+            spec = spec.model_copy(update={"match": spec.match.model_copy(update={"namespace": namespace})})
+        try:
+            return JSONOut(rules.add_limit(spec).model(), 201)
+        except ValueError as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from None
+        except TooManyRules as exc:
+            raise ApiError(409, "too_many_rules", str(exc)) from None
+
+    @api.get("/limits", response_model=LimitList, tags=["limits"])
+    async def list_limits(namespace: str | None = None) -> Response:
+        limits = [r.model() for r in rules.limits.rules(namespace)]
+        return JSONOut(LimitList(limits=limits, count=len(limits)))
+
+    @api.get("/limits/{limit_id}", response_model=Limit, tags=["limits"])
+    async def get_limit(limit_id: str) -> Response:
+        rule = rules.limits.get(limit_id)
+        if rule is None:
+            raise ApiError(404, "limit_not_found", f"no limit rule {limit_id}")
+        return JSONOut(rule.model())
+
+    @api.delete("/limits/{limit_id}", response_model=DeletedOut, tags=["limits"])
+    async def delete_limit(limit_id: str) -> Response:
+        if not rules.limits.remove(limit_id):
+            raise ApiError(404, "limit_not_found", f"no limit rule {limit_id}")
+        return JSONOut({"deleted": 1})
+
+    @api.delete("/limits", response_model=DeletedOut, tags=["limits"])
+    async def clear_limits(namespace: str | None = None) -> Response:
+        return JSONOut({"deleted": rules.limits.clear(namespace)})
+
     # -- reset and health --------------------------------------------------------------------------
 
     @api.post("/reset", response_model=ResetOut, tags=["admin"])
     async def reset(namespace: str | None = None) -> Response:
-        """Forget calls, faults and stubs (only those of `namespace` when given)."""
+        """Forget calls, faults, stubs and limits (only those of `namespace` when given)."""
         calls = journal.clear(CallFilter(namespace=namespace) if namespace else None)
         state.on_reset(namespace)
+        rules.limits.clear(namespace)
         return JSONOut({"calls": calls, "faults": rules.clear_faults(namespace), "stubs": rules.clear_stubs(namespace)})
 
     # The dispatcher (Hub.__call__) answers GET /health, /livez and /readyz itself, so they work

@@ -285,7 +285,14 @@ class HttpPipeline:
 
         cut_after: int | None = None
         break_after: int | None = None
-        rule = self.rules.fault_for(call)
+        # Limits count only calls the fake accepted (a malformed request is refused before any quota).
+        verdict = self.rules.limits.check(call) if reply is None and route is not None else None
+        rule = None
+        if verdict is not None and verdict.rule is not None:
+            call.fault = verdict.summary()
+            reply = service.limited(request, verdict)
+        else:
+            rule = self.rules.fault_for(call)
         if rule is not None:
             spec = rule.spec
             call.fault = rule.summary()
@@ -327,6 +334,9 @@ class HttpPipeline:
                     log.exception("fake %s failed on %s %s", service.name, call.method, path)
                     reply = service.error(500, f"mockhub internal error: {exc!r}", code="mockhub_error")
         assert reply is not None
+        if verdict is not None and verdict.rule is None and service.counts_tokens:
+            verdict.charge(service.tokens_of(call))
+        service.rate_headers(call, reply, verdict)
         service.finish(reply)
 
         call.duration_ms = (time.perf_counter() - started) * 1000

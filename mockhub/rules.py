@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mockhub.faults import HTTP, KINDS, PRESETS, FaultAction, FaultSpec, Headers, Preset, Stage
 from mockhub.filters import CallFilter, Match
 from mockhub.journal import Call, format_time, new_id
+from mockhub.limits import LimitBook, LimitRule, LimitSpec
 
 __all__ = [
     "Fault",
@@ -343,12 +344,14 @@ class RuleBook:
         self.max_rules = max_rules
         self._live_faults: _Index[FaultRule] = _Index()
         self._live_stubs: _Index[StubRule] = _Index()
+        # Rate limits (`POST /limits`) live beside the faults and stubs, asked by the same callers.
+        self.limits = LimitBook()
 
     def _room(self) -> None:
-        if self.max_rules is not None and len(self._faults) + len(self._stubs) >= self.max_rules:
+        if self.max_rules is not None and len(self._faults) + len(self._stubs) + len(self.limits) >= self.max_rules:
             raise TooManyRules(
-                f"mockhub already holds {self.max_rules} faults and stubs, its max_rules (MOCKHUB_MAX_RULES): "
-                "delete some (DELETE /faults, DELETE /stubs, POST /reset) or raise the bound"
+                f"mockhub already holds {self.max_rules} faults, stubs and limits, its max_rules (MOCKHUB_MAX_RULES): "
+                "delete some (DELETE /faults, DELETE /stubs, DELETE /limits, POST /reset) or raise the bound"
             )
 
     # -- faults --------------------------------------------------------------------------------
@@ -450,6 +453,13 @@ class RuleBook:
                 return hit
         return None
 
+    # -- limits --------------------------------------------------------------------------------
+    def add_limit(self, spec: LimitSpec) -> LimitRule:
+        """Add a limit rule (counted against max_rules); raises ValueError for a key or option that does not fit."""
+        self._room()
+        return self.limits.add(spec)
+
     def reset(self, namespace: str | None = None) -> None:
         self.clear_faults(namespace)
         self.clear_stubs(namespace)
+        self.limits.clear(namespace)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mockhub.faults import TRANSPORTS
 from mockhub.filters import FIELDS, DataFields
 from mockhub.journal import SUMMARIES, Call, Journal, default_summary
+from mockhub.limits import COMMON_KEYS, KeyReader, LimitFacts, Verdict, retry_ms, retry_seconds
 from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
 from mockhub.services.forms import FormPart, parse_multipart
 from mockhub.tls import Authority
@@ -47,8 +48,10 @@ __all__ = [
     "ServiceInfo",
     "email_summary",
     "json_reply",
+    "recipients_key",
     "route",
     "scope_header",
+    "set_header",
     "text_reply",
 ]
 
@@ -286,6 +289,10 @@ class ServiceInfo(BaseModel):
     presets: list[str] = Field(description="the fault presets this fake answers in its provider's shape")
     stub_reply: dict[str, Any] | None = Field(description="JSON schema of this fake's fields of a stub's `reply`")
     raw_content_type: str | None = Field(description="content type of `GET /calls/{id}/raw` (else the request's)")
+    limit_keys: list[str] = Field(
+        default_factory=list, description="the `key`s a limit rule (`POST /limits`) may count this fake's calls by"
+    )
+    limit_tokens: bool = Field(False, description="whether a limit rule may count this fake's `tokens` (LLMs)")
 
 
 def email_summary(call: Call) -> str:
@@ -297,6 +304,17 @@ def email_summary(call: Call) -> str:
     subjects = call.subjects()
     subject = subjects[0] if subjects else None
     return f"{subject or '(no subject)'} → {', '.join(seen) or '?'}"
+
+
+def recipients_key(call: Call) -> list[str]:
+    """The `to` key of a limit: each recipient the `to` filter sees counts on its own."""
+    return sorted(call.recipients())
+
+
+def set_header(reply: Reply, name: str, value: str) -> None:
+    """Set header `name` (lower case) of `reply`, replacing any value it had."""
+    reply.headers[:] = [(k, v) for k, v in reply.headers if k.lower() != name]
+    reply.headers.append((name, value))
 
 
 def _as_list(value: Any) -> list[str]:
@@ -329,6 +347,11 @@ class Service:
     # This fake's own fields of a stub's `reply` (beside the common ones of `StubReply`), if any.
     stub_reply: ClassVar[type[BaseModel] | None] = None
     raw_content_type: ClassVar[str | None] = None
+    # The keys a limit rule may count this fake's calls by (`namespace` is added for every fake):
+    # name -> how to read it from a call (docs/limits.md).
+    limit_keys: ClassVar[Mapping[str, KeyReader]] = {"to": recipients_key}
+    # Whether `tokens_of` counts tokens (an LLM fake), so that a limit may take `tokens`.
+    counts_tokens: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -369,7 +392,37 @@ class Service:
             presets=list(self.presets),
             stub_reply=stub_schema,
             raw_content_type=self.raw_content_type,
+            limit_keys=sorted(self.limit_facts().keys),
+            limit_tokens=self.counts_tokens,
         )
+
+    def limit_facts(self) -> LimitFacts:
+        """What the limit book needs of this fake: its keys and, for an LLM, its token count."""
+        return LimitFacts(
+            {**COMMON_KEYS, **self.limit_keys}, self.tokens_of if self.counts_tokens else None, self.transport
+        )
+
+    def tokens_of(self, call: Call) -> int:
+        """The tokens `call` has cost so far: its prompt before the answer, prompt and answer after (LLMs)."""
+        return 0
+
+    def limited(self, request: Request, verdict: Verdict) -> Reply:
+        """The answer to a call beyond a limit rule: the `rate_limited` preset, its wait from the window.
+
+        `Retry-After` is whole seconds rounded up, so a client that honours it passes on its next try;
+        a `retry-after-ms` the preset carries gets the exact wait. Override to put the wait in the body.
+        """
+        reply = self.preset("rate_limited", request)
+        set_header(reply, "retry-after", str(retry_seconds(verdict.retry_after)))
+        if any(k.lower() == "retry-after-ms" for k, _ in reply.headers):
+            set_header(reply, "retry-after-ms", str(retry_ms(verdict.retry_after)))
+        return reply
+
+    def rate_headers(self, call: Call, reply: Reply, verdict: Verdict | None) -> None:
+        """Add the provider's rate-limit headers to an answer (LLMs: always); `verdict` is None without a limit.
+
+        Runs for every HTTP answer of the fake, faults and stubs included; the default adds nothing.
+        """
 
     def routes(self) -> list[Route]:
         """The HTTP routes of this fake (none for a fake with its own listener)."""

@@ -561,3 +561,11 @@ def _check_stub(reply: LlmReply, hit: StubHit, shape: Shape) -> None:
         if found:
             name = f" '{shape.schema_name}'" if shape.schema_name else ""
             raise StubMismatch(f"{who}: its content does not fit the request's JSON schema{name}: " + "; ".join(found))
+
+
+def usage_tokens(call: Call) -> int:
+    """The tokens a call has cost so far, from its recorded `usage` (what a `tokens` limit counts)."""
+    usage = call.data.get("usage")
+    if not isinstance(usage, dict):
+        return 0
+    return sum(v for v in (usage.get("input_tokens"), usage.get("output_tokens")) if isinstance(v, int))

@@ -7,10 +7,12 @@ format the `openai` SDK parses (`types/chat`, `types/responses`, `_streaming.py`
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 from mockhub.journal import Call
+from mockhub.limits import Verdict, Window, retry_ms, retry_seconds
 from mockhub.rules import Preset
 from mockhub.services import llm, openai_responses
 from mockhub.services.base import (
@@ -91,6 +93,37 @@ _PRESETS: dict[str, tuple[int, str, str, str | None]] = {
     "unauthorized": (401, "invalid_request_error", "Incorrect API key provided.", "invalid_api_key"),
 }
 
+# Without a limit rule every answer reports limits far from reach (docs/services/openai.md): per minute.
+DEFAULT_REQUESTS = 10_000
+DEFAULT_TOKENS = 30_000_000
+_RATE_PREFIX = "x-ratelimit-"
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as OpenAI's `x-ratelimit-reset-*` headers write it (Go's style): `6m0s`, `1.5s`, `20ms`."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{max(math.ceil(seconds * 1000), 1)}ms"
+    ms = math.ceil(seconds * 1000)
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def _api_key(call: Call) -> str | None:
+    return llm.bearer(call.headers.get("authorization"))
+
+
+def _model_key(call: Call) -> str | None:
+    model = call.data.get("model")
+    return model if isinstance(model, str) else None
+
 
 class OpenAIService(Service):
     """OpenAI's REST API at `/v1/...`."""
@@ -105,6 +138,8 @@ class OpenAIService(Service):
         EnvVar(name="OPENAI_API_KEY", value="sk-mockhub"),
     )
     secret_headers = ("openai-organization", "openai-project")
+    limit_keys = {"api_key": _api_key, "model": _model_key}
+    counts_tokens = True
 
     @classmethod
     def summarize(cls, call: Call) -> str:
@@ -141,6 +176,46 @@ class OpenAIService(Service):
         if status == 429:
             reply.headers.extend([("x-ratelimit-limit-requests", "60"), ("x-ratelimit-remaining-requests", "0")])
         return reply
+
+    # -- rate limits ---------------------------------------------------------------------------
+    def tokens_of(self, call: Call) -> int:
+        return llm.usage_tokens(call)
+
+    def limited(self, request: Request, verdict: Verdict) -> Reply:
+        assert verdict.rule is not None
+        spec = verdict.rule.spec
+        limit = spec.requests if verdict.dimension == "requests" else spec.tokens
+        asked = 1 if verdict.dimension == "requests" else verdict.cost
+        unit = "RP" if verdict.dimension == "requests" else "TP"
+        model = _model_key(request.call) or "this model"
+        message = (
+            f"Rate limit reached for {model} on {verdict.dimension} per {spec.per} ({unit}{spec.per[-1].upper()}): "
+            f"Limit {limit}, Used {verdict.used}, Requested {asked}. "
+            f"Please try again in {go_duration(verdict.retry_after)}."
+        )
+        reply = err(429, message, "rate_limit_error", None, "rate_limit_exceeded")
+        reply.headers += [
+            ("retry-after", str(retry_seconds(verdict.retry_after))),
+            ("retry-after-ms", str(retry_ms(verdict.retry_after))),
+        ]
+        return reply
+
+    def rate_headers(self, call: Call, reply: Reply, verdict: Verdict | None) -> None:
+        """`x-ratelimit-{limit,remaining,reset}-{requests,tokens}` on every answer, as OpenAI sends them."""
+        requests = verdict.requests() if verdict is not None else None
+        tokens = verdict.tokens() if verdict is not None else None
+        if requests is None:
+            requests = Window(DEFAULT_REQUESTS, DEFAULT_REQUESTS - 1, 60 / DEFAULT_REQUESTS, 60)
+        if tokens is None:
+            used = min(self.tokens_of(call), DEFAULT_TOKENS)
+            tokens = Window(DEFAULT_TOKENS, DEFAULT_TOKENS - used, 60 * used / DEFAULT_TOKENS, 60)
+        reply.headers[:] = [(k, v) for k, v in reply.headers if not k.startswith(_RATE_PREFIX)]
+        for name, window in (("requests", requests), ("tokens", tokens)):
+            reply.headers += [
+                (f"x-ratelimit-limit-{name}", str(window.limit)),
+                (f"x-ratelimit-remaining-{name}", str(window.remaining)),
+                (f"x-ratelimit-reset-{name}", go_duration(window.reset)),
+            ]
 
     # -- parsing (before rules) ----------------------------------------------------------------
     def _authenticate(self, request: Request) -> None:
