@@ -49,8 +49,6 @@ KeyReader = Callable[[Call], "str | Iterable[str] | None"]
 
 _PERIOD = re.compile(r"^([1-9][0-9]{0,6})(ms|s|m|h|d)$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-# The bucket a call falls in when its key cannot be read (a request without the header).
-NO_KEY = "(none)"
 # How many keys `GET /limits` shows per rule (the busiest first); a rule may see far more.
 _SHOWN_KEYS = 100
 
@@ -223,16 +221,18 @@ class LimitRule:
         return True
 
     def values(self, call: Call) -> list[str]:
-        """The key values `call` counts against (one per recipient for a key that has several)."""
+        """The key values `call` counts against (one per recipient for a key that has several).
+
+        A call without the key (a message list has no `From`) is not counted by a rule per that key.
+        """
         if self.reader is None:
             return [""]
         value = self.reader(call)
         if value is None:
-            return [NO_KEY]
+            return []
         if isinstance(value, str):
-            return [value or NO_KEY]
-        values = list(dict.fromkeys(str(v) for v in value if v))
-        return values or [NO_KEY]
+            return [value] if value else []
+        return list(dict.fromkeys(str(v) for v in value if v))
 
     def log(self, value: str, now: float) -> _Log:
         log = self.logs.get(value)

@@ -7,11 +7,15 @@ the wire format the `anthropic` SDK parses (`types/message.py`, `_streaming.py`,
 
 from __future__ import annotations
 
+import math
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from mockhub.journal import Call
+from mockhub.limits import Verdict, Window, retry_ms, retry_seconds
 from mockhub.rules import Preset
 from mockhub.services import llm
 from mockhub.services.base import (
@@ -56,6 +60,26 @@ _PRESETS: dict[str, tuple[int, str]] = {
 }
 # Retry hints small enough that the SDK's retries take milliseconds (it prefers retry-after-ms).
 _RETRY_HEADERS = [("retry-after", "1"), ("retry-after-ms", "20")]
+# Without a limit rule every answer reports limits far from reach (docs/services/anthropic.md): per minute.
+DEFAULT_REQUESTS = 4_000
+DEFAULT_INPUT_TOKENS = 2_000_000
+DEFAULT_OUTPUT_TOKENS = 400_000
+_RATE_PREFIX = "anthropic-ratelimit-"
+
+
+def rfc3339(seconds_from_now: float) -> str:
+    """The moment `seconds_from_now` ahead, whole seconds rounded up, as Anthropic's `-reset` headers write it."""
+    moment = math.ceil(time.time() + max(seconds_from_now, 0.0))
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _api_key(call: Call) -> str | None:
+    return call.headers.get("x-api-key") or llm.bearer(call.headers.get("authorization"))
+
+
+def _model(call: Call) -> str | None:
+    model = call.data.get("model")
+    return model if isinstance(model, str) else None
 
 
 def _err(status: int, message: str, type_: str | None = None) -> Reply:
@@ -81,6 +105,8 @@ class AnthropicService(Service):
         EnvVar(name="ANTHROPIC_BASE_URL", value="{urls.anthropic_base}"),
         EnvVar(name="ANTHROPIC_API_KEY", value="sk-ant-mockhub"),
     )
+    limit_keys = {"api_key": _api_key, "model": _model}
+    counts_tokens = True
 
     @classmethod
     def summarize(cls, call: Call) -> str:
@@ -110,6 +136,62 @@ class AnthropicService(Service):
                 [("anthropic-ratelimit-requests-limit", "50"), ("anthropic-ratelimit-requests-remaining", "0")]
             )
         return reply
+
+    # -- rate limits ---------------------------------------------------------------------------
+    def tokens_of(self, call: Call) -> int:
+        return llm.usage_tokens(call)
+
+    def limited(self, request: Request, verdict: Verdict) -> Reply:
+        assert verdict.rule is not None
+        spec = verdict.rule.spec
+        what = "requests" if verdict.dimension == "requests" else "tokens"
+        limit = spec.requests if what == "requests" else spec.tokens
+        reply = _err(
+            429,
+            f"This request would exceed your organization's rate limit of {limit} "
+            f"{what} per {spec.per} (https://docs.anthropic.com/en/api/rate-limits). "
+            "Please try again later or contact sales to discuss your options for a rate limit increase.",
+            "rate_limit_error",
+        )
+        reply.headers += [
+            ("retry-after", str(retry_seconds(verdict.retry_after))),
+            ("retry-after-ms", str(retry_ms(verdict.retry_after))),
+        ]
+        return reply
+
+    def rate_headers(self, call: Call, reply: Reply, verdict: Verdict | None) -> None:
+        """`anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`, always.
+
+        A `tokens` limit rule counts prompt and answer together: the input, output and combined
+        headers all report it. The reset is an RFC 3339 time: when the window is whole again.
+        """
+        requests = verdict.requests() if verdict is not None else None
+        tokens = verdict.tokens() if verdict is not None else None
+        recorded = call.data.get("usage")
+        usage = recorded if isinstance(recorded, dict) else {}
+        if requests is None:
+            requests = Window(DEFAULT_REQUESTS, DEFAULT_REQUESTS - 1, 60 / DEFAULT_REQUESTS, 60)
+        if tokens is not None:
+            windows = {"input-tokens": tokens, "output-tokens": tokens, "tokens": tokens}
+        else:
+            used_in = min(int(usage.get("input_tokens") or 0), DEFAULT_INPUT_TOKENS)
+            used_out = min(int(usage.get("output_tokens") or 0), DEFAULT_OUTPUT_TOKENS)
+            inputs = Window(
+                DEFAULT_INPUT_TOKENS, DEFAULT_INPUT_TOKENS - used_in, 60 * used_in / DEFAULT_INPUT_TOKENS, 60
+            )
+            outputs = Window(
+                DEFAULT_OUTPUT_TOKENS, DEFAULT_OUTPUT_TOKENS - used_out, 60 * used_out / DEFAULT_OUTPUT_TOKENS, 60
+            )
+            # `tokens-*`: the most restrictive of the two, as Anthropic documents it.
+            tight = min(inputs, outputs, key=lambda w: w.remaining / w.limit)
+            windows = {"input-tokens": inputs, "output-tokens": outputs, "tokens": tight}
+        reply.headers[:] = [(k, v) for k, v in reply.headers if not k.startswith(_RATE_PREFIX)]
+        for name, window in (("requests", requests), *windows.items()):
+            reply.headers += [
+                (f"anthropic-ratelimit-{name}-limit", str(window.limit)),
+                (f"anthropic-ratelimit-{name}-remaining", str(window.remaining)),
+                (f"anthropic-ratelimit-{name}-reset", rfc3339(window.reset)),
+            ]
 
     # -- parsing (before rules) ----------------------------------------------------------------
     def parse(self, request: Request, count_only: bool = False) -> dict[str, Any]:

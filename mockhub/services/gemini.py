@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from mockhub.journal import Call
+from mockhub.limits import Verdict, retry_seconds
 from mockhub.rules import Preset
 from mockhub.services import llm
 from mockhub.services.base import (
@@ -157,6 +158,18 @@ def _google_key(scope: Mapping[str, Any]) -> bool:
     return any(part.startswith(b"key=") for part in query.split(b"&"))
 
 
+def _api_key(call: Call) -> str | None:
+    key = call.headers.get("x-goog-api-key") or call.query.get("key")
+    if isinstance(key, list):
+        key = key[0] if key else None
+    return key or llm.bearer(call.headers.get("authorization"))
+
+
+def _model_key(call: Call) -> str | None:
+    model = call.data.get("model")
+    return model if isinstance(model, str) else None
+
+
 class GeminiService(Service):
     """Google's Gemini API (generateContent, streams, function calls, tokens, embeddings, models)."""
 
@@ -175,6 +188,8 @@ class GeminiService(Service):
     )
     secret_headers = ("x-goog-api-key",)
     secret_params = ("key",)  # `?key=` is the API key too
+    limit_keys = {"api_key": _api_key, "model": _model_key}
+    counts_tokens = True
 
     @classmethod
     def summarize(cls, call: Call) -> str:
@@ -210,6 +225,19 @@ class GeminiService(Service):
         if name == "unauthorized":
             return _err(status, message, _key_details())
         return _err(status, message, details)
+
+    # -- rate limits ---------------------------------------------------------------------------
+    # Gemini documents no rate-limit headers; a 429 says when to retry in its RetryInfo detail.
+    def tokens_of(self, call: Call) -> int:
+        return llm.usage_tokens(call)
+
+    def limited(self, request: Request, verdict: Verdict) -> Reply:
+        status, message, _ = _PRESETS["rate_limited"]
+        wait = retry_seconds(verdict.retry_after)
+        retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{wait}s"}
+        reply = _err(status, message, [_HELP, retry])
+        reply.headers.append(("retry-after", str(wait)))
+        return reply
 
     # -- parsing (before rules) ----------------------------------------------------------------
     def _authenticate(self, request: Request) -> None:

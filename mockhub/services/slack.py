@@ -26,6 +26,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from mockhub.journal import Call, default_summary
+from mockhub.limits import Verdict, retry_seconds
 from mockhub.rules import Preset
 from mockhub.services.base import (
     AppUrl,
@@ -37,6 +38,7 @@ from mockhub.services.base import (
     Service,
     ServiceContext,
     json_reply,
+    recipients_key,
     route,
 )
 
@@ -145,6 +147,19 @@ def _multipart(body: bytes, content_type: str) -> dict[str, str]:
     return fields
 
 
+def _channel_key(call: Call) -> str | None:
+    """A Web API call's `channel`; an incoming webhook posts to its own channel, so its URL is the key."""
+    channel = call.data.get("channel")
+    if isinstance(channel, str) and channel:
+        return channel
+    return call.path if call.path.startswith("/services/") else None
+
+
+def _token_key(call: Call) -> str | None:
+    auth = call.headers.get("authorization", "")
+    return auth[7:].strip() or None if auth[:7].lower() == "bearer " else None
+
+
 class SlackService(Service):
     """Incoming webhooks and the Web API's chat methods, recorded with `text`, `blocks`, `channel`..."""
 
@@ -168,6 +183,7 @@ class SlackService(Service):
     # An incoming webhook's URL is its credential: /services/T…/B…/<secret>.
     secret_paths = (r"^(/services/[^/]+/[^/]+/)([^/?#]+)",)
     stub_reply = SlackReply
+    limit_keys = {"channel": _channel_key, "api_key": _token_key, "to": recipients_key}
 
     @classmethod
     def summarize(cls, call: Call) -> str:
@@ -225,6 +241,15 @@ class SlackService(Service):
             return self._webhook_error(word, status)
         status, word = _WEB_API_PRESETS[name]
         return self._api_error(word, status)
+
+    def limited(self, request: Request, verdict: Verdict) -> Reply:
+        # Slack's own: a webhook answers 429 with `retry_after` in its body too, the Web API `ratelimited`.
+        wait = str(retry_seconds(verdict.retry_after))
+        if request.path.startswith("/services/"):
+            return json_reply(
+                {"ok": False, "error": "rate_limited", "retry_after": int(wait)}, 429, [("retry-after", wait)]
+            )
+        return json_reply({"ok": False, "error": "ratelimited"}, 429, [("retry-after", wait)])
 
     def _webhook_error(self, word: str, status: int | None = None) -> Reply:
         status = status or _WEBHOOK_ERROR_STATUS.get(word, 400)

@@ -105,6 +105,21 @@ def _valid_address(value: str, sender: bool) -> bool:
     return sender and bool(_SHORT_CODE.match(value) or _ALPHA_SENDER.match(value))
 
 
+def _from_key(call: Call) -> str | None:
+    sender = call.data.get("from") or call.data.get("messaging_service_sid")
+    return sender if isinstance(sender, str) else None
+
+
+def _to_key(call: Call) -> str | None:
+    to = call.data.get("to")
+    return to if isinstance(to, str) else None
+
+
+def _account_key(call: Call) -> str | None:
+    account = call.data.get("account_sid")
+    return account if isinstance(account, str) else None
+
+
 class TwilioService(Service):
     """Messages.json create/fetch/list with Twilio's validation, errors, paging and status callbacks."""
 
@@ -124,6 +139,7 @@ class TwilioService(Service):
     )
     secret_headers = ("x-twilio-signature",)
     stub_reply = TwilioReply
+    limit_keys = {"from": _from_key, "to": _to_key, "api_key": _account_key}
 
     @classmethod
     def summarize(cls, call: Call) -> str:

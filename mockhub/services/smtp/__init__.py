@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 
 from mockhub.journal import Call
-from mockhub.services.base import Attachment, EnvVar, Service, ServiceContext, email_summary
+from mockhub.services.base import Attachment, EnvVar, Service, ServiceContext, email_summary, recipients_key
 from mockhub.services.smtp.config import SmtpConfig
 from mockhub.services.smtp.faults import fault_outcome
 from mockhub.services.smtp.handler import SmtpHandler
@@ -59,6 +59,16 @@ def _quiet_aiosmtpd(log_level: str) -> None:
         logger.setLevel(logging.ERROR)
 
 
+def _from_key(call: Call) -> str | None:
+    sender = call.data.get("mail_from")
+    return sender.lower() if isinstance(sender, str) and sender else None
+
+
+def _user_key(call: Call) -> str | None:
+    user = call.data.get("auth_user")
+    return user if isinstance(user, str) and user else None
+
+
 class SmtpService(Service):
     """The SMTP (and optional SMTPS) listeners, and the email-specific inspection routes."""
 
@@ -75,6 +85,7 @@ class SmtpService(Service):
         EnvVar(name="ALERT_EMAIL_SMTP_PASSWORD", value="mockhub", requires=["namespace"]),
     )
     raw_content_type = "message/rfc822"
+    limit_keys = {"from": _from_key, "to": recipients_key, "user": _user_key}
 
     @classmethod
     def summarize(cls, call: Call) -> str:

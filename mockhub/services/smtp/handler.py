@@ -15,7 +15,8 @@ from typing import Any
 from aiosmtpd.smtp import TLSSetupException
 
 from mockhub.journal import Call, Journal, ResponseRecord, new_id
-from mockhub.rules import FaultRule, RuleBook
+from mockhub.limits import Verdict, retry_seconds
+from mockhub.rules import FaultRule, FaultSpec, RuleBook
 from mockhub.services.smtp.faults import Stage
 from mockhub.services.smtp.mime import _clean, parse_message
 
@@ -28,6 +29,27 @@ _PARSE_IN_THREAD_BYTES = 1024 * 1024
 _NS_RECIPIENT = re.compile(r"\+ns-([^@\s+]+)@")
 # `ns-team42`, `app+ns-team42`, `app+ns-team42@example.com`: the whole name, not any `ns-` inside it.
 _NS_USER = re.compile(r"(?:^|\+)ns-([^@\s+]+)(?:@[^@\s]*)?$")
+
+
+class LimitedFault(FaultRule):
+    """A command beyond a limit rule, carried out as an `smtp_reply` fault: 421 4.7.0 (and hang up) or 451 4.7.1."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        assert verdict.rule is not None
+        spec = verdict.rule.spec
+        code = spec.code or 421
+        status = "4.7.0" if code == 421 else "4.7.1"
+        what = "messages" if verdict.rule.stage in ("mail", "data") else "commands"
+        limit = f"{spec.requests} {what} per {spec.per}" if verdict.dimension == "requests" else verdict.reason
+        text = (
+            f"{status} Rate limit exceeded ({limit}{f' for {verdict.key}' if verdict.key else ''}), "
+            f"try again in {retry_seconds(verdict.retry_after)} s (mockhub limit {verdict.rule.id})"
+        )
+        super().__init__(FaultSpec(service="smtp", action="smtp_reply", code=code, message=text), verdict.rule.id)
+        self.verdict = verdict
+
+    def summary(self) -> dict[str, Any]:
+        return self.verdict.summary()
 
 
 @dataclass(slots=True)
@@ -105,7 +127,13 @@ class SmtpHandler:
 
     def fault_at(self, conn: Conn, attempt: Attempt) -> FaultRule | None:
         """The fault rule for this command at its stage (counted as fired), or None."""
-        return self.rules.fault_for(self.stage_call(conn, attempt), stage=attempt.stage)
+        call = self.stage_call(conn, attempt)
+        return self._limited(call, attempt.stage) or self.rules.fault_for(call, stage=attempt.stage)
+
+    def _limited(self, call: Call, stage: Stage) -> FaultRule | None:
+        """The limit rule refusing this command at its stage, as a fault to carry out; None when it passes."""
+        verdict = self.rules.limits.check(call, stage=stage)
+        return LimitedFault(verdict) if verdict is not None and verdict.rule is not None else None
 
     def record_stage(self, conn: Conn, attempt: Attempt, reply: str | None) -> Call:
         """Record a rejected (or fault-hit) command with the reply it got (None: hung up)."""
@@ -154,7 +182,7 @@ class SmtpHandler:
         return call
 
     def fault_for_message(self, call: Call) -> FaultRule | None:
-        return self.rules.fault_for(call, stage="data")
+        return self._limited(call, "data") or self.rules.fault_for(call, stage="data")
 
     async def handle_exception(self, error: Exception) -> str:
         """aiosmtpd's hook for an exception while handling a command: log it, answer 451, go on."""
