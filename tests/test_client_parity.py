@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from mockhub.client import AsyncMockHub, AsyncRule, FaultOptions, MatchOptions, MockHub, StubOptions
-from mockhub.client.options import fault_spec, stub_spec
+from mockhub.client import AsyncMockHub, AsyncRule, FaultOptions, LimitOptions, MatchOptions, MockHub, StubOptions
+from mockhub.client.options import fault_spec, limit_spec, stub_spec
+from mockhub.limits import LimitSpec
 from mockhub.rules import FaultSpec, Match, StubSpec
 
 # The documented differences: how each closes, and which context-manager protocol it speaks.
@@ -20,7 +21,7 @@ ASYNC_ONLY = {"aclose", "__aenter__", "__aexit__"}
 # No I/O: plain methods on both.
 LOCAL = {"namespaced", "address", "__init__", "__repr__"}
 # Build a rule locally and return an AsyncRule (`await` it or `async with` it) on the async client.
-RULE_BUILDERS = {"fault", "stub", "add_fault", "add_stub"}
+RULE_BUILDERS = {"fault", "stub", "limit", "add_fault", "add_stub", "add_limit"}
 # Parameters whose annotation names the client's own httpx type.
 OWN_TYPES = {("__init__", "client"): ("httpx.Client | None", "httpx.AsyncClient | None")}
 
@@ -101,6 +102,18 @@ def test_fault_options_are_the_fault_spec_fields() -> None:
     hints = typing.get_type_hints(FaultOptions)
     for name in own:  # the same type (an option may also take None: "not given")
         assert bare(hints[name]) == bare(FaultSpec.model_fields[name].annotation), name
+
+
+def test_limit_options_are_the_limit_spec_fields() -> None:
+    own = set(LimitOptions.__annotations__) - set(MatchOptions.__annotations__)
+    assert own == set(LimitSpec.model_fields) - {"service", "match"}
+    hints = typing.get_type_hints(LimitOptions)
+    for name in own:
+        assert bare(hints[name]) == bare(LimitSpec.model_fields[name].annotation), name
+    spec = limit_spec("openai", "ns-1", {"key": "api_key", "requests": 2, "per": "1s", "path": "/v1/*"})
+    assert (spec.key, spec.requests, spec.per, spec.tokens) == ("api_key", 2, "1s", None)
+    assert spec.match == Match(path="/v1/*", namespace="ns-1")
+    assert limit_spec("slack", None, {"requests": 1}).per == "1m"
 
 
 def bare(hint: Any) -> set[Any]:

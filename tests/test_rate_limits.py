@@ -386,3 +386,38 @@ def test_smtp_limit_per_recipient_answers_451_at_rcpt(server: ThreadedHub, api: 
     assert list(refused) == ["ops@example.com"]
     assert refused["ops@example.com"][0] == 451
     assert refused["ops@example.com"][1].startswith(b"4.7.1 Rate limit exceeded")
+
+
+# -- the client ---------------------------------------------------------------------------------------
+
+
+def test_client_limit_counts_and_removes_on_exit(server: ThreadedHub, api: httpx.Client) -> None:
+    from mockhub.client import MockHub
+
+    with MockHub(server.url) as hub:
+        with hub.limit("webhook", requests=1, per="1m", path="/webhooks/limited") as rule:
+            assert rule.id.startswith("l_") and rule.requests == 1
+            assert httpx.post(f"{server.url}/webhooks/limited", json={}).status_code == 200
+            assert httpx.post(f"{server.url}/webhooks/limited", json={}).status_code == 429
+            assert httpx.post(f"{server.url}/webhooks/other", json={}).status_code == 200
+            now = rule.refresh()
+            assert (now.seen, now.passed, now.limited) == (2, 1, 1)
+            assert [k.requests for k in now.keys] == [1]
+            assert [r.id for r in hub.limits()] == [rule.id]
+        assert hub.limits() == []
+        assert httpx.post(f"{server.url}/webhooks/limited", json={}).status_code == 200
+        refused = hub.calls("webhook", path="/webhooks/limited")[1]
+        assert refused.fault is not None and refused.fault.id == rule.id
+
+
+def test_async_client_limit(server: ThreadedHub, api: httpx.Client) -> None:
+    from mockhub.client import AsyncMockHub
+
+    async def run() -> None:
+        async with AsyncMockHub(server.url, namespace="lim-async") as hub:
+            async with hub.limit("webhook", requests=1, per="1s") as rule:
+                assert rule.match.namespace == "lim-async"
+                assert len(await hub.limits()) == 1
+            assert await hub.limits() == []
+
+    asyncio.run(run())

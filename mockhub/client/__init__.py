@@ -30,15 +30,17 @@ from mockhub.client.models import (
     ResetResult,
     StubHit,
 )
-from mockhub.client.options import FaultOptions, MatchOptions, StubOptions
+from mockhub.client.options import FaultOptions, LimitOptions, MatchOptions, StubOptions
 from mockhub.client.sync import MockHub
 from mockhub.client.urls import Urls, app_env
 
 __all__ = [
     "DEFAULT_URL",
     "ActiveFault",
+    "ActiveLimit",
     "ActiveStub",
     "AsyncActiveFault",
+    "AsyncActiveLimit",
     "AsyncActiveStub",
     "AsyncMockHub",
     "AsyncRule",
@@ -48,6 +50,7 @@ __all__ = [
     "FaultHit",
     "FaultOptions",
     "Health",
+    "LimitOptions",
     "MatchOptions",
     "MockHub",
     "MockHubError",

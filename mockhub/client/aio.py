@@ -15,8 +15,18 @@ import httpx
 
 from mockhub.client.base import _EXPORT_TIMEOUT, _STREAM_TIMEOUT, MockHubError, _Base, _error, _lenient, _Sse
 from mockhub.client.base import _spec_json as spec_json
-from mockhub.client.models import AsyncActiveFault, AsyncActiveStub, AsyncRule, Call, CallFilters, Health, ResetResult
-from mockhub.client.options import FaultOptions, StubOptions
+from mockhub.client.models import (
+    AsyncActiveFault,
+    AsyncActiveLimit,
+    AsyncActiveStub,
+    AsyncRule,
+    Call,
+    CallFilters,
+    Health,
+    ResetResult,
+)
+from mockhub.client.options import FaultOptions, LimitOptions, StubOptions
+from mockhub.limits import Limit, LimitSpec
 from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
 
 __all__ = ["AsyncMockHub"]
@@ -253,7 +263,34 @@ class AsyncMockHub(_Base):
     async def clear_stubs(self) -> int:
         return self._number(await self._request("DELETE", "/stubs", params=self._params()), "deleted")
 
-    async def _delete_rule(self, kind: Literal["faults", "stubs"], rule_id: str, *, missing_ok: bool) -> bool:
+    # -- limits ------------------------------------------------------------------------------------------
+    def limit(self, service: str | None = None, **options: Unpack[LimitOptions]) -> AsyncRule[AsyncActiveLimit]:
+        """Add a rate limit (docs/limits.md): `await` it, or `async with hub.limit(...):` to remove it on exit."""
+        return self.add_limit(self._limit_spec(service, options))
+
+    def add_limit(self, spec: LimitSpec) -> AsyncRule[AsyncActiveLimit]:
+        async def create() -> AsyncActiveLimit:
+            rule: AsyncActiveLimit = _lenient(
+                AsyncActiveLimit, await self._request("POST", "/limits", json=spec_json(spec))
+            )
+            rule._hub = self
+            return rule
+
+        return AsyncRule(create)
+
+    async def get_limit(self, limit_id: str) -> Limit:
+        return self._limit_of(await self._request("GET", self._rule_path("limits", limit_id)))
+
+    async def limits(self) -> list[Limit]:
+        return self._limits_of(await self._request("GET", "/limits", params=self._params()))
+
+    async def delete_limit(self, limit_id: str, *, missing_ok: bool = False) -> bool:
+        return await self._delete_rule("limits", limit_id, missing_ok=missing_ok)
+
+    async def clear_limits(self) -> int:
+        return self._number(await self._request("DELETE", "/limits", params=self._params()), "deleted")
+
+    async def _delete_rule(self, kind: Literal["faults", "stubs", "limits"], rule_id: str, *, missing_ok: bool) -> bool:
         try:
             await self._request("DELETE", self._rule_path(kind, rule_id))
         except MockHubError as exc:

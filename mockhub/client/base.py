@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from mockhub.client.explain import explain_miss
 from mockhub.client.models import Call, CallFilters, Health, ResetResult
-from mockhub.client.options import FaultOptions, StubOptions, fault_spec, stub_spec
+from mockhub.client.options import FaultOptions, LimitOptions, StubOptions, fault_spec, limit_spec, stub_spec
 from mockhub.client.urls import (
     Catalogue,
     Urls,
@@ -29,6 +29,7 @@ from mockhub.client.urls import (
     template_values,
     write_trust,
 )
+from mockhub.limits import Limit, LimitSpec
 from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
 
 __all__ = ["DEFAULT_URL", "MockHubError", "default_url"]
@@ -75,7 +76,7 @@ def _lenient(model: type[Any], body: Any) -> Any:
         return model.model_validate(pruned)
 
 
-def _spec_json(spec: FaultSpec | StubSpec) -> Any:
+def _spec_json(spec: FaultSpec | StubSpec | LimitSpec) -> Any:
     # exclude_defaults keeps requests minimal (and readable by older servers); `times=None` is not a default.
     return spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
@@ -198,7 +199,7 @@ class _Base:
         return f"/calls/{quote(call_id, safe='')}{suffix}"
 
     @staticmethod
-    def _rule_path(kind: Literal["faults", "stubs"], rule_id: str) -> str:
+    def _rule_path(kind: Literal["faults", "stubs", "limits"], rule_id: str) -> str:
         return f"/{kind}/{quote(rule_id, safe='')}"
 
     def _fault_spec(self, service: str | None, options: FaultOptions) -> FaultSpec:
@@ -206,6 +207,9 @@ class _Base:
 
     def _stub_spec(self, service: str | None, options: StubOptions) -> StubSpec:
         return stub_spec(service, self.namespace, options)
+
+    def _limit_spec(self, service: str | None, options: LimitOptions) -> LimitSpec:
+        return limit_spec(service, self.namespace, options)
 
     def _env(
         self, smtp_port: int | None, trust: tuple[bytes, bytes] | None = None, mapping: Mapping[str, str] | None = None
@@ -262,6 +266,14 @@ class _Base:
     @staticmethod
     def _stubs_of(body: Any) -> list[Stub]:
         return [_lenient(Stub, s) for s in body["stubs"]]
+
+    @staticmethod
+    def _limit_of(body: Any) -> Limit:
+        return _lenient(Limit, body)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _limits_of(body: Any) -> list[Limit]:
+        return [_lenient(Limit, rule) for rule in body["limits"]]
 
     @staticmethod
     def _reset_of(body: Any) -> ResetResult:

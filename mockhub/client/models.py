@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from mockhub.filters import CallFilters, recipients_of, subjects_of, texts_of
+from mockhub.limits import Limit
 from mockhub.rules import Fault, Stub
 
 if TYPE_CHECKING:
@@ -21,8 +22,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ActiveFault",
+    "ActiveLimit",
     "ActiveStub",
     "AsyncActiveFault",
+    "AsyncActiveLimit",
     "AsyncActiveStub",
     "AsyncRule",
     "Call",
@@ -212,6 +215,46 @@ class ActiveStub(Stub):
         self.delete()
 
 
+class ActiveLimit(Limit):
+    """A limit rule as created by `MockHub.limit`: also a context manager that deletes it on exit."""
+
+    model_config = ConfigDict(extra="ignore")
+    _hub: MockHub | None = PrivateAttr(None)
+
+    def delete(self) -> None:
+        if self._hub is not None:
+            self._hub.delete_limit(self.id, missing_ok=True)
+
+    def refresh(self) -> Limit:
+        """The rule as the server sees it now (its counters: `seen`, `passed`, `limited`, `keys`)."""
+        if self._hub is None:
+            raise RuntimeError("this limit is not bound to a client")
+        return self._hub.get_limit(self.id)
+
+    def __enter__(self) -> ActiveLimit:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.delete()
+
+
+class AsyncActiveLimit(Limit):
+    """A limit rule as created by `AsyncMockHub.limit`: `await rule.delete()`, `await rule.refresh()`."""
+
+    model_config = ConfigDict(extra="ignore")
+    _hub: AsyncMockHub | None = PrivateAttr(None)
+
+    async def delete(self) -> None:
+        if self._hub is not None:
+            await self._hub.delete_limit(self.id, missing_ok=True)
+
+    async def refresh(self) -> Limit:
+        """The rule as the server sees it now (its counters: `seen`, `passed`, `limited`, `keys`)."""
+        if self._hub is None:
+            raise RuntimeError("this limit is not bound to a client")
+        return await self._hub.get_limit(self.id)
+
+
 class AsyncActiveFault(Fault):
     """A fault rule as created by `AsyncMockHub.fault`: `await rule.delete()`, `await rule.refresh()`."""
 
@@ -246,7 +289,7 @@ class AsyncActiveStub(Stub):
         return await self._hub.get_stub(self.id)
 
 
-R = TypeVar("R", AsyncActiveFault, AsyncActiveStub)
+R = TypeVar("R", AsyncActiveFault, AsyncActiveStub, AsyncActiveLimit)
 
 
 class AsyncRule(Generic[R]):

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from mockhub.faults import Stage
+from mockhub.limits import LimitSpec
 from mockhub.rules import FaultAction, FaultSpec, Match, Preset, StubReply, StubResponse, StubSpec
 
-__all__ = ["FaultOptions", "MatchOptions", "StubOptions", "fault_spec", "stub_spec"]
+__all__ = ["FaultOptions", "LimitOptions", "MatchOptions", "StubOptions", "fault_spec", "limit_spec", "stub_spec"]
 
 
 class MatchOptions(TypedDict, total=False):
@@ -71,6 +72,17 @@ class StubOptions(MatchOptions, total=False):
     chunk_delay_ms: int
 
 
+class LimitOptions(MatchOptions, total=False):
+    """The options of `limit(...)`: the fields of `LimitSpec` (docs/limits.md) plus the match shortcuts."""
+
+    key: str | None
+    requests: int | None
+    tokens: int | None
+    per: str
+    stage: Stage | None
+    code: int | None
+
+
 MATCH_SHORTCUTS = tuple(k for k in MatchOptions.__annotations__ if k != "match")
 REPLY_SHORTCUTS = ("content", "tool_calls")
 RESPONSE_SHORTCUTS = ("status", "json", "body", "headers")
@@ -83,7 +95,7 @@ def _admits_none(annotation: Any) -> bool:
     return union and type(None) in typing.get_args(annotation)
 
 
-def _given(model: type[FaultSpec] | type[StubSpec], options: dict[str, Any]) -> dict[str, Any]:
+def _given(model: type[FaultSpec] | type[StubSpec] | type[LimitSpec], options: dict[str, Any]) -> dict[str, Any]:
     """`options` without the Nones that only mean "not given" (a field that takes no None, e.g. headers)."""
     fields = model.model_fields
     return {k: v for k, v in options.items() if v is not None or (k in fields and _admits_none(fields[k].annotation))}
@@ -108,6 +120,13 @@ def fault_spec(service: str | None, namespace: str | None, options: FaultOptions
     rest: dict[str, Any] = dict(options)
     match = _match(namespace, rest)
     return FaultSpec.model_validate({**_given(FaultSpec, rest), "service": service, "match": match})
+
+
+def limit_spec(service: str | None, namespace: str | None, options: LimitOptions) -> LimitSpec:
+    """The `LimitSpec` of `limit(service, **options)` from a client bound to `namespace`."""
+    rest: dict[str, Any] = dict(options)
+    match = _match(namespace, rest)
+    return LimitSpec.model_validate({**_given(LimitSpec, rest), "service": service, "match": match})
 
 
 def stub_spec(service: str | None, namespace: str | None, options: StubOptions) -> StubSpec:

@@ -10,8 +10,9 @@ import httpx
 
 from mockhub.client.base import _EXPORT_TIMEOUT, _STREAM_TIMEOUT, MockHubError, _Base, _error, _lenient, _Sse
 from mockhub.client.base import _spec_json as spec_json
-from mockhub.client.models import ActiveFault, ActiveStub, Call, CallFilters, Health, ResetResult
-from mockhub.client.options import FaultOptions, StubOptions
+from mockhub.client.models import ActiveFault, ActiveLimit, ActiveStub, Call, CallFilters, Health, ResetResult
+from mockhub.client.options import FaultOptions, LimitOptions, StubOptions
+from mockhub.limits import Limit, LimitSpec
 from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
 
 __all__ = ["MockHub"]
@@ -231,7 +232,32 @@ class MockHub(_Base):
     def clear_stubs(self) -> int:
         return self._number(self._request("DELETE", "/stubs", params=self._params()), "deleted")
 
-    def _delete_rule(self, kind: Literal["faults", "stubs"], rule_id: str, *, missing_ok: bool) -> bool:
+    # -- limits ------------------------------------------------------------------------------------------
+    def limit(self, service: str | None = None, **options: Unpack[LimitOptions]) -> ActiveLimit:
+        """Add a rate limit (docs/limits.md): `requests` (and/or `tokens`) per `per`, counted per `key`.
+
+        `with hub.limit("openai", key="api_key", requests=2, per="1s"):` removes it again on exit.
+        """
+        return self.add_limit(self._limit_spec(service, options))
+
+    def add_limit(self, spec: LimitSpec) -> ActiveLimit:
+        rule: ActiveLimit = _lenient(ActiveLimit, self._request("POST", "/limits", json=spec_json(spec)))
+        rule._hub = self
+        return rule
+
+    def get_limit(self, limit_id: str) -> Limit:
+        return self._limit_of(self._request("GET", self._rule_path("limits", limit_id)))
+
+    def limits(self) -> list[Limit]:
+        return self._limits_of(self._request("GET", "/limits", params=self._params()))
+
+    def delete_limit(self, limit_id: str, *, missing_ok: bool = False) -> bool:
+        return self._delete_rule("limits", limit_id, missing_ok=missing_ok)
+
+    def clear_limits(self) -> int:
+        return self._number(self._request("DELETE", "/limits", params=self._params()), "deleted")
+
+    def _delete_rule(self, kind: Literal["faults", "stubs", "limits"], rule_id: str, *, missing_ok: bool) -> bool:
         try:
             self._request("DELETE", self._rule_path(kind, rule_id))
         except MockHubError as exc:
