@@ -1,4 +1,4 @@
-"""The rule commands of `mockhub`: `fault add|list|clear` and `stub add|list|clear`.
+"""The rule commands of `mockhub`: `fault add|list|clear`, `stub add|list|clear` and `limit add|list|clear`.
 
 The flags of `fault add` / `stub add` are generated, one per row of the tables below: a row names an
 option of the client's `fault(...)` / `stub(...)` (`FaultOptions` / `StubOptions`) and gives its help;
@@ -22,16 +22,19 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from mockhub.cli_client import AsJson, Namespace, Service, Url, _fail, _hub, _print_json, _say, _table, _talking_to
-from mockhub.client.options import FaultOptions, StubOptions
+from mockhub.client.options import FaultOptions, LimitOptions, StubOptions
+from mockhub.limits import LimitSpec
 from mockhub.rules import FaultSpec, Match, StubSpec
 
 if TYPE_CHECKING:
+    from mockhub.limits import Limit
     from mockhub.rules import Fault, Stub
 
-__all__ = ["fault_app", "stub_app"]
+__all__ = ["fault_app", "limit_app", "stub_app"]
 
 fault_app = typer.Typer(help="Add, list and clear fault rules.", no_args_is_help=True)
 stub_app = typer.Typer(help="Add, list and clear stubs (scripted replies).", no_args_is_help=True)
+limit_app = typer.Typer(help="Add, list and clear rate limits.", no_args_is_help=True)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,15 @@ STUB_FLAGS = {
     "body": Flag("raw HTTP answer: text body"),
     "times": Flag("answer this many calls (default: until cleared)"),
     "chunk_delay_ms": Flag("pace of streamed LLM replies"),
+    **MATCH_FLAGS,
+}
+LIMIT_FLAGS = {
+    "key": Flag("count per value of this key of a call (api_key, to, channel, from, model, namespace)"),
+    "requests": Flag("calls allowed per period"),
+    "tokens": Flag("LLM tokens allowed per period"),
+    "per": Flag("the period: 1s, 1m, 1h, 1d"),
+    "stage": Flag("smtp: the stage counted (default mail)"),
+    "code": Flag("smtp: the reply code beyond the limit (421 or 451)"),
     **MATCH_FLAGS,
 }
 
@@ -188,12 +200,12 @@ def _headers(values: list[str] | None) -> dict[str, str] | None:
     return out
 
 
-def _show_rule(rule: Fault | Stub, kind: str) -> None:
+def _show_rule(rule: Fault | Stub | Limit, kind: str) -> None:
     _print_json(rule.model_dump(mode="json", by_alias=True, exclude_defaults=True) | {"id": rule.id})
     _say(f"added {kind} {rule.id}", "green")
 
 
-def _match_text(rule: Fault | Stub) -> str:
+def _match_text(rule: Fault | Stub | Limit) -> str:
     fields = rule.match.model_dump(exclude_none=True)
     return " ".join(f"{k}={v}" for k, v in fields.items()) or "*"
 
@@ -235,6 +247,16 @@ def _stub_add(
     _show_rule(rule, "stub")
 
 
+def _limit_add(*, url: str | None, service: str | None, namespace: str | None, spec: str | None, **given: Any) -> None:
+    options = _options(given, LimitOptions, LIMIT_FLAGS)
+    with _talking_to(url), _hub(url, namespace) as hub:
+        if spec is not None:
+            rule: Limit = hub.add_limit(LimitSpec.model_validate(_load_spec(spec)))
+        else:
+            rule = hub.limit(service, **cast(LimitOptions, options))
+    _show_rule(rule, "limit")
+
+
 _rule_tail = {"header": (Headers, None), "namespace": (MatchNamespace, None), "spec": (Spec, None)}
 _FAULT_DOC = "Add a fault rule; prints it (JSON) on stdout."
 _STUB_DOC = "Add a stub (a scripted reply); prints it (JSON) on stdout."
@@ -244,6 +266,42 @@ fault_add = _command(
 stub_add = _command(_stub_add, _STUB_DOC, StubOptions, StubSpec, STUB_FLAGS, **_rule_tail)
 fault_app.command("add")(fault_add)
 stub_app.command("add")(stub_add)
+_LIMIT_DOC = "Add a rate limit; prints it (JSON) on stdout."
+limit_add = _command(
+    _limit_add, _LIMIT_DOC, LimitOptions, LimitSpec, LIMIT_FLAGS, namespace=(MatchNamespace, None), spec=(Spec, None)
+)
+limit_app.command("add")(limit_add)
+
+
+@limit_app.command("list")
+def limit_list(url: Url = None, namespace: Namespace = None, as_json: AsJson = False) -> None:
+    """List rate limits with how many calls each let through and refused."""
+    with _talking_to(url), _hub(url, namespace) as hub:
+        rules = hub.limits()
+    if as_json:
+        _print_json([r.model_dump(mode="json", by_alias=True) for r in rules])
+        return
+
+    def rate(r: Limit) -> str:
+        parts = [f"{r.requests} req" if r.requests is not None else "", f"{r.tokens} tok" if r.tokens else ""]
+        return f"{' + '.join(p for p in parts if p)} / {r.per}"
+
+    rows = [
+        [r.id, r.service or "*", rate(r), r.key or "-", str(r.passed), str(r.limited), _match_text(r)] for r in rules
+    ]
+    headings = ["ID", "SERVICE", "LIMIT", "KEY", "PASSED", "LIMITED", "MATCH"]
+    _table(headings, rows, ["dim", "cyan", "yellow", None, None, None, None])
+    _say(f"{len(rules)} limit(s)", "dim")
+
+
+@limit_app.command("clear")
+def limit_clear(
+    ids: Annotated[list[str] | None, typer.Argument(help="limit ids; none = every limit (of --namespace)")] = None,
+    url: Url = None,
+    namespace: Namespace = None,
+) -> None:
+    """Delete rate limits: the ones named, or all."""
+    _clear(url, namespace, ids, "limit")
 
 
 @fault_app.command("list")
@@ -313,11 +371,12 @@ def stub_clear(
 
 def _clear(url: str | None, namespace: str | None, ids: list[str] | None, kind: str) -> None:
     with _talking_to(url), _hub(url, namespace) as hub:
-        delete: Callable[[str], bool] = hub.delete_fault if kind == "fault" else hub.delete_stub
+        delete: Callable[[str], bool] = {"fault": hub.delete_fault, "stub": hub.delete_stub}.get(kind, hub.delete_limit)
         if ids:
             for rule_id in ids:
                 delete(rule_id)
             deleted = len(ids)
         else:
-            deleted = hub.clear_faults() if kind == "fault" else hub.clear_stubs()
+            clear = {"fault": hub.clear_faults, "stub": hub.clear_stubs}.get(kind, hub.clear_limits)
+            deleted = clear()
     _say(f"deleted {deleted} {kind}(s)", "green")

@@ -27,6 +27,7 @@ import orjson
 
 from mockhub.har import to_har
 from mockhub.journal import Call, Journal, ResponseRecord, SinkError
+from mockhub.limits import LimitSpec
 from mockhub.rulefiles import RecordingError, load_rule_files
 from mockhub.rules import RuleBook, StubSpec, TooManyRules
 
@@ -456,11 +457,18 @@ def attach(
             for spec in specs:
                 if isinstance(spec, StubSpec):
                     rules.add_stub(spec)
+                elif isinstance(spec, LimitSpec):
+                    try:
+                        rules.add_limit(spec)
+                    except ValueError as exc:  # a key or option that service does not have
+                        raise RecordingError(
+                            f"{settings.stubs}: invalid limit (service '{spec.service}'): {exc}"
+                        ) from None
                 else:
                     rules.add_fault(spec)
         except TooManyRules as exc:
-            raise RecordingError(f"{settings.stubs}: {len(specs)} stubs and faults: {exc}") from None
-        log.info("loaded %d stubs and faults from %s", len(specs), settings.stubs)
+            raise RecordingError(f"{settings.stubs}: {len(specs)} stubs, faults and limits: {exc}") from None
+        log.info("loaded %d stubs, faults and limits from %s", len(specs), settings.stubs)
     if settings.replay is not None:
         calls, dropped = load_journal(settings.replay, keep=journal.max_calls, skipped=skipped)
         journal.restore(calls)

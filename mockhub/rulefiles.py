@@ -1,4 +1,4 @@
-"""Stub and fault files (`MOCKHUB_STUBS`, SPEC section 8): JSON or YAML, checked whole at start.
+"""Stub, fault and limit files (`MOCKHUB_STUBS`, SPEC section 8): JSON or YAML, checked whole at start.
 
 They are rules, not recordings: they share only `RecordingError` with `mockhub.recording`, which re-exports
 both names. PyYAML is imported only when a YAML file is read.
@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from mockhub.limits import LimitSpec
 from mockhub.rules import FaultSpec, StubSpec, reply_field_problems
 
 __all__ = ["RecordingError", "load_rule_files"]
@@ -24,6 +25,7 @@ class RecordingError(Exception):
 
 _STUB_KEYS = frozenset({"reply", "response", "sequence"})
 _FAULT_KEYS = frozenset({"action", "preset"})
+_LIMIT_KEYS = frozenset({"requests", "tokens"})
 _RULE_SUFFIXES = (".json", ".yaml", ".yml")
 
 
@@ -68,13 +70,13 @@ def _entries(file: Path, content: Any) -> list[tuple[str, str, dict[str, Any]]]:
         return []
     found: list[tuple[str, str, dict[str, Any]]] = []
     if isinstance(content, dict):
-        unknown = set(content) - {"stubs", "faults", "description"}
+        unknown = set(content) - {"stubs", "faults", "limits", "description"}
         if unknown:
             raise RecordingError(
                 f"{file}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}: "
-                "expected 'stubs', 'faults' (lists) and an optional 'description'"
+                "expected 'stubs', 'faults', 'limits' (lists) and an optional 'description'"
             )
-        for kind in ("stubs", "faults"):
+        for kind in ("stubs", "faults", "limits"):
             items = content.get(kind) or []
             if not isinstance(items, list):
                 raise RecordingError(f"{file}: '{kind}' must be a list, not {type(items).__name__}")
@@ -82,18 +84,23 @@ def _entries(file: Path, content: Any) -> list[tuple[str, str, dict[str, Any]]]:
                 found.append((f"{kind}[{i}]", kind[:-1], item))
         return found
     if not isinstance(content, list):
-        raise RecordingError(f"{file}: expected a list of stubs/faults or a mapping with 'stubs' and 'faults'")
+        raise RecordingError(
+            f"{file}: expected a list of stubs/faults/limits or a mapping with 'stubs', 'faults' and 'limits'"
+        )
     for i, item in enumerate(content):
         keys = set(item) if isinstance(item, dict) else set()
-        if keys & _STUB_KEYS and not keys & _FAULT_KEYS:
-            found.append((f"entry {i}", "stub", item))
-        elif keys & _FAULT_KEYS and not keys & _STUB_KEYS:
-            found.append((f"entry {i}", "fault", item))
-        else:
+        kinds = [
+            kind
+            for kind, marks in (("stub", _STUB_KEYS), ("fault", _FAULT_KEYS), ("limit", _LIMIT_KEYS))
+            if keys & marks
+        ]
+        if len(kinds) != 1:
             raise RecordingError(
-                f"{file}: entry {i}: cannot tell a stub from a fault: a stub has 'reply', 'response' or "
-                "'sequence'; a fault has 'action' or 'preset' (or use the 'stubs:' / 'faults:' form)"
+                f"{file}: entry {i}: cannot tell a stub from a fault or a limit: a stub has 'reply', 'response' "
+                "or 'sequence'; a fault has 'action' or 'preset'; a limit has 'requests' or 'tokens' "
+                "(or use the 'stubs:' / 'faults:' / 'limits:' form)"
             )
+        found.append((f"entry {i}", kinds[0], item))
     return found
 
 
@@ -101,8 +108,8 @@ def _reply_problems(fields: dict[str, Any], services: Collection[str] | None) ->
     return reply_field_problems(fields, services) if isinstance(services, Mapping) else []
 
 
-def load_rule_files(path: Path, services: Collection[str] | None = None) -> list[StubSpec | FaultSpec]:
-    """Every stub and fault in a stub file, or in the `*.json`/`*.yaml` files of a folder (name order).
+def load_rule_files(path: Path, services: Collection[str] | None = None) -> list[StubSpec | FaultSpec | LimitSpec]:
+    """Every stub, fault and limit in a stub file, or in the `*.json`/`*.yaml` files of a folder (name order).
 
     Each entry may carry a `description` (documentation only). Any invalid entry fails the whole load
     with a message naming the file, the entry and the field. With `services`, unknown names are errors.
@@ -113,13 +120,13 @@ def load_rule_files(path: Path, services: Collection[str] | None = None) -> list
         files = [path]
     else:
         raise RecordingError(f"{path}: no such stub file or folder")
-    specs: list[StubSpec | FaultSpec] = []
+    specs: list[StubSpec | FaultSpec | LimitSpec] = []
     for file in files:
         for where, kind, entry in _entries(file, _parse_file(file)):
             if not isinstance(entry, dict):
                 raise RecordingError(f"{file}: {where}: expected a mapping, not {type(entry).__name__}")
             fields = {k: v for k, v in entry.items() if k != "description"}
-            model: type[BaseModel] = StubSpec if kind == "stub" else FaultSpec
+            model: type[BaseModel] = StubSpec if kind == "stub" else FaultSpec if kind == "fault" else LimitSpec
             label = f" (service '{fields['service']}')" if isinstance(fields.get("service"), str) else ""
             # The fakes' own reply fields are checked on the raw entry, so both kinds of problem show at once.
             own = _reply_problems(fields, services) if kind == "stub" else []
@@ -130,7 +137,7 @@ def load_rule_files(path: Path, services: Collection[str] | None = None) -> list
                 raise RecordingError(f"{file}: {where}{label}: invalid {kind}: {problems}") from exc
             if own:
                 raise RecordingError(f"{file}: {where}{label}: invalid {kind}: {'; '.join(own)}")
-            assert isinstance(spec, StubSpec | FaultSpec)
+            assert isinstance(spec, StubSpec | FaultSpec | LimitSpec)
             if services is not None and spec.service is not None and spec.service not in services:
                 raise RecordingError(
                     f"{file}: {where}: unknown service '{spec.service}' (known: {', '.join(sorted(services))})"

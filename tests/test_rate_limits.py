@@ -421,3 +421,64 @@ def test_async_client_limit(server: ThreadedHub, api: httpx.Client) -> None:
             assert await hub.limits() == []
 
     asyncio.run(run())
+
+
+# -- the CLI -------------------------------------------------------------------------------------------
+
+
+def test_cli_limit_add_list_clear(server: ThreadedHub, api: httpx.Client) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mockhub.cli import app
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(app, list(args), env={"MOCKHUB_URL": server.url, "NO_COLOR": "", "FORCE_COLOR": ""})
+        return result.exit_code, result.stdout, result.stderr
+
+    code, out, err = cli(
+        "limit", "add", "--service", "webhook", "--requests", "1", "--per", "1h", "--path", "/webhooks/cli"
+    )
+    assert code == 0, err
+    rule = json.loads(out)
+    assert rule["id"].startswith("l_") and rule["requests"] == 1 and rule["per"] == "1h"
+    assert [httpx.post(f"{server.url}/webhooks/cli", json={}).status_code for _ in range(2)] == [200, 429]
+    code, out, _ = cli("limit", "list")
+    assert code == 0 and rule["id"] in out and "1 req / 1h" in out
+    _, out, _ = cli("limit", "list", "--json")
+    assert [(r["id"], r["passed"], r["limited"]) for r in json.loads(out)] == [(rule["id"], 1, 1)]
+    code, _, err = cli("limit", "add", "--service", "slack", "--key", "model", "--requests", "1")
+    assert code != 0 and "channel" in err
+    code, _, err = cli("limit", "clear")
+    assert code == 0 and "deleted 1 limit(s)" in err
+
+
+# -- stub files ----------------------------------------------------------------------------------------
+
+
+def test_a_stub_file_carries_limits(tmp_path: Any) -> None:
+    (tmp_path / "rules.yaml").write_text(
+        "limits:\n"
+        "  - {service: webhook, requests: 1, per: 1h, match: {path: /webhooks/filed}}\n"
+        "stubs:\n"
+        "  - {service: webhook, response: {status: 202}}\n"
+    )
+    (tmp_path / "more.json").write_text('[{"service": "slack", "key": "channel", "requests": 3, "per": "1s"}]')
+    with support.extra_hub(stubs=tmp_path) as hub, httpx.Client(base_url=hub.url, timeout=10) as api:
+        limits = api.get("/limits").json()["limits"]
+        assert sorted((r["service"], r["requests"]) for r in limits) == [("slack", 3), ("webhook", 1)]
+        assert [api.post("/webhooks/filed", json={}).status_code for _ in range(2)] == [202, 429]
+
+
+def test_a_stub_file_with_a_bad_limit_key_fails_naming_it(tmp_path: Any) -> None:
+    from mockhub.recording import RecordingError
+    from mockhub.server import Hub
+    from mockhub.settings import Settings
+
+    (tmp_path / "bad.yaml").write_text("limits:\n  - {service: twilio, key: channel, requests: 1}\n")
+    with pytest.raises(RecordingError, match=r"key: service 'twilio' has no key 'channel'; valid keys: .*from"):
+        Hub(Settings(host="127.0.0.1", http_port=0, smtp_port=0, stubs=tmp_path))
+    (tmp_path / "bad.yaml").write_text("- {service: twilio, requests: 0}\n")
+    with pytest.raises(RecordingError, match=r"entry 0 \(service 'twilio'\): invalid limit: requests"):
+        Hub(Settings(host="127.0.0.1", http_port=0, smtp_port=0, stubs=tmp_path))
