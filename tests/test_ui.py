@@ -487,6 +487,29 @@ def test_fault_and_stub_panels_show_rules_created_through_the_api(
 
 @pytest.mark.browser
 @browser_test
+def test_limits_panel_shows_rules_and_their_keys(watched: Watched, server: ThreadedHub, api: httpx.Client) -> None:
+    page = watched.open_ui(server.url)
+    made = api.post("/limits", json={"service": "slack", "key": "channel", "requests": 1, "per": "1m"}).json()
+    expect(page.locator("#limits-count")).to_have_text("1")
+    hook = "/api/chat.postMessage"
+    for _ in range(2):
+        api.post(hook, json={"channel": "#ops", "text": "x"}, headers={"authorization": "Bearer xoxb-1"})
+    page.click("#tab-limits")
+    page.click("#limits-refresh")
+    row = page.locator("#limits-table tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(made["id"])
+    expect(row).to_contain_text("1 requests / 1m")
+    expect(row).to_contain_text("channel")
+    expect(row).to_contain_text("1 / 1")  # passed / limited
+    expect(row).to_contain_text("#ops: 1")
+    row.get_by_role("button", name="Delete").click()
+    expect(row).to_have_count(0)
+    assert api.get("/limits").json()["count"] == 0
+
+
+@pytest.mark.browser
+@browser_test
 @pytest.mark.timeout(300)
 def test_stays_usable_with_ten_thousand_calls(watched: Watched, server: ThreadedHub, api: httpx.Client) -> None:
     assert pipelined_webhooks(server, 10_000) == 10_000

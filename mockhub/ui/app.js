@@ -33,6 +33,7 @@
     shown: $("shown"), conn: $("conn"), total: $("calls-total"), service: $("f-service"),
     namespace: $("f-namespace"), namespaces: $("namespaces"), text: $("f-text"), pause: $("pause"),
     clear: $("clear"), unclear: $("unclear"), faultsCount: $("faults-count"), stubsCount: $("stubs-count"),
+    limitsCount: $("limits-count"),
   };
 
   const state = {
@@ -793,7 +794,8 @@
   }
 
   async function clearRules(kind) {
-    if (!window.confirm(`Delete every ${kind === "faults" ? "fault rule" : "stub"}?`)) return;
+    const noun = { faults: "fault rule", stubs: "stub", limits: "rate limit" }[kind];
+    if (!window.confirm(`Delete every ${noun}?`)) return;
     await getJSON(`/${kind}`, { method: "DELETE" }).catch(() => null);
     refreshRules();
   }
@@ -814,11 +816,28 @@
     return el("code", { text: JSON.stringify(compact(s.reply)) });
   }
 
+  function limitRate(l) {
+    const parts = [];
+    if (l.requests !== null && l.requests !== undefined) parts.push(`${l.requests} requests`);
+    if (l.tokens !== null && l.tokens !== undefined) parts.push(`${l.tokens} tokens`);
+    const extra = compact({ stage: l.stage, code: l.code });
+    const more = Object.entries(extra).map(([k, v]) => ` ${k}=${v}`).join("");
+    return el("span", {}, el("span", { class: "badge fault", text: `⏱ ${parts.join(" + ")} / ${l.per}` }), more);
+  }
+
+  function limitKeys(l) {
+    if (!l.keys.length) return el("span", { class: "muted", text: "idle" });
+    const shown = l.keys.slice(0, 3).map((k) => `${k.key || "all"}: ${k.requests}${k.tokens ? ` (${k.tokens} tok)` : ""}`);
+    return el("code", { text: shown.join(", ") + (l.keys.length > 3 ? ` … +${l.keys.length - 3}` : "") });
+  }
+
   async function refreshRules() {
     clearTimeout(rulesTimer);
     rulesTimer = 0;
     try {
-      const [faults, stubs] = await Promise.all([getJSON("/faults"), getJSON("/stubs")]);
+      const [faults, stubs, limits] = await Promise.all([
+        getJSON("/faults"), getJSON("/stubs"), getJSON("/limits").catch(() => ({ limits: [], count: 0 })),
+      ]);
       const ftbody = document.querySelector("#faults-table tbody");
       ftbody.replaceChildren(...faults.faults.map((f) => ruleRow([
         el("code", { text: f.id }), f.service || "any", code(f.match), faultAction(f),
@@ -834,6 +853,14 @@
       ui.faultsCount.textContent = String(faults.count);
       ui.faultsCount.classList.toggle("hot", faults.count > 0);
       ui.stubsCount.textContent = String(stubs.count);
+      const ltbody = document.querySelector("#limits-table tbody");
+      ltbody.replaceChildren(...limits.limits.map((l) => ruleRow([
+        el("code", { text: l.id }), l.service || "any", code(l.match), limitRate(l), l.key || "all calls",
+        `${l.passed} / ${l.limited}`, limitKeys(l), fmtTime(l.created),
+      ], () => deleteRule("limits", l.id))));
+      $("limits-empty").hidden = limits.count > 0;
+      ui.limitsCount.textContent = String(limits.count);
+      ui.limitsCount.classList.toggle("hot", limits.count > 0);
     } catch (_) { /* the server is away; the stream shows that */ }
     scheduleRules(RULES_EVERY_MS);
   }
@@ -927,6 +954,8 @@
     $("stubs-refresh").addEventListener("click", refreshRules);
     $("faults-clear").addEventListener("click", () => clearRules("faults"));
     $("stubs-clear").addEventListener("click", () => clearRules("stubs"));
+    $("limits-refresh").addEventListener("click", refreshRules);
+    $("limits-clear").addEventListener("click", () => clearRules("limits"));
 
     reload();
     refreshRules();
