@@ -87,34 +87,46 @@ def test_the_catalogue_lists_each_fakes_limit_keys(api: httpx.Client) -> None:
 # -- OpenAI --------------------------------------------------------------------------------------------
 
 
+# A window of one second can be missed on a loaded machine (two calls more than a second apart):
+# such a round proves nothing, so the scenario is tried again with a fresh key, a few times at most.
+ROUNDS = 5
+
+
 def test_openai_sdk_retries_as_told_and_passes(server: ThreadedHub, api: httpx.Client) -> None:
     import openai
 
     add_limit(api, service="openai", key="api_key", requests=2, per="1s")
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="sk-limited", max_retries=3)
-    other = openai.OpenAI(base_url=server.url + "/v1", api_key="sk-other", max_retries=0)
     ask = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
-    client.chat.completions.create(**ask)
-    client.chat.completions.create(**ask)
-    started = time.monotonic()
-    answer = client.chat.completions.create(**ask)  # over the limit: one 429, then a retry that passes
-    waited = time.monotonic() - started
-    assert answer.choices[0].message.content
-    other.chat.completions.create(**ask)  # another key has its own window
-    seen = support.calls(api, "openai", order="asc")
-    mine = [c for c in seen if c["headers"].get("authorization") == "Bearer sk-limited"]
-    assert [limited(c) for c in mine] == [False, False, True, False]  # exactly 4 attempts
+    for round_ in range(ROUNDS):
+        key = f"sk-limited-{round_}"
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=3)
+        client.chat.completions.create(**ask)
+        client.chat.completions.create(**ask)
+        started = time.monotonic()
+        answer = client.chat.completions.create(**ask)  # over the limit: one 429, then a retry that passes
+        waited = time.monotonic() - started
+        assert answer.choices[0].message.content
+        mine = [
+            c for c in support.calls(api, "openai", order="asc") if c["headers"]["authorization"] == f"Bearer {key}"
+        ]
+        if [limited(c) for c in mine] == [False, False, False]:
+            continue  # the first call had left the window before the third: try again
+        assert [limited(c) for c in mine] == [False, False, True, False]  # exactly 4 attempts
+        break
+    else:
+        pytest.fail(f"no round of {ROUNDS} had its three calls within one second")
+    openai.OpenAI(base_url=server.url + "/v1", api_key="sk-other", max_retries=0).chat.completions.create(**ask)
     refused = mine[2]
     assert refused["response"]["status"] == 429
     told = int(refused["response"]["headers"]["retry-after-ms"]) / 1000
     assert 0 < told <= 1.0
     assert refused["response"]["headers"]["retry-after"] == "1"
     assert refused["response"]["headers"]["x-ratelimit-remaining-requests"] == "0"
-    assert refused["fault"]["id"].startswith("l_") and refused["fault"]["key"] == "sk-limited"
+    assert refused["fault"]["id"].startswith("l_") and refused["fault"]["key"] == key
     # The SDK waited what it was told (loosely: it cannot have retried sooner; it did not dawdle).
     assert told - 0.05 <= waited < told + 1.5
     rule = api.get("/limits").json()["limits"][0]
-    assert rule["seen"] == 5 and rule["passed"] == 4 and rule["limited"] == 1  # sk-other counted on its own
+    assert rule["limited"] == 1 and rule["passed"] == 3 * (round_ + 1) + 1  # sk-other counts on its own
 
 
 def test_openai_sdk_without_retries_raises_rate_limit_error(server: ThreadedHub, api: httpx.Client) -> None:
@@ -189,8 +201,11 @@ def test_a_thousand_concurrent_requests_let_exactly_a_hundred_through(server: Th
     add_limit(api, service="webhook", requests=100, per="1m")
 
     async def burst() -> list[int]:
-        limits = httpx.Limits(max_connections=200)
-        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
+        # All 1,000 are in flight at once; at most 100 connections carry them (a shared CI machine is slow:
+        # waiting for a pooled connection is not a failure).
+        limits = httpx.Limits(max_connections=100)
+        timeout = httpx.Timeout(60, pool=None)
+        async with httpx.AsyncClient(base_url=server.url, timeout=timeout, limits=limits) as client:
             answers = await asyncio.gather(*(client.post("/webhooks/burst", json={"n": i}) for i in range(1000)))
         return [a.status_code for a in answers]
 
@@ -212,25 +227,36 @@ def _rfc3339(value: str) -> datetime:
 def test_anthropic_sdk_backs_off_a_token_limit_as_told(server: ThreadedHub, api: httpx.Client) -> None:
     import anthropic
 
-    client = anthropic.Anthropic(base_url=server.url, api_key="sk-ant-tokens", max_retries=3)
     ask: dict[str, Any] = {
         "model": "claude-sonnet-4-5",
         "max_tokens": 64,
         "messages": [{"role": "user", "content": "how full is the disk?"}],
     }
-    probe = client.messages.create(**ask).usage
+    probe_client = anthropic.Anthropic(base_url=server.url, api_key="sk-ant-probe", max_retries=0)
+    probe = probe_client.messages.create(**ask).usage
     cost = probe.input_tokens + probe.output_tokens
-    # Two answers fit in a second, a third must wait for the first to leave the window.
-    add_limit(api, service="anthropic", key="api_key", tokens=cost * 2 + probe.input_tokens - 1, per="1s")
-    api.delete("/calls").raise_for_status()
-    first = client.messages.with_raw_response.create(**ask)
-    client.messages.create(**ask)
-    started = time.monotonic()
-    answer = client.messages.create(**ask)
-    waited = time.monotonic() - started
-    assert answer.content[0].type == "text"
-    seen = support.calls(api, "anthropic", order="asc")
-    assert [limited(c) for c in seen] == [False, False, True, False]
+    budget = cost * 2 + probe.input_tokens - 1  # two answers fit in a second; a third must wait
+    add_limit(api, service="anthropic", key="api_key", tokens=budget, per="1s")
+    for round_ in range(ROUNDS):
+        key = f"sk-ant-tokens-{round_}"
+        client = anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=3)
+        first = client.messages.with_raw_response.create(**ask)
+        client.messages.create(**ask)
+        started = time.monotonic()
+        answer = client.messages.create(**ask)
+        waited = time.monotonic() - started
+        assert answer.content[0].type == "text"
+        seen = [
+            c
+            for c in support.calls(api, "anthropic", order="asc")
+            if key in (c["headers"].get("x-api-key"), c["headers"].get("authorization", "")[7:])
+        ]
+        if [limited(c) for c in seen] == [False, False, False]:
+            continue
+        assert [limited(c) for c in seen] == [False, False, True, False]
+        break
+    else:
+        pytest.fail(f"no round of {ROUNDS} had its three calls within one second")
     refused = seen[2]["response"]
     assert refused["status"] == 429
     assert orjson_type(refused["body"]) == "rate_limit_error"
@@ -238,8 +264,8 @@ def test_anthropic_sdk_backs_off_a_token_limit_as_told(server: ThreadedHub, api:
     assert 0 < told <= 1.0 and refused["headers"]["retry-after"] == "1"
     assert told - 0.05 <= waited < told + 1.5
     headers = first.headers
-    assert headers["anthropic-ratelimit-tokens-limit"] == str(cost * 2 + probe.input_tokens - 1)
-    assert int(headers["anthropic-ratelimit-tokens-remaining"]) == cost + probe.input_tokens - 1
+    assert headers["anthropic-ratelimit-tokens-limit"] == str(budget)
+    assert int(headers["anthropic-ratelimit-tokens-remaining"]) == budget - cost
     assert headers["anthropic-ratelimit-input-tokens-limit"] == headers["anthropic-ratelimit-tokens-limit"]
     assert headers["anthropic-ratelimit-requests-limit"] == "4000"  # no request limit: the default
     reset = _rfc3339(headers["anthropic-ratelimit-tokens-reset"])
@@ -302,18 +328,26 @@ def test_slack_sdk_retry_handler_waits_out_one_per_second_per_channel(server: Th
         token="xoxb-test", base_url=f"{server.url}/api/", retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)]
     )
     hasty = WebClient(token="xoxb-test", base_url=f"{server.url}/api/")
-    assert patient.chat_postMessage(channel="#ops", text="one")["ok"]
-    assert hasty.chat_postMessage(channel="#dev", text="another channel has its own second")["ok"]
-    with pytest.raises(SlackApiError) as caught:
-        hasty.chat_postMessage(channel="#ops", text="too soon")
-    assert caught.value.response.status_code == 429
-    assert caught.value.response["error"] == "ratelimited"
-    assert caught.value.response.headers["retry-after"] == ["1"] or caught.value.response.headers["retry-after"] == "1"
+    for round_ in range(ROUNDS):
+        channel = f"#ops-{round_}"
+        assert patient.chat_postMessage(channel=channel, text="one")["ok"]
+        assert hasty.chat_postMessage(channel=f"#dev-{round_}", text="another channel has its own second")["ok"]
+        try:
+            hasty.chat_postMessage(channel=channel, text="too soon")
+        except SlackApiError as exc:
+            caught = exc
+            break
+    else:
+        pytest.fail(f"no round of {ROUNDS} had its two calls within one second")
+    assert caught.response.status_code == 429
+    assert caught.response["error"] == "ratelimited"
+    assert caught.response.headers["retry-after"] in (["1"], "1")
     started = time.monotonic()
-    assert patient.chat_postMessage(channel="#ops", text="two")["ok"]  # 429, sleeps Retry-After, passes
+    assert patient.chat_postMessage(channel=channel, text="two")["ok"]  # a 429 (or two), sleeps Retry-After, passes
     assert time.monotonic() - started >= 1.0
-    ops = [c for c in support.calls(api, "slack", order="asc") if c["data"].get("channel") == "#ops"]
-    assert [limited(c) for c in ops] == [False, True, True, False]
+    ops = [c for c in support.calls(api, "slack", order="asc") if c["data"].get("channel") == channel]
+    statuses = [limited(c) for c in ops]
+    assert statuses[:3] == [False, True, True] and statuses[-1] is False and all(statuses[2:-1])
 
 
 def test_slack_webhook_limit_answers_retry_after_in_body_and_header(server: ThreadedHub, api: httpx.Client) -> None:

@@ -185,13 +185,16 @@ class AnthropicService(Service):
             # `tokens-*`: the most restrictive of the two, as Anthropic documents it.
             tight = min(inputs, outputs, key=lambda w: w.remaining / w.limit)
             windows = {"input-tokens": inputs, "output-tokens": outputs, "tokens": tight}
-        reply.headers[:] = [(k, v) for k, v in reply.headers if not k.startswith(_RATE_PREFIX)]
+        # Headers the answer already carries win (a fault's own `headers`, the rate_limited preset's).
+        have = {k.lower() for k, _ in reply.headers if k.lower().startswith(_RATE_PREFIX)}
         for name, window in (("requests", requests), *windows.items()):
-            reply.headers += [
+            for header, value in (
                 (f"anthropic-ratelimit-{name}-limit", str(window.limit)),
                 (f"anthropic-ratelimit-{name}-remaining", str(window.remaining)),
                 (f"anthropic-ratelimit-{name}-reset", rfc3339(window.reset)),
-            ]
+            ):
+                if header not in have:
+                    reply.headers.append((header, value))
 
     # -- parsing (before rules) ----------------------------------------------------------------
     def parse(self, request: Request, count_only: bool = False) -> dict[str, Any]:

@@ -209,13 +209,16 @@ class OpenAIService(Service):
         if tokens is None:
             used = min(self.tokens_of(call), DEFAULT_TOKENS)
             tokens = Window(DEFAULT_TOKENS, DEFAULT_TOKENS - used, 60 * used / DEFAULT_TOKENS, 60)
-        reply.headers[:] = [(k, v) for k, v in reply.headers if not k.startswith(_RATE_PREFIX)]
+        # Headers the answer already carries win (a fault's own `headers`, the rate_limited preset's).
+        have = {k.lower() for k, _ in reply.headers if k.lower().startswith(_RATE_PREFIX)}
         for name, window in (("requests", requests), ("tokens", tokens)):
-            reply.headers += [
+            for header, value in (
                 (f"x-ratelimit-limit-{name}", str(window.limit)),
                 (f"x-ratelimit-remaining-{name}", str(window.remaining)),
                 (f"x-ratelimit-reset-{name}", go_duration(window.reset)),
-            ]
+            ):
+                if header not in have:
+                    reply.headers.append((header, value))
 
     # -- parsing (before rules) ----------------------------------------------------------------
     def _authenticate(self, request: Request) -> None:
