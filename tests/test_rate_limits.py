@@ -516,3 +516,35 @@ def test_a_stub_file_with_a_bad_limit_key_fails_naming_it(tmp_path: Any) -> None
     (tmp_path / "bad.yaml").write_text("- {service: twilio, requests: 0}\n")
     with pytest.raises(RecordingError, match=r"entry 0 \(service 'twilio'\): invalid limit: requests"):
         Hub(Settings(host="127.0.0.1", http_port=0, smtp_port=0, stubs=tmp_path))
+
+
+# -- the other fakes: their own rate_limited answer, with the window's wait ---------------------------------
+
+
+def test_telegram_and_discord_put_the_wait_in_their_bodies(server: ThreadedHub, api: httpx.Client) -> None:
+    add_limit(api, service="telegram", requests=1, per="1m")
+    add_limit(api, service="discord", requests=1, per="1m")
+    send = f"{server.url}/bot123:abc/sendMessage"
+    assert httpx.post(send, json={"chat_id": 1, "text": "one"}).status_code == 200
+    refused = httpx.post(send, json={"chat_id": 1, "text": "two"})
+    body = refused.json()
+    assert refused.status_code == 429 and body["ok"] is False and body["error_code"] == 429
+    wait = body["parameters"]["retry_after"]
+    assert 58 <= wait <= 60 and refused.headers["retry-after"] == str(wait)
+    assert body["description"] == f"Too Many Requests: retry after {wait}"
+
+    hook = f"{server.url}/api/webhooks/1/tok"
+    assert httpx.post(hook, json={"content": "one"}).status_code == 204
+    refused = httpx.post(hook, json={"content": "two"})
+    assert refused.status_code == 429 and refused.headers["via"] == "1.1 google"
+    assert 58 <= refused.json()["retry_after"] <= 60
+    assert float(refused.headers["x-ratelimit-reset-after"]) == refused.json()["retry_after"]
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+
+
+def test_other_fakes_answer_their_preset_with_the_wait(server: ThreadedHub, api: httpx.Client) -> None:
+    add_limit(api, service="webhook", requests=1, per="1h")
+    assert httpx.post(f"{server.url}/webhooks/x", json={}).status_code == 200
+    refused = httpx.post(f"{server.url}/webhooks/x", json={})
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+    assert 3590 <= int(refused.headers["retry-after"]) <= 3600

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from mockhub.journal import Call, default_summary
+from mockhub.limits import Verdict, retry_seconds
 from mockhub.rules import Preset
 from mockhub.services.base import AppUrl, BadRequest, Reply, Request, Route, Service, json_reply, route
 from mockhub.services.forms import MultipartError, parse_multipart
@@ -326,6 +327,20 @@ class DiscordService(Service):
         if status == 413:
             return json_reply({"message": "Request entity too large", "code": 40005}, 413)
         return json_reply({"message": f"{status}: {message}", "code": 0}, status)
+
+    def limited(self, request: Request, verdict: Verdict) -> Reply:
+        # Discord's 429 with the exact wait: seconds as a float in the body and the reset headers.
+        wait = round(max(verdict.retry_after, 0.001), 3)
+        headers = [
+            *self._rate_headers(0)[:3],
+            ("x-ratelimit-reset", f"{time.time() + wait:.3f}"),
+            ("x-ratelimit-reset-after", f"{wait:.3f}"),
+            ("retry-after", str(retry_seconds(wait))),
+            ("x-ratelimit-scope", "user"),
+        ]
+        return json_reply(
+            {"message": "You are being rate limited.", "retry_after": wait, "global": False}, 429, headers
+        )
 
     def preset(self, name: Preset, request: Request) -> Reply:
         if name == "rate_limited":

@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from mockhub.filters import DataFields
 from mockhub.journal import Call, default_summary, new_id
+from mockhub.limits import Verdict, retry_seconds
 from mockhub.rules import Preset
 from mockhub.services.base import (
     AppUrl,
@@ -403,6 +404,11 @@ class TelegramService(Service):
         if status == 429:
             return _fail(429, f"Too Many Requests: retry after {_RETRY_AFTER}", retry_after=_RETRY_AFTER)
         return _fail(status, f"{phrase}: {message}")
+
+    def limited(self, request: Request, verdict: Verdict) -> Reply:
+        # The Bot API's flood control: the wait in `parameters.retry_after` (whole seconds) and the text.
+        wait = retry_seconds(verdict.retry_after)
+        return _fail(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
 
     def preset(self, name: Preset, request: Request) -> Reply:
         if name == "rate_limited":
