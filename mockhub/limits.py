@@ -51,6 +51,8 @@ _PERIOD = re.compile(r"^([1-9][0-9]{0,6})(ms|s|m|h|d)$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # How many keys `GET /limits` shows per rule (the busiest first); a rule may see far more.
 _SHOWN_KEYS = 100
+# A rule forgets its empty windows when it holds this many keys (then twice as many as remain).
+_SWEEP_KEYS = 10_000
 
 
 def period_seconds(per: str) -> float:
@@ -207,6 +209,7 @@ class LimitRule:
         self.stage = stage
         self.created = time.time()
         self.logs: dict[str, _Log] = {}
+        self._sweep_at = _SWEEP_KEYS
         self.seen = 0
         self.passed = 0
         self.limited = 0
@@ -237,10 +240,20 @@ class LimitRule:
     def log(self, value: str, now: float) -> _Log:
         log = self.logs.get(value)
         if log is None:
+            if len(self.logs) >= self._sweep_at:
+                self._sweep(now)
             log = self.logs[value] = _Log()
         else:
             log.expire(now, self.per)
         return log
+
+    def _sweep(self, now: float) -> None:
+        # Keys seen once (a recipient, a user) must not pile up: forget the windows that emptied.
+        for value, log in list(self.logs.items()):
+            log.expire(now, self.per)
+            if not log.entries:
+                del self.logs[value]
+        self._sweep_at = max(2 * len(self.logs), _SWEEP_KEYS)
 
     def model(self) -> Limit:
         now = time.monotonic()
