@@ -548,3 +548,25 @@ def test_other_fakes_answer_their_preset_with_the_wait(server: ThreadedHub, api:
     refused = httpx.post(f"{server.url}/webhooks/x", json={})
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
     assert 3590 <= int(refused.headers["retry-after"]) <= 3600
+
+
+def test_smtp_limit_at_data_and_at_connect(server: ThreadedHub, api: httpx.Client) -> None:
+    import smtplib
+
+    add_limit(api, service="smtp", stage="data", code=451, requests=1, per="1h", match={"to": "data@example.com"})
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+        smtp.sendmail("a@example.com", ["data@example.com"], b"Subject: 1\r\n\r\nfirst")
+        with pytest.raises(smtplib.SMTPDataError) as caught:
+            smtp.sendmail("a@example.com", ["data@example.com"], b"Subject: 2\r\n\r\nsecond")
+        assert caught.value.smtp_code == 451 and caught.value.smtp_error.startswith(b"4.7.1 Rate limit exceeded")
+        smtp.sendmail("a@example.com", ["else@example.com"], b"Subject: 3\r\n\r\nnot matched")  # the session goes on
+    refused = [c for c in support.calls(api, "smtp") if limited(c)]
+    assert [(c["method"], c["fault"]["stage"]) for c in refused] == [("DATA", "data")]
+
+    api.delete("/limits").raise_for_status()
+    add_limit(api, service="smtp", stage="connect", requests=1, per="1h")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+        assert smtp.noop()[0] == 250
+    with pytest.raises(smtplib.SMTPConnectError) as refused_connect:
+        smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10)
+    assert refused_connect.value.smtp_code == 421
