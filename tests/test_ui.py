@@ -347,7 +347,7 @@ def test_hostile_email_html_executes_and_loads_nothing(
     origin = server.url
     for url in watched.requests:
         path = url.removeprefix(origin)
-        if url.startswith(origin) and re.match(r"/(ui|calls|faults|stubs|services)\b", path):
+        if url.startswith(origin) and re.match(r"/(ui|calls|faults|stubs|limits|services)\b", path):
             continue
         assert watched.failed.get(url) in ("csp", "net::ERR_BLOCKED_BY_CSP"), f"unexpected load: {url}"
     for url in watched.responses:
