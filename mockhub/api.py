@@ -212,12 +212,19 @@ ExportQuery = with_filters(_Exporting)
 
 
 QueryModel = TypeVar("QueryModel", bound=_Filtering)
+# Filters that may be repeated in a query string (the others take their last value, as before).
+_REPEATABLE = ("has",)
 
 
 def _parse(model: type[QueryModel], request: Request) -> QueryModel:
     """The request's query string as `model`; a bad value is the same 422 FastAPI would give."""
+    params: dict[str, Any] = dict(request.query_params)
+    for name in _REPEATABLE:
+        # `has=link&has=code`: every value (a plain dict keeps only the last one).
+        if name in params and len(values := request.query_params.getlist(name)) > 1:
+            params[name] = values
     try:
-        return model.model_validate(dict(request.query_params))
+        return model.model_validate(params)
     except ValidationError as exc:
         errors = [{**err, "loc": ("query", *err["loc"])} for err in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None

@@ -46,6 +46,10 @@ Contains = Annotated[str | None, typer.Option("--contains", help="substring of t
 To = Annotated[str | None, typer.Option("--to", help="any recipient: email, phone number, Slack channel")]
 Subject = Annotated[str | None, typer.Option("--subject", help="substring of an email's subject")]
 After = Annotated[int | None, typer.Option("--after", help="only calls with a greater seq")]
+Has = Annotated[
+    list[str] | None,
+    typer.Option("--has", help="only messages carrying link, code or attachment (repeat, or a comma list)"),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
@@ -74,6 +78,7 @@ def _filters(
     to: str | None,
     subject: str | None,
     after: int | None,
+    has: list[str] | None = None,
 ) -> CallFilters:
     given: dict[str, Any] = {
         "namespace": namespace,
@@ -85,6 +90,7 @@ def _filters(
         "to": to,
         "subject": subject,
         "after": after,
+        "has": has or None,
     }
     return {k: v for k, v in given.items() if v is not None}  # type: ignore[return-value]
 
@@ -215,6 +221,7 @@ def calls(
     to: To = None,
     subject: Subject = None,
     after: After = None,
+    has: Has = None,
     limit: Annotated[int | None, typer.Option("--limit", help="at most this many calls")] = None,
     newest_first: Annotated[bool, typer.Option("--newest-first", help="newest first (default oldest first)")] = False,
     wait: Annotated[
@@ -224,7 +231,7 @@ def calls(
     as_json: AsJson = False,
 ) -> None:
     """List recorded calls (a table, or --json)."""
-    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after)
+    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after, has)
     with _talking_to(url), _hub(url) as hub:
         if wait is not None:
             try:
@@ -254,11 +261,12 @@ def tail(
     after: Annotated[
         int | None, typer.Option("--after", help="first replay the calls after this seq (0: all in memory)")
     ] = None,
+    has: Has = None,
     count: Annotated[int | None, typer.Option("--count", help="exit after this many calls")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line (JSON Lines)")] = False,
 ) -> None:
     """Follow new calls live (Server-Sent Events) until Ctrl-C."""
-    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after)
+    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after, has)
     seen = 0
     with _talking_to(url), _hub(url) as hub:
         if not as_json:
@@ -275,6 +283,49 @@ def tail(
                     return
         except KeyboardInterrupt:
             return
+
+
+Wait = Annotated[float, typer.Option("--wait", help="wait up to SECONDS for a matching message (default: only look)")]
+
+
+def code(
+    url: Url = None,
+    service: Service = None,
+    namespace: Namespace = None,
+    to: To = None,
+    contains: Contains = None,
+    subject: Subject = None,
+    after: After = None,
+    wait: Wait = 0.0,
+) -> None:
+    """Print the one-time code of the newest matching message (its first `data.codes`); exit 1 if none."""
+    filters = _filters(namespace, None, None, None, None, contains, to, subject, after)
+    with _talking_to(url), _hub(url, timeout=wait + 10.0) as hub:
+        try:
+            _out(hub.wait_for_code(service, timeout=wait, **filters))
+        except AssertionError as exc:
+            _say(str(exc))
+            raise typer.Exit(1) from None
+
+
+def link(
+    url: Url = None,
+    service: Service = None,
+    namespace: Namespace = None,
+    to: To = None,
+    contains: Annotated[str | None, typer.Option("--contains", help="only a link holding this substring")] = None,
+    subject: Subject = None,
+    after: After = None,
+    wait: Wait = 0.0,
+) -> None:
+    """Print the first link (holding --contains) of the newest matching message; exit 1 if none."""
+    filters = _filters(namespace, None, None, None, None, contains, to, subject, after)
+    with _talking_to(url), _hub(url, timeout=wait + 10.0) as hub:
+        try:
+            _out(hub.wait_for_link(service, timeout=wait, **filters))
+        except AssertionError as exc:
+            _say(str(exc))
+            raise typer.Exit(1) from None
 
 
 def reset(url: Url = None, namespace: Namespace = None) -> None:
@@ -299,12 +350,13 @@ def export(
     to: To = None,
     subject: Subject = None,
     after: After = None,
+    has: Has = None,
 ) -> None:
     """Write the journal as JSON Lines or HAR (opens in a browser's network panel)."""
     if fmt not in ("jsonl", "har"):
         _fail(f"--format must be jsonl or har, not {fmt!r}", 2)
     kind: Literal["jsonl", "har"] = "har" if fmt == "har" else "jsonl"
-    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after)
+    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after, has)
     written = 0
     with _talking_to(url), _hub(url) as hub:
         chunks = hub.export(kind, service, **filters)
@@ -430,6 +482,8 @@ def register(app: typer.Typer) -> None:
 
     app.command("calls")(calls)
     app.command("tail")(tail)
+    app.command("code")(code)
+    app.command("link")(link)
     app.add_typer(fault_app, name="fault")
     app.add_typer(stub_app, name="stub")
     app.command("reset")(reset)

@@ -292,6 +292,30 @@ class _Base:
         return [_jsonl(call) for call in body["calls"]]
 
     @staticmethod
+    def _found(kind: Literal["code", "link"], calls: list[Call], needle: str | None) -> str | None:
+        """The first code (or link containing `needle`) of the newest of `calls` that has one."""
+        for call in reversed(calls):
+            for value in call.codes if kind == "code" else call.links:
+                if needle is None or needle in value:
+                    return value
+        return None
+
+    @staticmethod
+    def _value_query(kind: Literal["code", "link"], filters: CallFilters) -> dict[str, Any]:
+        wanted = filters.get("has")
+        has = [wanted] if isinstance(wanted, str) else list(wanted or [])
+        return {**filters, "has": list(dict.fromkeys([*has, kind]))}
+
+    @staticmethod
+    def _no_link(needle: str, seen: list[Call], timeout: float) -> str:
+        links = list(dict.fromkeys(link for call in seen for link in call.links))
+        shown = "\n".join(f"  {link}" for link in links[-20:])
+        return (
+            f"no link containing {needle!r} arrived within {timeout:g}s; "
+            f"{len(seen)} matching message(s) carried these links:\n{shown}"
+        )
+
+    @staticmethod
     def _elsewhere_params(params: dict[str, Any]) -> dict[str, Any] | None:
         """`/calls` with a failed wait's filters in every namespace (None: the wait was not scoped)."""
         if "namespace" not in params:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from mockhub.filters import CallFilters, recipients_of, subjects_of, texts_of
+from mockhub.filters import CallFilters, features_of, recipients_of, subjects_of, texts_of
 from mockhub.rules import Fault, Stub
 
 if TYPE_CHECKING:
@@ -133,6 +133,19 @@ class Call(BaseModel):
 
     def subjects(self) -> list[str]:
         return subjects_of(self.service, self.data)
+
+    def features(self) -> frozenset[str]:
+        return features_of(self.service, self.data)
+
+    @property
+    def links(self) -> list[str]:
+        """The links in this message (`data.links`; empty for a call that is not a message)."""
+        return [v for v in self.data.get("links") or () if isinstance(v, str)]
+
+    @property
+    def codes(self) -> list[str]:
+        """The one-time codes in this message (`data.codes`; empty for a call that is not a message)."""
+        return [v for v in self.data.get("codes") or () if isinstance(v, str)]
 
 
 class Health(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal, Unpack
 
@@ -153,6 +154,56 @@ class MockHub(_Base):
             with contextlib.suppress(MockHubError, httpx.HTTPError):
                 self.services()
         raise AssertionError(self._miss(params, count, got, others, timeout, elsewhere))
+
+    def wait_for_code(self, service: str | None = None, *, timeout: float = 5.0, **filters: Unpack[CallFilters]) -> str:
+        """The one-time code of the newest matching message (its first `data.codes`), waiting for one.
+
+        Built on the long poll (no sleeping): `hub.wait_for_code(to="+15551234567")`. The filters are
+        those of `wait_for` (`to`, `contains`, `subject`, `namespace`, ...). On timeout, AssertionError.
+        """
+        __tracebackhide__ = True
+        return self._wait_for_value("code", service, timeout, None, filters)
+
+    def wait_for_link(self, service: str | None = None, *, timeout: float = 5.0, **filters: Unpack[CallFilters]) -> str:
+        """The first link of the newest matching message (`data.links`), waiting for one.
+
+        Here `contains` picks the link (`contains="/reset"`: the first link holding "/reset"), not the
+        message; the other filters are those of `wait_for`. On timeout, AssertionError.
+        """
+        __tracebackhide__ = True
+        needle = filters.pop("contains", None)
+        return self._wait_for_value("link", service, timeout, needle, filters)
+
+    def _wait_for_value(
+        self,
+        kind: Literal["code", "link"],
+        service: str | None,
+        timeout: float,
+        needle: str | None,
+        filters: CallFilters,
+    ) -> str:
+        __tracebackhide__ = True
+        query = self._value_query(kind, filters)
+        deadline = time.monotonic() + timeout
+        seen: list[Call] = []
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            params = self._wait_params(service, 1, remaining, query)  # type: ignore[arg-type]
+            got = self._calls_of(self._request("GET", "/calls", params=params, timeout=remaining + 10.0))
+            if (value := self._found(kind, got, needle)) is not None:
+                return value
+            if not got or remaining <= 0:
+                break
+            # Messages with links, none of them the one wanted: wait for newer ones only.
+            seen.extend(got)
+            query["after"] = got[-1].seq
+        if needle is not None and seen:
+            raise AssertionError(self._no_link(needle, seen, timeout))
+        query.pop("after", None)
+        if "after" in filters:
+            query["after"] = filters["after"]
+        self.wait_for(service, timeout=0, **query)
+        raise AssertionError(f"no {kind} arrived within {timeout:g}s")  # pragma: no cover - wait_for raised
 
     def stream(self, service: str | None = None, **filters: Unpack[CallFilters]) -> Iterator[Call]:
         """Each new matching call as it is recorded (Server-Sent Events); with `after`, earlier ones first."""

@@ -23,7 +23,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from mockhub.faults import TRANSPORTS
-from mockhub.filters import FIELDS, DataFields
+from mockhub.filters import FIELDS, MESSAGES, DataFields
 from mockhub.journal import SUMMARIES, Call, Journal, default_summary
 from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
 from mockhub.services.forms import FormPart, parse_multipart
@@ -281,7 +281,11 @@ class ServiceInfo(BaseModel):
         description="query, form and JSON field names whose values are credentials (masked in the UI)",
     )
     fields: dict[str, list[str]] = Field(
-        description="the `data` keys the `to`, `text`/`contains` and `subject` filters read"
+        description="the `data` keys the `to`, `text`/`contains` and `subject` filters read, the structured "
+        "content links and codes are read from too (`rich`), and the files `has=attachment` looks for (`files`)"
+    )
+    message: bool = Field(
+        False, description="whether its calls are messages: those with text get `data.links` and `data.codes`"
     )
     presets: list[str] = Field(description="the fault presets this fake answers in its provider's shape")
     stub_reply: dict[str, Any] | None = Field(description="JSON schema of this fake's fields of a stub's `reply`")
@@ -325,6 +329,9 @@ class Service:
     # Query, form and JSON field names whose values are credentials (Slack's `token=`), masked in the UI.
     secret_params: ClassVar[tuple[str, ...]] = ()
     fields: ClassVar[DataFields] = DataFields()
+    # True: the fake's calls are messages (an email, an SMS, a chat post); each one that carries text
+    # gets `data.links` and `data.codes` when it is recorded, for `has=` and `wait_for_code`.
+    message: ClassVar[bool] = False
     presets: ClassVar[tuple[Preset, ...]] = PRESETS
     # This fake's own fields of a stub's `reply` (beside the common ones of `StubReply`), if any.
     stub_reply: ClassVar[type[BaseModel] | None] = None
@@ -338,6 +345,10 @@ class Service:
             FIELDS[name] = cls.fields
             SUMMARIES[name] = cls.summarize
             TRANSPORTS[name] = cls.transport
+            if cls.message:
+                MESSAGES.add(name)
+            else:
+                MESSAGES.discard(name)
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -365,7 +376,14 @@ class Service:
             secret_headers=list(self.secret_headers),
             secret_paths=list(self.secret_paths),
             secret_params=list(self.secret_params),
-            fields={"to": list(self.fields.to), "text": list(self.fields.text), "subject": list(self.fields.subject)},
+            fields={
+                "to": list(self.fields.to),
+                "text": list(self.fields.text),
+                "subject": list(self.fields.subject),
+                "rich": list(self.fields.rich),
+                "files": list(self.fields.files),
+            },
+            message=self.message,
             presets=list(self.presets),
             stub_reply=stub_schema,
             raw_content_type=self.raw_content_type,

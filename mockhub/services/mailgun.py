@@ -19,6 +19,7 @@ import time
 from email.message import EmailMessage
 from typing import Any
 
+from mockhub.filters import DataFields
 from mockhub.journal import Call
 from mockhub.rules import Preset
 from mockhub.services.base import (
@@ -59,6 +60,8 @@ class MailgunService(Service):
     """Validates a send like Mailgun and records the email it describes."""
 
     name = "mailgun"
+    message = True
+    fields = DataFields(files=("attachments", "inline"))
     label = "Mailgun"
     color = "#c92a2a"
     hosts = ("api.mailgun.net", "api.eu.mailgun.net")

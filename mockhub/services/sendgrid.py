@@ -41,6 +41,7 @@ class SendGridService(Service):
     """Validates a mail send like SendGrid and records the email it describes."""
 
     name = "sendgrid"
+    message = True
     label = "SendGrid"
     color = "#1098ad"
     hosts = ("api.sendgrid.com",)

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, Field
 
+from mockhub.filters import DataFields
 from mockhub.journal import Call, default_summary
 from mockhub.rules import Preset
 from mockhub.services.base import (
@@ -149,6 +150,9 @@ class SlackService(Service):
     """Incoming webhooks and the Web API's chat methods, recorded with `text`, `blocks`, `channel`..."""
 
     name = "slack"
+    message = True
+    # Legacy `attachments` are message parts, not files.
+    fields = DataFields(rich=("blocks", "attachments"), files=())
     label = "Slack"
     color = "#7b2d83"
     hosts = ("hooks.slack.com", "slack.com")

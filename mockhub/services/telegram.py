@@ -299,6 +299,7 @@ class TelegramService(Service):
     """Telegram Bot API: getMe, sendMessage, sendPhoto, sendDocument, editMessageText, deleteMessage."""
 
     name = "telegram"
+    message = True
     label = "Telegram"
     color = "#229ed9"
     hosts = ("api.telegram.org",)

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mockhub.filters import DataFields
 from mockhub.journal import Call, ResponseRecord, default_summary
 from mockhub.rules import Preset
 from mockhub.services.base import (
@@ -109,6 +110,9 @@ class TwilioService(Service):
     """Messages.json create/fetch/list with Twilio's validation, errors, paging and status callbacks."""
 
     name = "twilio"
+    message = True
+    # An MMS carries its media as URLs.
+    fields = DataFields(files=("media_url",))
     label = "Twilio"
     color = "#e03131"
     hosts = ("api.twilio.com",)

@@ -1,0 +1,394 @@
+"""Codes and links: `data.links` / `data.codes` of every message, `has=` filters, `wait_for_code` / `wait_for_link`.
+
+Messages are sent with the real clients (smtplib, the Twilio, Slack and Telegram SDKs, httpx) to a real
+server; what is asserted is what the inspection API and the client give back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import smtplib
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from email.message import EmailMessage
+
+import httpx
+import pytest
+from slack_sdk import WebClient
+from support import calls, later, new_namespace
+from telegram import Bot
+from twilio.rest import Client
+from typer.testing import CliRunner
+
+from mockhub.cli import app
+from mockhub.client import AsyncMockHub, MockHub
+from mockhub.extract import codes_in, links_in
+from mockhub.server import ThreadedHub
+
+ACCOUNT, TOKEN = "AC" + "0" * 31 + "1", "test-auth-token"
+PHONE, SENDER = "+15551234567", "+15550000000"
+RESET_HTML = """<!doctype html><html><head><style>td {{ color: #333333; width: 600px }}</style></head>
+<body><table><tr><td>
+<p>Hello Alice, we got a request to reset your password on 02/12/2026 for order #12345 ($1234.00).</p>
+<p>Your verification code is <b>{code}</b>.</p>
+<p><a href="https://app.example.com/reset?token={token}&amp;user=42">Reset my password</a></p>
+<p>Questions? Call +1 555 123 4567 or see https://help.example.com/faq.</p>
+</td></tr></table></body></html>"""
+
+
+def send_reset_email(server: ThreadedHub, hub: MockHub, to: str, code: str, token: str) -> None:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "no-reply@app.example.com", hub.address(to), "Reset your password"
+    msg.set_content(f"Your verification code is {code}.\nReset: https://app.example.com/reset?token={token}&user=42")
+    msg.add_alternative(RESET_HTML.format(code=code, token=token), subtype="html")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port) as smtp:
+        smtp.send_message(msg)
+
+
+def twilio_for(server: ThreadedHub, namespace: str) -> Client:
+    client = Client(ACCOUNT, TOKEN, environment={})
+    client.api.base_url = f"{server.url}/ns/{namespace}"
+    return client
+
+
+def send_telegram(server: ThreadedHub, namespace: str, chat_id: int, text: str, **kwargs: object) -> None:
+    async def go() -> None:
+        base = f"{server.url}/ns/{namespace}"
+        async with Bot("123456:ABC-test", base_url=f"{base}/bot", base_file_url=f"{base}/file/bot") as bot:
+            await bot.send_message(chat_id, text, **kwargs)  # type: ignore[arg-type]
+
+    asyncio.run(go())
+
+
+# -- what is recorded ---------------------------------------------------------------------------------
+
+
+def test_reset_email_over_smtp_records_its_code_and_links(server: ThreadedHub, api: httpx.Client) -> None:
+    hub = MockHub(server.url, namespace=new_namespace())
+    send_reset_email(server, hub, "alice", "482913", "tok-1")
+    (call,) = hub.wait_for("smtp", method="DATA")
+    # Dates, the order number, the amount, the phone number and the CSS colour are not codes.
+    assert call.codes == ["482913"]
+    assert call.data["codes"] == ["482913"]
+    # The text part's link and the href (its &amp; decoded) are one link; trailing "." is not part of one.
+    assert call.links == ["https://app.example.com/reset?token=tok-1&user=42", "https://help.example.com/faq"]
+    assert hub.wait_for_code(to=hub.address("alice")) == "482913"
+    assert hub.wait_for_link(contains="/reset") == "https://app.example.com/reset?token=tok-1&user=42"
+    assert hub.wait_for_link(contains="help.") == "https://help.example.com/faq"
+
+
+def test_sms_code_through_the_twilio_sdk(server: ThreadedHub, api: httpx.Client) -> None:
+    ns = new_namespace()
+    twilio_for(server, ns).messages.create(to=PHONE, from_=SENDER, body="123456 is your Acme code. Don't share it.")
+    hub = MockHub(server.url, namespace=ns)
+    assert hub.wait_for_code(to=PHONE) == "123456"
+    (call,) = hub.calls("twilio")
+    assert call.data["links"] == [] and call.data["codes"] == ["123456"]
+
+
+def test_slack_blocks_and_telegram_html_are_read(server: ThreadedHub, api: httpx.Client) -> None:
+    ns = new_namespace()
+    blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "Your login code: *ABC-123*"}},
+        {
+            "type": "actions",
+            "elements": [
+                {"type": "button", "text": {"type": "plain_text", "text": "Open"}, "url": "https://app.example.com/x"}
+            ],
+        },
+    ]
+    web = WebClient(token="xoxb-test-token", base_url=f"{server.url}/ns/{ns}/api/")
+    web.chat_postMessage(
+        channel="#auth", text="Login code inside <https://app.example.com/login?a=1|log in>", blocks=blocks
+    )
+    send_telegram(
+        server,
+        ns,
+        42,
+        'Your PIN: <b>7731</b> — <a href="https://t.example.com/p?x=1&amp;y=2">open</a>',
+        parse_mode="HTML",
+    )
+    hub = MockHub(server.url, namespace=ns)
+    assert hub.wait_for_code("slack", to="auth") == "ABC-123"
+    assert hub.wait_for_link("slack", to="auth") == "https://app.example.com/login?a=1"
+    (slack,) = hub.calls("slack")
+    assert slack.links == ["https://app.example.com/login?a=1", "https://app.example.com/x"]
+    assert hub.wait_for_code("telegram", to="42") == "7731"
+    assert hub.wait_for_link("telegram") == "https://t.example.com/p?x=1&y=2"
+
+
+def test_parallel_messages_in_namespaces_each_wait_gets_its_own(server: ThreadedHub, api: httpx.Client) -> None:
+    """Four channels, four namespaces, all at once: each wait_for_code sees only its own namespace's code."""
+    spaces = {kind: new_namespace(kind[:2] + "-") for kind in ("smtp", "twilio", "slack", "telegram")}
+    codes = {"smtp": "604132", "twilio": "918273", "slack": "552211", "telegram": "880077"}
+
+    def send(kind: str) -> None:
+        ns, code = spaces[kind], codes[kind]
+        time.sleep(0.2)  # the waits below are already waiting
+        if kind == "smtp":
+            send_reset_email(server, MockHub(server.url, namespace=ns), "bob", code, "tok-" + ns)
+        elif kind == "twilio":
+            twilio_for(server, ns).messages.create(to=PHONE, from_=SENDER, body=f"Your verification code is {code}")
+        elif kind == "slack":
+            WebClient(token="xoxb-t", base_url=f"{server.url}/ns/{ns}/api/").chat_postMessage(
+                channel="#auth", text=f"OTP {code}"
+            )
+        else:
+            send_telegram(server, ns, 7, f"Код подтверждения: {code}")
+
+    def wait(kind: str) -> str:
+        return MockHub(server.url, namespace=spaces[kind]).wait_for_code(timeout=10)
+
+    with ThreadPoolExecutor(8) as pool:
+        waits = {kind: pool.submit(wait, kind) for kind in spaces}
+        for kind in spaces:
+            pool.submit(send, kind)
+        assert {kind: w.result() for kind, w in waits.items()} == codes
+
+
+def test_the_newest_message_wins_and_waits_block_until_one_comes(server: ThreadedHub, api: httpx.Client) -> None:
+    ns = new_namespace()
+    hub, twilio = MockHub(server.url, namespace=ns), twilio_for(server, ns)
+    twilio.messages.create(to=PHONE, from_=SENDER, body="Your code is 1111")
+    twilio.messages.create(to=PHONE, from_=SENDER, body="Your new code is 2222")
+    assert hub.wait_for_code(to=PHONE) == "2222"
+    # A wait for a link that no message has yet returns when a new message brings one.
+    later(0.3, lambda: twilio.messages.create(to=PHONE, from_=SENDER, body="Verify: https://app.example.com/v/9"))
+    started = time.monotonic()
+    assert hub.wait_for_link(to=PHONE, contains="/v/", timeout=5) == "https://app.example.com/v/9"
+    assert 0.2 < time.monotonic() - started < 4
+
+
+def test_no_code_is_an_assertion_naming_what_arrived(server: ThreadedHub, api: httpx.Client) -> None:
+    ns = new_namespace()
+    hub = MockHub(server.url, namespace=ns)
+    twilio_for(server, ns).messages.create(to=PHONE, from_=SENDER, body="Your order 2026-12-02 costs $1234.00")
+    with pytest.raises(AssertionError, match="has=") as caught:
+        hub.wait_for_code(to=PHONE, timeout=0.3)
+    assert "twilio" in str(caught.value)
+    twilio_for(server, ns).messages.create(to=PHONE, from_=SENDER, body="See https://a.example.com/one")
+    with pytest.raises(AssertionError, match=r"(?s)no link containing .*/two.*https://a\.example\.com/one"):
+        hub.wait_for_link(contains="/two", timeout=0.3)
+
+
+def test_async_client_waits_for_code_and_link(server: ThreadedHub, api: httpx.Client) -> None:
+    ns = new_namespace()
+
+    async def go() -> tuple[str, str]:
+        async with AsyncMockHub(server.url, namespace=ns) as hub:
+            sender = threading.Timer(
+                0.2,
+                lambda: twilio_for(server, ns).messages.create(
+                    to=PHONE, from_=SENDER, body="Your passcode is 5150. https://app.example.com/c?x=1"
+                ),
+            )
+            sender.start()
+            try:
+                return await hub.wait_for_code(to=PHONE, timeout=5), await hub.wait_for_link(contains="/c")
+            finally:
+                sender.join()
+
+    assert asyncio.run(go()) == ("5150", "https://app.example.com/c?x=1")
+
+
+# -- has= --------------------------------------------------------------------------------------------------
+
+
+def _messages(server: ThreadedHub, ns: str) -> None:
+    twilio = twilio_for(server, ns)
+    twilio.messages.create(to=PHONE, from_=SENDER, body="Your code is 4321")  # code
+    twilio.messages.create(to=PHONE, from_=SENDER, body="Docs at https://docs.example.com")  # link
+    twilio.messages.create(to=PHONE, from_=SENDER, body="Code 8765: https://app.example.com/go")  # both
+    twilio.messages.create(to=PHONE, from_=SENDER, body="Photo", media_url=["https://cdn.example.com/a.png"])
+    twilio.messages.create(to=PHONE, from_=SENDER, body="Call me at 555-123-4567 about invoice 2026")  # nothing
+
+
+def test_has_filters_list_count_wait_stream_and_export(server: ThreadedHub, api: httpx.Client) -> None:
+    ns = new_namespace()
+    _messages(server, ns)
+
+    def bodies(**params: object) -> list[str]:
+        return [c["data"]["body"] for c in calls(api, "twilio", namespace=ns, **params)]
+
+    assert bodies(has="code") == ["Your code is 4321", "Code 8765: https://app.example.com/go"]
+    assert bodies(has="link") == ["Docs at https://docs.example.com", "Code 8765: https://app.example.com/go"]
+    assert bodies(has="link,code") == ["Code 8765: https://app.example.com/go"]
+    assert bodies(has="attachment") == ["Photo"]
+    # Repeated, the values combine like a comma list (AND).
+    r = api.get("/calls", params=[("namespace", ns), ("has", "link"), ("has", "code")])
+    assert [c["data"]["body"] for c in r.json()["calls"]] == ["Code 8765: https://app.example.com/go"]
+    assert api.get("/calls/count", params={"namespace": ns, "has": "code"}).json() == {"count": 2}
+    waited = api.get("/calls", params={"namespace": ns, "has": "attachment", "wait": 1}).json()
+    assert waited["count"] == 1 and waited["timed_out"] is False
+    export = api.get("/calls/export", params={"namespace": ns, "has": "code"}).text.splitlines()
+    assert [json.loads(line)["data"]["codes"] for line in export] == [["4321"], ["8765"]]
+    hub = MockHub(server.url, namespace=ns)
+    assert [c.codes for c in hub.calls(has=["link", "code"])] == [["8765"]]
+    assert hub.count(has="link") == 2
+    stream = hub.stream(has="code", after=0)
+    assert [next(stream).codes, next(stream).codes] == [["4321"], ["8765"]]
+
+
+def test_unknown_has_value_is_422_listing_the_valid_ones(api: httpx.Client) -> None:
+    for route in ("/calls", "/calls/count", "/calls/stream", "/calls/export"):
+        r = api.get(route, params={"has": "link,qr"})
+        assert r.status_code == 422, route
+        message = r.json()["error"]["message"]
+        assert "has" in message and "'link', 'code' or 'attachment'" in message
+
+
+def test_calls_of_other_fakes_carry_no_links_or_codes(server: ThreadedHub, api: httpx.Client) -> None:
+    ns = new_namespace()
+    r = httpx.post(f"{server.url}/ns/{ns}/webhooks/x", json={"text": "code 123456 https://a.example.com"})
+    assert r.status_code == 200
+    (call,) = calls(api, "webhook", namespace=ns)
+    assert "links" not in call["data"] and "codes" not in call["data"]
+    assert calls(api, namespace=ns, has="code") == []
+    services = {s["name"]: s for s in api.get("/services").json()["services"]}
+    message_like = {name for name, s in services.items() if s["message"]}
+    assert message_like == {
+        "smtp", "ses", "sendgrid", "mailgun", "resend", "postmark", "twilio", "sns", "slack", "telegram", "discord",
+        "teams",
+    }  # fmt: skip
+    assert services["teams"]["fields"]["files"] == [] and services["twilio"]["fields"]["files"] == ["media_url"]
+
+
+@pytest.mark.parametrize(
+    ("send", "code", "link"),
+    [
+        (
+            lambda url: httpx.post(
+                f"{url}/v3/mail/send",
+                headers={"authorization": "Bearer SG.x"},
+                json={
+                    "personalizations": [{"to": [{"email": "a@example.com"}]}],
+                    "from": {"email": "app@example.com"},
+                    "subject": "Your sign-in code",
+                    "content": [
+                        {"type": "text/plain", "value": "Sign-in code: 246810"},
+                        {"type": "text/html", "value": '<a href="https://sg.example.com/s?a=1&amp;b=2">go</a>'},
+                    ],
+                },
+            ),
+            "246810",
+            "https://sg.example.com/s?a=1&b=2",
+        ),
+        (
+            lambda url: httpx.post(
+                f"{url}/api/webhooks/1/tok",
+                json={
+                    "embeds": [{"title": "Security code", "description": "Use X7K-9P2", "url": "https://d.example.com"}]
+                },
+            ),
+            "X7K-9P2",
+            "https://d.example.com",
+        ),
+        (
+            lambda url: httpx.post(
+                f"{url}/teams/hook",
+                json={
+                    "type": "message",
+                    "attachments": [
+                        {
+                            "contentType": "application/vnd.microsoft.card.adaptive",
+                            "content": {
+                                "type": "AdaptiveCard",
+                                "version": "1.4",
+                                "body": [{"type": "TextBlock", "text": "Your one-time code is 31415"}],
+                                "actions": [
+                                    {"type": "Action.OpenUrl", "title": "Open", "url": "https://teams.example.com/o"}
+                                ],
+                            },
+                        }
+                    ],
+                },
+            ),
+            "31415",
+            "https://teams.example.com/o",
+        ),
+    ],
+    ids=["sendgrid", "discord", "teams"],
+)
+def test_other_message_fakes(
+    server: ThreadedHub, api: httpx.Client, send: Callable[[str], httpx.Response], code: str, link: str
+) -> None:
+    ns = new_namespace()
+    response = send(f"{server.url}/ns/{ns}")
+    assert response.status_code < 300, response.text
+    hub = MockHub(server.url, namespace=ns)
+    assert hub.wait_for_code() == code
+    assert hub.wait_for_link() == link
+
+
+# -- the CLI ---------------------------------------------------------------------------------------------------
+
+
+def test_cli_code_and_link(server: ThreadedHub, api: httpx.Client) -> None:
+    ns = new_namespace()
+    twilio_for(server, ns).messages.create(to=PHONE, from_=SENDER, body="Code 9090 https://app.example.com/r/1")
+    runner = CliRunner()
+    base = ["--url", server.url, "--namespace", ns]
+    got = runner.invoke(app, ["code", *base, "--to", PHONE])
+    assert (got.exit_code, got.stdout.strip()) == (0, "9090"), got.output
+    got = runner.invoke(app, ["link", *base, "--to", PHONE, "--contains", "/r/"])
+    assert (got.exit_code, got.stdout.strip()) == (0, "https://app.example.com/r/1"), got.output
+    later(0.3, lambda: twilio_for(server, ns).messages.create(to="+15559999999", from_=SENDER, body="PIN 2468"))
+    got = runner.invoke(app, ["code", *base, "--to", "+15559999999", "--wait", "5"])
+    assert (got.exit_code, got.stdout.strip()) == (0, "2468"), got.output
+    got = runner.invoke(app, ["code", *base, "--to", "+15550001111", "--wait", "0.2"])
+    assert got.exit_code == 1 and "has=" in got.output
+
+
+# -- the rules, on their own ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "codes"),
+    [
+        ("Your verification code is 482913. It expires in 10 minutes.", ["482913"]),
+        ("482913 is your Instagram code. Don't share it.", ["482913"]),
+        ("G-482913 is your Google verification code.", ["G-482913"]),
+        ("Your Acme login code:\n\n    7731\n\nIf you did not ask for it, ignore this.", ["7731"]),
+        ("Your code: 123-456", ["123-456"]),
+        ("Ihr Bestätigungscode lautet 1234 5678", ["1234 5678"]),
+        ("Su código de verificación es 9021", ["9021"]),
+        ("您的验证码是 583920，5分钟内有效", ["583920"]),  # noqa: RUF001
+        ("PIN: 1987", ["1987"]),
+        ("774422", ["774422"]),
+        ("Verification code 12345678 sent at 12:30 on 02.12.2026", ["12345678"]),
+        # Not codes: dates, years, prices, amounts, phone numbers, order numbers, zip and promo codes.
+        ("Your order #12345 of $1234.00 ships on 2026-12-02.", []),
+        ("Your code expires on Dec 2, 2026.", []),
+        ("Your code is valid until 12/02/2026 or 02.12.2026", []),
+        ("Call (555) 123-4567 or +1 555 123 4567 or 555-1234 for a new code", []),
+        ("Your code costs 1,234.56 EUR or 1234 EUR or €1234 or 4000%", []),
+        ("Your zip code 90210 was saved; area code 4155", []),
+        ("Use promo code SAVE-2024 for 20% off", []),
+        ("Invoice 123456 for March is attached", []),
+        ("Reset at https://app.example.com/reset/123456 with your code", []),
+    ],
+)
+def test_code_rules(text: str, codes: list[str]) -> None:
+    assert codes_in([text]) == codes
+
+
+def test_link_rules() -> None:
+    html = (
+        '<a href="https://a.example/x?a=1&amp;b=2">x</a> see https://a.example/x?a=1&b=2. '
+        "(https://b.example/p) <https://slack.example/x|label> [md](https://md.example/y) "
+        'href=\'myapp://open?x=1\' href="javascript:alert(1)" href="/relative" <img src="cid:logo"> '
+        "https://c.example/wiki/Foo_(bar), and https://a.example/x?a=1&copy=2"
+    )
+    assert links_in([html]) == [
+        "https://a.example/x?a=1&b=2",
+        "https://b.example/p",
+        "https://slack.example/x",
+        "https://md.example/y",
+        "myapp://open?x=1",
+        "https://c.example/wiki/Foo_(bar)",
+        "https://a.example/x?a=1&copy=2",
+    ]
+    assert links_in(["no links here", ""]) == []
