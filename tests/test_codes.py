@@ -253,7 +253,8 @@ def test_calls_of_other_fakes_carry_no_links_or_codes(server: ThreadedHub, api: 
         "smtp", "ses", "sendgrid", "mailgun", "resend", "postmark", "twilio", "sns", "slack", "telegram", "discord",
         "teams",
     }  # fmt: skip
-    assert services["teams"]["fields"]["files"] == [] and services["twilio"]["fields"]["files"] == ["media_url"]
+    assert services["teams"]["files"] == [] and services["twilio"]["files"] == ["media_url"]
+    assert services["slack"]["rich"] == ["blocks", "attachments"]
 
 
 @pytest.mark.parametrize(

@@ -281,11 +281,18 @@ class ServiceInfo(BaseModel):
         description="query, form and JSON field names whose values are credentials (masked in the UI)",
     )
     fields: dict[str, list[str]] = Field(
-        description="the `data` keys the `to`, `text`/`contains` and `subject` filters read, the structured "
-        "content links and codes are read from too (`rich`), and the files `has=attachment` looks for (`files`)"
+        description="the `data` keys the `to`, `text`/`contains` and `subject` filters read"
     )
     message: bool = Field(
         False, description="whether its calls are messages: those with text get `data.links` and `data.codes`"
+    )
+    rich: list[str] = Field(
+        default_factory=list,
+        description="`data` keys of structured content (Slack blocks, Discord embeds) read for links and codes too",
+    )
+    files: list[str] = Field(
+        default_factory=lambda: ["attachments"],
+        description="`data` keys holding the files a call carried: what `has=attachment` looks for",
     )
     presets: list[str] = Field(description="the fault presets this fake answers in its provider's shape")
     stub_reply: dict[str, Any] | None = Field(description="JSON schema of this fake's fields of a stub's `reply`")
@@ -376,14 +383,10 @@ class Service:
             secret_headers=list(self.secret_headers),
             secret_paths=list(self.secret_paths),
             secret_params=list(self.secret_params),
-            fields={
-                "to": list(self.fields.to),
-                "text": list(self.fields.text),
-                "subject": list(self.fields.subject),
-                "rich": list(self.fields.rich),
-                "files": list(self.fields.files),
-            },
+            fields={"to": list(self.fields.to), "text": list(self.fields.text), "subject": list(self.fields.subject)},
             message=self.message,
+            rich=list(self.fields.rich),
+            files=list(self.fields.files),
             presets=list(self.presets),
             stub_reply=stub_schema,
             raw_content_type=self.raw_content_type,
