@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
+from pathlib import Path
 
 import httpx
 import pytest
 from slack_sdk import WebClient
-from support import calls, later, new_namespace
+from support import calls, later, new_namespace, own_fake_hub
 from telegram import Bot
 from twilio.rest import Client
 from typer.testing import CliRunner
@@ -27,6 +28,8 @@ from mockhub.cli import app
 from mockhub.client import AsyncMockHub, MockHub
 from mockhub.extract import codes_in, links_in
 from mockhub.server import ThreadedHub
+
+pytest_plugins = ["pytester"]
 
 ACCOUNT, TOKEN = "AC" + "0" * 31 + "1", "test-auth-token"
 PHONE, SENDER = "+15551234567", "+15550000000"
@@ -393,3 +396,140 @@ def test_link_rules() -> None:
         "https://a.example/x?a=1&copy=2",
     ]
     assert links_in(["no links here", ""]) == []
+
+
+# -- the other email and SMS fakes, through their own SDKs ------------------------------------------------
+
+
+def test_ses_sns_postmark_mailgun_resend(server: ThreadedHub, api: httpx.Client) -> None:
+    import boto3
+    import resend
+    from botocore.config import Config
+
+    ns = new_namespace()
+    base = f"{server.url}/ns/{ns}"
+    aws = {
+        "endpoint_url": base,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "AKIDEXAMPLE",
+        "aws_secret_access_key": "secret",
+        "config": Config(retries={"total_max_attempts": 1}),
+    }
+    boto3.client("sesv2", **aws).send_email(
+        FromEmailAddress="app@example.com",
+        Destination={"ToAddresses": ["ses@example.com"]},
+        Content={
+            "Simple": {
+                "Subject": {"Data": "Confirm your email"},
+                "Body": {
+                    "Html": {"Data": '<p>Code: <b>111222</b></p><a href="https://ses.example.com/c?a=1&amp;b=2">ok</a>'}
+                },
+            }
+        },
+    )
+    boto3.client("sns", **aws).publish(PhoneNumber="+15557654321", Message="Your one-time passcode is 909192")
+    postmark = httpx.post(
+        f"{base}/email",
+        headers={"X-Postmark-Server-Token": "pm-token", "Accept": "application/json"},
+        json={
+            "From": "app@example.com",
+            "To": "pm@example.com",
+            "Subject": "Login",
+            "TextBody": "Your login code is 7777-8888",
+        },
+    )
+    assert postmark.status_code == 200, postmark.text
+    mailgun = httpx.post(
+        f"{base}/v3/mg.example.com/messages",
+        auth=("api", "key-test"),
+        data={"from": "app@example.com", "to": "mg@example.com", "subject": "Hi", "text": "Code 314159"},
+        files={"attachment": ("report.pdf", b"%PDF-1.4", "application/pdf")},
+    )
+    assert mailgun.status_code == 200, mailgun.text
+    saved = (resend.api_url, resend.api_key)
+    resend.api_url, resend.api_key = base, "re_test"
+    try:
+        resend.Emails.send(
+            {
+                "from": "app@example.com",
+                "to": "re@example.com",
+                "subject": "Magic link",
+                "html": '<a href="https://re.example.com/m/1">Sign in</a>',
+            }
+        )
+    finally:
+        resend.api_url, resend.api_key = saved
+    hub = MockHub(server.url, namespace=ns)
+    assert hub.wait_for_code("ses", to="ses@example.com") == "111222"
+    assert hub.wait_for_link("ses") == "https://ses.example.com/c?a=1&b=2"
+    assert hub.wait_for_code("sns", to="+15557654321") == "909192"
+    assert hub.wait_for_code("postmark", to="pm@example.com") == "7777-8888"
+    assert hub.wait_for_code("mailgun") == "314159"
+    assert hub.wait_for_link("resend", to="re@example.com") == "https://re.example.com/m/1"
+    assert [c.service for c in hub.calls(has="attachment")] == ["mailgun"]
+    assert [c.service for c in hub.calls(has=["code", "link"])] == ["ses"]
+
+
+# -- a fake of one's own opts in with one line --------------------------------------------------------------
+
+OWN_FAKE = '''
+from mockhub.services.base import Reply, Request, Route, Service, json_reply, route
+
+
+class PigeonService(Service):
+    """Carrier pigeons."""
+
+    name = "pigeon"
+    message = True
+
+    def routes(self) -> list[Route]:
+        return [route("POST", "/pigeon/send", self.send, self.parse)]
+
+    def parse(self, request: Request) -> dict:
+        return {"to": request.json()["to"], "text": request.json()["text"]}
+
+    async def send(self, request: Request) -> Reply:
+        return json_reply({"ok": True})
+'''
+
+
+def test_a_fake_of_ones_own_opts_in_with_message_true(tmp_path: Path) -> None:
+    with own_fake_hub(tmp_path, "pigeonfake", OWN_FAKE, "PigeonService") as hub:
+        r = httpx.post(
+            f"{hub.url}/pigeon/send", json={"to": "coop-7", "text": "Your PIN is 4455 https://p.example.com"}
+        )
+        assert r.status_code == 200
+        client = MockHub(hub.url)
+        assert client.wait_for_code("pigeon", to="coop-7") == "4455"
+        assert client.calls(has="link")[0].links == ["https://p.example.com"]
+        assert httpx.get(f"{hub.url}/services/pigeon").json()["message"] is True
+
+
+# -- the pytest plugin ------------------------------------------------------------------------------------------
+
+
+def test_the_plugin_fixture_waits_for_codes(pytester: pytest.Pytester, server: ThreadedHub) -> None:
+    pytester.makepyfile(
+        f"""
+        import httpx
+
+        def send(mockhub, text):
+            r = httpx.post(
+                f"{{mockhub.root}}/2010-04-01/Accounts/AC{"0" * 31}1/Messages.json",
+                auth=("AC{"0" * 31}1", "token"),
+                data={{"To": "+15551234567", "From": "+15550000000", "Body": text}},
+            )
+            assert r.status_code == 201, r.text
+
+        def test_one(mockhub):
+            send(mockhub, "Your code is 1001")
+            assert mockhub.wait_for_code(to="+15551234567") == "1001"
+
+        def test_two(mockhub):
+            send(mockhub, "Your code is 2002 https://two.example.com")
+            assert mockhub.wait_for_code(to="+15551234567") == "2002"
+            assert mockhub.wait_for_link() == "https://two.example.com"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--mockhub-url={server.url}", "-q")
+    result.assert_outcomes(passed=2)
