@@ -34,8 +34,15 @@ MAX_SCAN = 200_000
 
 # -- links ----------------------------------------------------------------------------------------------
 
-_URL = re.compile(r"https?://[^\s<>\"'`|\\{}\[\]^]+", re.IGNORECASE)
-_HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""", re.IGNORECASE)
+# Case-sensitive first (a literal prefix lets the regex engine skip ahead: 3-7x faster); the
+# case-insensitive twins run only for a text where they would find more (`HTTPS://`, `HREF=`).
+_URL_CHARS = r"[^\s<>\"'`|\\{}\[\]^]+"
+_URL = re.compile(r"https?://" + _URL_CHARS)
+_URL_ANY_CASE = re.compile(r"https?://" + _URL_CHARS, re.IGNORECASE)
+_HREF_VALUE = r"""\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))"""
+# No leading \b (it would cost the literal prefix): `links_in` checks the character before.
+_HREF = re.compile(r"href" + _HREF_VALUE)
+_HREF_ANY_CASE = re.compile(r"href" + _HREF_VALUE, re.IGNORECASE)
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
 _NOT_LINKS = ("javascript:", "data:", "cid:", "about:")
 _CHAR_REF = re.compile(r"&(?:#[0-9]{1,7}|#x[0-9a-f]{1,6}|[a-z][a-z0-9]{1,31});", re.IGNORECASE)
@@ -58,19 +65,29 @@ def _tidy(url: str) -> str:
     return url
 
 
+def _urls(text: str) -> list[re.Match[str]]:
+    found = list(_URL.finditer(text))
+    return found if len(found) >= text.count("://") else list(_URL_ANY_CASE.finditer(text))
+
+
 def links_in(texts: Iterable[str]) -> list[str]:
     """Every link in `texts` (plain text or HTML), de-duplicated, in order of appearance."""
     found: dict[str, None] = {}
     for text in texts:
         text = text[:MAX_SCAN]
-        if "://" not in text and "href" not in text.lower():
+        lowered = text.lower() if "=" in text else ""
+        if "://" not in text and "href" not in lowered:
             continue
         hits: list[tuple[int, str]] = []
-        for m in _HREF.finditer(text):
-            value = _unescape(next(g for g in m.groups() if g is not None)).strip()
-            if _SCHEME.match(value) and not value.lower().startswith(_NOT_LINKS):
-                hits.append((m.start(), value))
-        for m in _URL.finditer(text):
+        if "href" in lowered:
+            regex = _HREF if text.count("href") >= lowered.count("href") else _HREF_ANY_CASE
+            for m in regex.finditer(text):
+                if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in "_-"):
+                    continue  # `data-href=`, `xhref=`: not an href attribute
+                value = _unescape(next(g for g in m.groups() if g is not None)).strip()
+                if _SCHEME.match(value) and not value.lower().startswith(_NOT_LINKS):
+                    hits.append((m.start(), value))
+        for m in _urls(text):
             url = _tidy(m.group(0))
             if len(url) > len("https://"):
                 hits.append((m.start(), url))
@@ -82,109 +99,114 @@ def links_in(texts: Iterable[str]) -> list[str]:
 
 # -- codes ----------------------------------------------------------------------------------------------
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Code words, matched without a leading \b where a word may end in them (`Bestätigungscode`,
+# `verificatiecode`): `_keywords` then looks at the whole word. Searched only near candidate tokens.
 _KEYWORD = re.compile(
-    r"\b(?:codes?|otp|pin|passcode|passcodes|password|passwort|one[- ]time|2fa|mfa|verif\w*|v[ée]rif\w*|"
-    r"c[óo]digos?|codice|kod|kodu|kode|koden|koodi|κωδικ\w*|код\w*|пароль|парол\w*|contrase[ñn]a|senha|"
-    r"mot de passe|wachtwoord|has[łl]o|parola|[şs]ifre|bestätigung\w*|best[aä]tig\w*|\w*code)\b"
-    r"|验证码|驗證碼|认证码|確認コード|認証コード|認証番号|ワンタイム|인증\s?번호|인증\s?코드",
+    r"code|c[óo]dig|codice|\bkod|\bkoodi|\bкод|\botp\b|\bpin\b|passwor[dt]|one[- ]time|\b2fa\b|\bmfa\b|v[eé]rif|"  # noqa: RUF001
+    r"κωδικ|парол|contrase[ñn]a|\bsenha|mot de passe|wachtwoord|has[łl]o|\bparola|[şs]ifre|best[aä]tig|"
+    r"验证码|驗證碼|认证码|確認コード|認証コード|認証番号|ワンタイム|인증",
     re.IGNORECASE,
 )
 # Words before "code" that make it something other than a one-time code.
-_NOT_CODE_WORDS = frozenset(
-    [
-        "zip",
-        "post",
-        "postal",
-        "area",
-        "country",
-        "dialing",
-        "dialling",
-        "promo",
-        "promotional",
-        "discount",
-        "coupon",
-        "voucher",
-        "gift",
-        "error",
-        "status",
-        "exit",
-        "return",
-        "response",
-        "source",
-        "tracking",
-        "product",
-        "bar",
-        "qr",
-        "colour",
-        "color",
-        "dress",
-        "reference",
-        "referral",
-        "html",
-        "css",
-        "sample",
-        "example",
-    ]
+_NOT_CODE_WORDS = _words(
+    "zip post postal area country dialing dialling promo promotional discount coupon voucher gift error status "
+    "exit return response source tracking product bar qr colour color dress reference referral html css "
+    "sample example"
 )
-_NOT_CODE_COMPOUNDS = frozenset(
-    [
-        "zipcode",
-        "postcode",
-        "barcode",
-        "qrcode",
-        "sourcecode",
-        "encode",
-        "decode",
-        "unicode",
-        "opcode",
-        "shortcode",
-        "keycode",
-        "charcode",
-        "hashcode",
-        "errorcode",
-        "statuscode",
-        "promocode",
-        "geocode",
-        "transcode",
-    ]
+# Words ending in "code" that are not one-time codes (`Sicherheitscode`, `passcode` are).
+_NOT_CODE_COMPOUNDS = _words(
+    "zipcode postcode barcode qrcode sourcecode encode decode unicode opcode shortcode keycode charcode hashcode "
+    "errorcode statuscode promocode geocode transcode"
 )
+_WORD_END = re.compile(r"(\w*)$")
+_WORD_START = re.compile(r"\w*")
 _WORD_BEFORE = re.compile(r"(\w+)[\s-]*$")
 
-# A token of digits, or two groups of 3-4 digits, not glued to a number, currency, date or phone part.
-_DIGITS = re.compile(
-    r"(?<![\w$€£¥₹#+/@&=])(?<!\d[.,:/ -])(?<!\w-)(?<![$€£¥₹] )"
-    r"(\d{4,8}|\d{3}[- ]\d{3}|\d{4}[- ]\d{4})"
-    r"(?![\w%/@]|[.,:/-]\d|[ -]\d|\s?(?:%|€|£|\$|usd|eur|gbp|chf|jpy|kr)\b)",
-    re.IGNORECASE,
-)
-# Upper-case letters and digits in 2-3 hyphenated groups (`ABC-123`, `G-482913`, `X7K-9P2`).
-_SHAPE = re.compile(r"(?<![\w-])([A-Z0-9]{1,8}(?:-[A-Z0-9]{2,8}){1,2})(?![\w-])")
+# Candidates: a run of digit groups (`482913`, `2026-12-02`, `+1 555 123 4567` gives `1 555 123 4567`),
+# and upper-case shapes of hyphenated letters and digits. What a run must look like to be a code:
+_RUN = re.compile(r"\d+(?:[ .,:/-]\d+)*")
+_CODE_RUN = re.compile(r"\d{4,8}|\d{3}[- ]\d{3}|\d{4}[- ]\d{4}")
+_SHAPE = re.compile(r"[A-Z0-9]+(?:-[A-Z0-9]+)+")
+_SHAPE_OK = re.compile(r"[A-Z0-9]{1,8}(?:-[A-Z0-9]{2,8}){1,2}")
+_GLUED_BEFORE = frozenset("$€£¥₹#+/@&=-_")
+_GLUED_AFTER = frozenset("%/@_-")
+_UNIT_AFTER = re.compile(r"\s?(?:%|€|£|\$|usd|eur|gbp|chf|jpy|kr)\b", re.IGNORECASE)
+_CURRENCY_BEFORE = re.compile(r"[$€£¥₹]\s$|\b(?:usd|eur|gbp|chf|jpy)\s?$", re.IGNORECASE)
 _YEAR = re.compile(r"(?:19|20)\d\d")
-_INTRO = re.compile(r"[\s:=#-]*(?:is|ist|est|es|é|è|:)?[\s:=-]*$", re.IGNORECASE)
-_TAG = re.compile(r"<(?:style|script|head)\b.*?</(?:style|script|head)\s*>|<!--.*?-->|<[a-zA-Z/!][^>]*>", re.DOTALL)
+_INTRO = re.compile(r"[\s:=#*_>-]*(?:is|ist|est|es|é|è|lautet|:)?[\s:=*_-]*$", re.IGNORECASE)
+_HIDDEN = re.compile(r"<(style|script|head)\b.*?</\1\s*>|<!--.*?-->", re.DOTALL | re.IGNORECASE)
+_TAG = re.compile(r"<[a-zA-Z/!][^>]*>")
 _BEFORE, _AFTER = 100, 40
+_MAX_CANDIDATES = 500
 
 
 def _prose(text: str) -> str:
     """The text a reader sees: no URLs, tags, styles or character references (each becomes a space)."""
-    text = _URL.sub(" ", text)
+    if "://" in text:
+        text = _URL.sub(" ", text)
+        if "://" in text:
+            text = _URL_ANY_CASE.sub(" ", text)
     if "<" in text:
+        lowered = text.lower()
+        if "<style" in lowered or "<script" in lowered or "<head" in lowered or "<!--" in text:
+            text = _HIDDEN.sub(" ", text)
         text = _TAG.sub(" ", text)
     return _unescape(text)
 
 
-def _keywords(text: str) -> list[tuple[int, int]]:
-    """Where the code words are: `zip code`, `barcode` and the like are not among them."""
+def _candidates(text: str) -> list[tuple[int, int]]:
+    """Where the tokens that may be codes are, in order: shapes and digit runs, not glued to a number,
+    currency, unit, date or phone part."""
+    out: list[tuple[int, int]] = []
+    for m in _RUN.finditer(text):
+        start, end = m.span()
+        if not _CODE_RUN.fullmatch(text, start, end):
+            continue
+        before = text[start - 1] if start else " "
+        after = text[end] if end < len(text) else " "
+        if before.isalnum() or before in _GLUED_BEFORE or after.isalnum() or after in _GLUED_AFTER:
+            continue
+        if after in ".," and end + 1 < len(text) and text[end + 1].isdigit():
+            continue
+        if _UNIT_AFTER.match(text, end) or _CURRENCY_BEFORE.search(text, max(0, start - 5), start):
+            continue
+        out.append((start, end))
+        if len(out) >= _MAX_CANDIDATES:
+            break
+    for m in _SHAPE.finditer(text):
+        start, end = m.span()
+        token = m.group(0)
+        before = text[start - 1] if start else " "
+        after = text[end] if end < len(text) else " "
+        if before.isalnum() or before in "_-" or after.isalnum() or after in "_-":
+            continue
+        digits = sum(c.isdigit() for c in token)
+        # A shape has letters and digits; digit groups alone are runs (`2026-12-02` is a date).
+        if digits and digits + token.count("-") < len(token) and _SHAPE_OK.fullmatch(token):
+            out.append((start, end))
+    out.sort()
+    return out
+
+
+def _keywords(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Where the code words in `text[start:end]` are: `zip code`, `barcode` and the like are not."""
     spans = []
-    for m in _KEYWORD.finditer(text):
-        word = m.group(0).lower()
-        if word.endswith("code"):
-            if word in _NOT_CODE_COMPOUNDS:
-                continue
+    for m in _KEYWORD.finditer(text, start, end):
+        if m.group(0).lower() == "code":
+            head = _WORD_END.search(text, max(0, m.start() - 30), m.start())
+            tail = _WORD_START.match(text, m.end())
+            prefix, suffix = (head.group(1) if head else ""), (tail.group(0) if tail else "")
+            if suffix.lower() not in ("", "s") or (prefix + "code").lower() in _NOT_CODE_COMPOUNDS:
+                continue  # `coded`, `codebase`, `encode`, `zipcode`
             before = _WORD_BEFORE.search(text, max(0, m.start() - 40), m.start())
-            if before is not None and before.group(1).lower() in _NOT_CODE_WORDS:
-                continue
-        spans.append((m.start(), m.end()))
+            if not prefix and before is not None and before.group(1).lower() in _NOT_CODE_WORDS:
+                continue  # `zip code`, `promo code`
+        spans.append(m.span())
     return spans
 
 
@@ -205,29 +227,32 @@ def codes_in(texts: Iterable[str]) -> list[str]:
     """The one-time codes in `texts`, de-duplicated, in order of appearance (rules: module docstring).
 
     The texts are read as one, in order: a message's subject or an embed's title ("Security code")
-    is the context of a code in its body.
+    is the context of a code in its body. Code words are searched only around candidate tokens.
     """
     parts = [_prose(raw[:MAX_SCAN]) for raw in texts]
     text = "\n".join(dict.fromkeys(p.strip() for p in parts if p.strip()))
-    # A message that is nothing but a code ("774422") needs no keyword.
-    alone = len(text) <= 17
-    spans = _keywords(text) if _KEYWORD.search(text) else []
-    if not spans and not alone:
+    candidates = _candidates(text)
+    if not candidates:
         return []
-    hits: list[tuple[int, str]] = []
-    for regex in (_DIGITS, _SHAPE):
-        for m in regex.finditer(text):
-            token = m.group(1)
-            if regex is _SHAPE and (not any(c.isdigit() for c in token) or token.replace("-", "").isdigit()):
-                continue  # a shape has letters and digits; digit groups are _DIGITS' (`2026-12-02` is a date)
-            if alone and token == text:
-                hits.append((m.start(), token))
-                continue
-            near, direct = _near(text, m.start(), m.end(), spans)
-            if near and not (len(token) == 4 and _YEAR.fullmatch(token) and not direct):
-                hits.append((m.start(), token))
-    hits.sort(key=lambda hit: hit[0])
-    return list(dict.fromkeys(token for _, token in hits))
+    if len(candidates) == 1 and candidates[0] == (0, len(text)):
+        return [text]  # a message that is nothing but a code ("774422") needs no code word
+    # The keywords of the windows around the candidates, each stretch of text searched once.
+    spans: list[tuple[int, int]] = []
+    reach = 0
+    for start, end in candidates:
+        lo, hi = max(reach, start - _BEFORE - 40), min(len(text), end + _AFTER + 40)
+        if hi > lo:
+            spans.extend(_keywords(text, lo, hi))
+            reach = hi
+    if not spans:
+        return []
+    found: dict[str, None] = {}
+    for start, end in candidates:
+        token = text[start:end]
+        near, direct = _near(text, start, end, spans)
+        if near and not (len(token) == 4 and _YEAR.fullmatch(token) and not direct):
+            found.setdefault(token, None)
+    return list(found)
 
 
 _NESTED_KEYS = frozenset(
