@@ -363,6 +363,12 @@ def test_cli_code_and_link(server: ThreadedHub, api: httpx.Client) -> None:
         ("PIN: 1987", ["1987"]),
         ("774422", ["774422"]),
         ("Verification code 12345678 sent at 12:30 on 02.12.2026", ["12345678"]),
+        ("OTP=908070; code:(112233) **445566** `778899`!", ["908070", "112233", "445566", "778899"]),
+        ("Votre code de vérification : 246813", ["246813"]),
+        ("Il tuo codice è 135790", ["135790"]),
+        ("Twój kod to 8642", ["8642"]),
+        ("認証コード：5566", ["5566"]),  # noqa: RUF001
+        ("Your security code is 4821. Call 1-800-555-0199 if this was not you.", ["4821"]),
         # Not codes: dates, years, prices, amounts, phone numbers, order numbers, zip and promo codes.
         ("Your order #12345 of $1234.00 ships on 2026-12-02.", []),
         ("Your code expires on Dec 2, 2026.", []),
@@ -372,6 +378,8 @@ def test_cli_code_and_link(server: ThreadedHub, api: httpx.Client) -> None:
         ("Your zip code 90210 was saved; area code 4155", []),
         ("Use promo code SAVE-2024 for 20% off", []),
         ("Invoice 123456 for March is attached", []),
+        ("Your barcode 12345678 and postcode 1012 AB were encoded as 5555", []),
+        ("Your code is &#8203; on page 12", []),
         ("Reset at https://app.example.com/reset/123456 with your code", []),
     ],
 )
