@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from slack_sdk import WebClient
-from support import calls, later, new_namespace, own_fake_hub
+from support import calls, extra_hub, later, new_namespace, own_fake_hub
 from telegram import Bot
 from twilio.rest import Client
 from typer.testing import CliRunner
@@ -541,3 +541,43 @@ def test_the_plugin_fixture_waits_for_codes(pytester: pytest.Pytester, server: T
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--mockhub-url={server.url}", "-q")
     result.assert_outcomes(passed=2)
+
+
+# -- attachments, the record file and replay ------------------------------------------------------------------
+
+
+def test_has_attachment_over_smtp_and_the_cli_calls_flag(server: ThreadedHub, api: httpx.Client) -> None:
+    hub = MockHub(server.url, namespace=new_namespace())
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "app@example.com", hub.address("ops"), "Your invoice"
+    msg.set_content("Invoice 123456 for March is attached.")
+    msg.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename="invoice.pdf")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port) as smtp:
+        smtp.send_message(msg)
+    send_reset_email(server, hub, "ops", "665544", "t")
+    [invoice] = hub.wait_for("smtp", has="attachment")
+    assert invoice.codes == [] and invoice.subjects() == ["Your invoice"]
+    assert [c.subjects() for c in hub.calls(has="code")] == [["Reset your password"]]
+    got = CliRunner().invoke(
+        app,
+        ["calls", "--url", server.url, "--namespace", hub.namespace or "", "--has", "code", "--has", "link", "--json"],
+    )
+    assert got.exit_code == 0, got.output
+    assert [c["data"]["codes"] for c in json.loads(got.stdout)["calls"]] == [["665544"]]
+
+
+def test_links_and_codes_are_in_the_record_file_and_read_for_older_records(tmp_path: Path) -> None:
+    record = tmp_path / "rec"
+    with extra_hub(record_dir=record) as first:
+        twilio_for(first, "rec").messages.create(to=PHONE, from_=SENDER, body="Your code is 3141 https://r.example.com")
+        MockHub(first.url, namespace="rec").wait_for("twilio")
+    [file] = list(record.glob("*.jsonl"))
+    [line] = [json.loads(raw) for raw in file.read_text().splitlines() if raw.strip()]
+    assert (line["data"]["codes"], line["data"]["links"]) == (["3141"], ["https://r.example.com"])
+    # A record written before mockhub read links and codes: they are read when it is replayed.
+    del line["data"]["codes"], line["data"]["links"]
+    file.write_text(json.dumps(line) + "\n")
+    with extra_hub(replay=str(record)) as second:
+        hub = MockHub(second.url, namespace="rec")
+        assert hub.wait_for_code(to=PHONE) == "3141"
+        assert [c.links for c in hub.calls(has="link")] == [["https://r.example.com"]]
