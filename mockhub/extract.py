@@ -7,8 +7,9 @@ few precompiled regular expressions over at most `MAX_SCAN` characters per text,
 The rules (docs/delivery.md, "Codes and links"):
 
 - **links**: every `http(s)://` URL in the texts, plus the absolute URL of every `href=` attribute
-  (any scheme but `javascript:`, `data:`, `cid:`); HTML character references (`&amp;`) decoded,
-  trailing punctuation dropped, de-duplicated, in order of appearance.
+  (any scheme but `javascript:`, `data:`, `cid:`, `about:` and the addresses `mailto:`, `tel:`,
+  `sms:`); HTML character references (`&amp;`) decoded, trailing punctuation dropped,
+  de-duplicated, in order of appearance.
 - **codes**: a token of 4 to 8 digits, two groups of 3 or of 4 digits (`123-456`, `1234 5678`), or an
   upper-case shape like `ABC-123` / `G-482913` (letters and digits in 2 or 3 hyphenated groups, at
   least one digit), that stands within 100 characters after or 40 before a word such as code, OTP,
@@ -44,7 +45,8 @@ _HREF_VALUE = r"""\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))"""
 _HREF = re.compile(r"href" + _HREF_VALUE)
 _HREF_ANY_CASE = re.compile(r"href" + _HREF_VALUE, re.IGNORECASE)
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
-_NOT_LINKS = ("javascript:", "data:", "cid:", "about:")
+# Not places to visit: scripts, inline data, MIME parts, and addresses (mail, phone, SMS).
+_NOT_LINKS = ("javascript:", "data:", "cid:", "about:", "mailto:", "tel:", "sms:", "callto:")
 _CHAR_REF = re.compile(r"&(?:#[0-9]{1,7}|#x[0-9a-f]{1,6}|[a-z][a-z0-9]{1,31});", re.IGNORECASE)
 _TRAILING = ".,;:!?'\"*_~"
 

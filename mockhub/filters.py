@@ -62,7 +62,7 @@ HAS_KINDS: tuple[str, ...] = get_args(HasKind)
 def split_has(value: Any) -> Any:
     """`has` as a list: `"link,code"`, `["link", "code"]` and a repeated query parameter all say the same."""
     if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
+        return [v.strip().lower() for v in value.split(",") if v.strip()]
     if isinstance(value, (list, tuple)):
         return [v.strip() for item in value for v in (split_has(item) if isinstance(item, str) else [item])]
     return value

@@ -221,7 +221,7 @@ def test_has_filters_list_count_wait_stream_and_export(server: ThreadedHub, api:
     assert bodies(has="link,code") == ["Code 8765: https://app.example.com/go"]
     assert bodies(has="attachment") == ["Photo"]
     # Repeated, the values combine like a comma list (AND).
-    r = api.get("/calls", params=[("namespace", ns), ("has", "link"), ("has", "code")])
+    r = api.get("/calls", params=[("namespace", ns), ("has", "link"), ("has", "CODE")])
     assert [c["data"]["body"] for c in r.json()["calls"]] == ["Code 8765: https://app.example.com/go"]
     assert api.get("/calls/count", params={"namespace": ns, "has": "code"}).json() == {"count": 2}
     waited = api.get("/calls", params={"namespace": ns, "has": "attachment", "wait": 1}).json()
@@ -391,7 +391,8 @@ def test_link_rules() -> None:
     html = (
         '<a href="https://a.example/x?a=1&amp;b=2">x</a> see https://a.example/x?a=1&b=2. '
         "(https://b.example/p) <https://slack.example/x|label> [md](https://md.example/y) "
-        'href=\'myapp://open?x=1\' href="javascript:alert(1)" href="/relative" <img src="cid:logo"> '
+        'href=\'myapp://open?x=1\' href="mailto:help@example.com" href="javascript:alert(1)" '
+        'href="/relative" <img src="cid:logo"> '
         "https://c.example/wiki/Foo_(bar), and https://a.example/x?a=1&copy=2"
     )
     assert links_in([html]) == [
