@@ -210,8 +210,12 @@ def message_facts(service: str, data: dict[str, Any]) -> None:
         return
     texts = message_texts(service, data)
     if texts:
-        data["links"] = links_in(texts)
-        data["codes"] = codes_in(texts)
+        try:
+            links, codes = links_in(texts), codes_in(texts)
+        except Exception:  # reading links and codes must never cost a call its record
+            return
+        data["links"] = links
+        data["codes"] = codes
 
 
 def features_of(service: str, data: Mapping[str, Any]) -> frozenset[str]:

@@ -7,6 +7,7 @@ server; what is asserted is what the inspection API and the client give back.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import smtplib
 import threading
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from slack_sdk import WebClient
 from support import calls, extra_hub, later, new_namespace, own_fake_hub
 from telegram import Bot
@@ -582,3 +585,21 @@ def test_links_and_codes_are_in_the_record_file_and_read_for_older_records(tmp_p
         hub = MockHub(second.url, namespace="rec")
         assert hub.wait_for_code(to=PHONE) == "3141"
         assert [c.links for c in hub.calls(has="link")] == [["https://r.example.com"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(list("0123456789-<>&;:/ .AB")), max_size=300),
+        max_size=4,
+    )
+)
+def test_any_text_gives_lists_of_what_it_holds(texts: list[str]) -> None:
+    links, codes = links_in(texts), codes_in(texts)
+    assert all(isinstance(v, str) and v for v in links + codes)
+    assert len(set(links)) == len(links) and len(set(codes)) == len(codes)
+    # A code is digits and letters (and hyphens or one space) found in the texts, never made up.
+    joined = "\n".join(texts)
+    for code in codes:
+        assert code.replace("-", "").replace(" ", "").isalnum()
+        assert code in joined or html.unescape(code) in html.unescape(joined)
