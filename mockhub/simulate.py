@@ -142,7 +142,10 @@ class Simulator:
             errors = [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
             raise RequestValidationError(errors) from None
         where = SimulationContext(namespace, base_url)
-        sent = simulation.build(body, where)
+        try:
+            sent = simulation.build(body, where)
+        except ValueError as exc:  # what the model cannot say: a header value with a line break
+            raise ApiError(422, "invalid_request", str(exc)) from None
         url: str = body.url
         parts = urlsplit(url)
         call = Call(
@@ -250,9 +253,7 @@ def simulate_router(simulator: Simulator) -> APIRouter:
         if service is not None and service not in simulator.events:
             simulator.simulation(service, "")
         items = [
-            SimulationInfo(
-                service=name, event=event, description=sim.description, body=sim.body.model_json_schema()
-            )
+            SimulationInfo(service=name, event=event, description=sim.description, body=sim.body.model_json_schema())
             for name, events in simulator.events.items()
             if service in (None, name)
             for event, sim in events.items()

@@ -44,10 +44,12 @@ from mockhub.services.base import (
     Route,
     Service,
     ServiceContext,
+    Simulation,
     json_reply,
     route,
 )
 from mockhub.services.forms import FormPart, MultipartError, parse_multipart
+from mockhub.services.telegram_inbound import UpdateBody, update, webhook_reply
 from mockhub.services.telegram_markup import PARSE_MODES, EntityError, format_text
 
 __all__ = ["TelegramService"]
@@ -383,6 +385,16 @@ class TelegramService(Service):
             route("GET POST", "/bot{token}/{method}", self.answer, self.parse),
             route("GET", "/file/bot{token}/{file_path:path}", self.download, self.parse_download),
         ]
+
+    def simulations(self) -> dict[str, Simulation]:
+        return {
+            "update": Simulation(
+                "an Update POSTed to the bot's webhook (X-Telegram-Bot-Api-Secret-Token); a method answered is made",
+                UpdateBody,
+                update,
+                lambda body, where, delivery, answer: webhook_reply(self.name, body, where, delivery, answer),
+            )
+        }
 
     def reset(self, namespace: str | None) -> None:
         def forget(store: OrderedDict[Any, Any]) -> None:

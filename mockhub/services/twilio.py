@@ -340,7 +340,9 @@ class TwilioService(Service):
     def _inbound_sms(self, body: InboundSms, where: SimulationContext) -> Simulated:
         return inbound_sms(body, where, self.ctx.settings.twilio_auth_token)
 
-    def _twiml_reply(self, body: InboundSms, where: SimulationContext, delivery: Call, answer: ResponseRecord) -> list[Call]:
+    def _twiml_reply(
+        self, body: InboundSms, where: SimulationContext, delivery: Call, answer: ResponseRecord
+    ) -> list[Call]:
         """The TwiML's messages: recorded as outbound SMS, and stored so the Messages API lists them."""
         sent = twiml_messages(self.name, body, where, delivery, answer)
         now = time.time()

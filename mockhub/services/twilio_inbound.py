@@ -151,7 +151,7 @@ def twiml_messages(
         to = verb.get("to") or body.from_
         from_ = verb.get("from") or body.to
         sid = "SM" + uuid.uuid4().hex
-        form = {"To": to, "From": from_, "Body": text, **{"MediaUrl": u for u in media[:1]}}
+        form = [("To", to), ("From", from_), ("Body", text), *(("MediaUrl", u) for u in media)]
         sent.append(
             Call(
                 service=service,
