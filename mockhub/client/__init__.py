@@ -28,6 +28,8 @@ from mockhub.client.models import (
     FaultHit,
     Health,
     ResetResult,
+    SimulationAnswer,
+    SimulationResult,
     StubHit,
 )
 from mockhub.client.options import FaultOptions, MatchOptions, StubOptions
@@ -52,6 +54,8 @@ __all__ = [
     "MockHub",
     "MockHubError",
     "ResetResult",
+    "SimulationAnswer",
+    "SimulationResult",
     "StubHit",
     "StubOptions",
     "Urls",

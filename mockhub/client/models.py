@@ -31,6 +31,8 @@ __all__ = [
     "FaultHit",
     "Health",
     "ResetResult",
+    "SimulationAnswer",
+    "SimulationResult",
     "StubHit",
 ]
 
@@ -156,6 +158,46 @@ class ResetResult(BaseModel):
     calls: int
     faults: int
     stubs: int
+
+
+class SimulationAnswer(BaseModel):
+    """What the application answered a simulated event."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    status: int
+    headers: dict[str, str]
+    body: str
+    body_encoding: Literal["utf-8", "base64"] = "utf-8"
+    truncated: bool = False
+
+    @property
+    def content(self) -> bytes:
+        return _decode(self.body, self.body_encoding)
+
+    def parsed(self) -> Any:
+        """The answer's body as JSON (ValueError when it is not)."""
+        return jsonlib.loads(self.content)
+
+
+class SimulationResult(BaseModel):
+    """`POST /simulate/{service}/{event}`: what was delivered, and what the application answered."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    service: str
+    event: str
+    namespace: str
+    url: str
+    delivered: bool = Field(description="the application answered (any status); false: unreachable, timed out")
+    ok: bool = Field(description="delivered and answered 2xx")
+    status: int | None = None
+    answer: SimulationAnswer | None = None
+    error: str | None = None
+    call_id: str = Field(description="the recorded outbound call (`hub.call(call_id)`)")
+    caused: list[str] = Field(default_factory=list, description="calls the answer caused (TwiML replies)")
+    duration_ms: float = 0.0
+    data: dict[str, Any] = Field(default_factory=dict)
 
 
 # The one definition of the /calls filters in the client (to move to mockhub/filters.py).
