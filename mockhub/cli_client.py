@@ -474,16 +474,11 @@ def simulate(
 
     Exits 0 when the application answered 2xx, 1 otherwise (unreachable, timed out, refused, an error status).
     """
-    from mockhub.client import MockHubError
-
     payload = _simulation_body(body, fields or [])
     if target is not None:
         payload["url"] = target
     with _talking_to(url), _hub(url, namespace) as hub:
-        try:
-            result = hub.simulate(service, event, payload)
-        except MockHubError as exc:
-            _fail(f"{exc.code}: {exc.message}")
+        result = hub.simulate(service, event, payload)
     if as_json:
         _print_json(result.model_dump(mode="json"))
     elif result.answer is not None:

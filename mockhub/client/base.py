@@ -236,13 +236,13 @@ class _Base:
 
     # -- reading answers ---------------------------------------------------------------------------------
     def _simulate_args(
-        self, service: str, event: str, body: Mapping[str, Any] | None, fields: dict[str, Any]
+        self, service: str, event: str, given: Mapping[str, Any] | None, fields: dict[str, Any]
     ) -> tuple[str, dict[str, Any], dict[str, Any], float]:
         """(path, query, JSON body, HTTP timeout) of `POST /simulate/{service}/{event}`.
 
         `from_=` is the body's `from` (a Python keyword). The HTTP timeout outlasts the delivery's own.
         """
-        payload = {**(body or {}), **{("from" if k == "from_" else k): v for k, v in fields.items()}}
+        payload = {**(given or {}), **{("from" if k == "from_" else k): v for k, v in fields.items()}}
         path = f"/simulate/{quote(service, safe='')}/{quote(event, safe='')}"
         params = {"namespace": self.namespace} if self.namespace is not None else {}
         delivery = payload.get("timeout", 10.0)
