@@ -271,7 +271,7 @@ class AsyncMockHub(_Base):
             raise
         return True
 
-    # -- reset -------------------------------------------------------------------------------------------
+    # -- inbound simulation ------------------------------------------------------------------------------
     async def simulate(
         self, service: str, event: str, given: Mapping[str, Any] | None = None, /, **fields: Any
     ) -> SimulationResult:
@@ -292,6 +292,7 @@ class AsyncMockHub(_Base):
         answer = await self._request("GET", "/simulate", params=params)
         return list(answer["simulations"])
 
+    # -- reset -------------------------------------------------------------------------------------------
     async def reset(self) -> ResetResult:
         """Forget calls, faults and stubs (only this namespace's when the client has one)."""
         return self._reset_of(await self._request("POST", "/reset", params=self._params()))

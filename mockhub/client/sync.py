@@ -240,7 +240,7 @@ class MockHub(_Base):
             raise
         return True
 
-    # -- reset -------------------------------------------------------------------------------------------
+    # -- inbound simulation ------------------------------------------------------------------------------
     def simulate(
         self, service: str, event: str, given: Mapping[str, Any] | None = None, /, **fields: Any
     ) -> SimulationResult:
@@ -261,6 +261,7 @@ class MockHub(_Base):
         answer = self._request("GET", "/simulate", params=params)
         return list(answer["simulations"])
 
+    # -- reset -------------------------------------------------------------------------------------------
     def reset(self) -> ResetResult:
         """Forget calls, faults and stubs (only this namespace's when the client has one)."""
         return self._reset_of(self._request("POST", "/reset", params=self._params()))
