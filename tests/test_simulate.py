@@ -426,6 +426,35 @@ def test_a_method_answered_on_the_webhook_is_recorded(api: httpx.Client, app: Ap
     assert [c["id"] for c in found] == [sent["id"]]
 
 
+def test_the_names_other_clients_use(api: httpx.Client, app: App) -> None:
+    """`secret` for the signing secret, Slack's `user` / `channel`, an event's `type`, a bare `message`."""
+    body = {"url": app.url, "secret": SECRET, "type": "app_mention", "user": "U9", "channel": "C9", "text": "hey"}
+    assert simulate(api, "slack/event", body).json()["ok"]
+    assert _verified(app.last())
+    inner = json.loads(app.last().body)["event"]
+    assert (inner["type"], inner["user"], inner["channel"], inner["text"]) == ("app_mention", "U9", "C9", "hey")
+
+    assert simulate(
+        api, "twilio/inbound-sms", {"url": app.url, "secret": TOKEN, "from": USER, "to": APP_NUMBER}
+    ).json()["ok"]
+    seen = app.last()
+    assert RequestValidator(TOKEN).validate(seen.url, seen.form, seen.headers["X-Twilio-Signature"])
+
+    file = {"filename": "a.txt", "content": "hello", "type": "text/plain"}
+    body = {"url": app.url, "secret": "k", "from": "a@b.example", "to": "c@d.example", "attachments": [file]}
+    assert simulate(api, "mailgun/route", body).json()["ok"]
+    assert _mailgun_signed(app.last().form, "k") and app.last().files["attachment-1"] == (
+        "a.txt",
+        "text/plain",
+        b"hello",
+    )
+
+    message = {"message_id": 7, "date": 1700000000, "chat": {"id": 5, "type": "private"}, "text": "hi"}
+    assert simulate(api, "telegram/update", {"url": app.url, "message": message}).json()["ok"]
+    update = json.loads(app.last().body)
+    assert update["message"] == message and isinstance(update["update_id"], int)
+
+
 # -- errors, safety, the catalogue -------------------------------------------------------------------
 
 

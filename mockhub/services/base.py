@@ -17,7 +17,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -254,7 +254,8 @@ class SimulationBody(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an absolute http:// or https:// URL")
-        return value
+        # The URL as the request goes out (an empty path is `/`): signatures cover the URL the app sees.
+        return value if parts.path else urlunsplit(parts._replace(path="/"))
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ import secrets
 from email.message import EmailMessage
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from mockhub.services.base import SimulationBody
 
@@ -25,12 +25,16 @@ __all__ = ["EmailAttachment", "InboundEmail", "header_block", "mime_message", "r
 class EmailAttachment(BaseModel):
     """A file the email carries: `content` as text, or `content_base64` for bytes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     filename: str = Field(min_length=1)
     content: str | None = None
     content_base64: str | None = None
-    content_type: str = Field("application/octet-stream", pattern=r"^[\w.+-]+/[\w.+-]+$")
+    content_type: str = Field(
+        "application/octet-stream",
+        pattern=r"^[\w.+-]+/[\w.+-]+$",
+        validation_alias=AliasChoices("content_type", "type"),
+    )
     content_id: str | None = Field(None, description="an inline image's Content-ID (cid:), without <>")
 
     @model_validator(mode="after")

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from mockhub.journal import Call
 from mockhub.rules import Preset
@@ -69,7 +69,11 @@ def _bad(message: str, data: dict[str, Any], error: str) -> BadRequest:
 class RouteForward(InboundEmail):
     """An email matched by a route whose action is `forward("https://app/...")`, posted to that URL."""
 
-    signing_key: str = Field(min_length=1, description="the HTTP webhook signing key: signs timestamp + token")
+    signing_key: str = Field(
+        min_length=1,
+        validation_alias=AliasChoices("signing_key", "webhook_signing_key", "secret"),
+        description="the HTTP webhook signing key: signs timestamp + token",
+    )
     mime: bool = Field(False, description="the raw MIME form (a route URL ending in `mime`): `body-mime`")
     stripped_text: str | None = Field(None, description="stripped-text (default: the text)")
     stripped_signature: str = ""

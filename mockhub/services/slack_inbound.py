@@ -18,7 +18,7 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 import orjson
-from pydantic import Field
+from pydantic import AliasChoices, ConfigDict, Field, model_validator
 
 from mockhub.services.base import Simulated, SimulationBody, SimulationContext
 
@@ -28,15 +28,21 @@ _USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
 
 
 class _SlackBody(SimulationBody):
-    signing_secret: str = Field(min_length=1, description="the app's signing secret (signs X-Slack-Signature)")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    signing_secret: str = Field(
+        min_length=1,
+        validation_alias=AliasChoices("signing_secret", "secret"),
+        description="the app's signing secret (signs X-Slack-Signature); `secret` also names it",
+    )
     timestamp: int | None = Field(
         None, description="X-Slack-Request-Timestamp (default: now); an old one tests replay checks"
     )
     team_id: str = "T000"
     team_domain: str = "mockhub"
-    user_id: str = "U000"
+    user_id: str = Field("U000", validation_alias=AliasChoices("user_id", "user"))
     user_name: str = "mockhub-user"
-    channel_id: str = "C000"
+    channel_id: str = Field("C000", validation_alias=AliasChoices("channel_id", "channel"))
     channel_name: str = "general"
     api_app_id: str = "A000"
     token: str = Field("mockhub-verification-token", description="the legacy verification token")
@@ -74,6 +80,16 @@ class EventBody(_SlackBody):
     text: str = ""
     event: dict[str, Any] | None = Field(None, description="the whole inner event (replaces the built one)")
     challenge: str | None = Field(None, description="url_verification: the challenge (default: random)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _event_type_as_type(cls, value: Any) -> Any:
+        # `"type": "app_mention"` names the inner event: only the two envelope types are envelopes.
+        envelope = (None, "event_callback", "url_verification")
+        if isinstance(value, dict) and value.get("type") not in envelope and "event_type" not in value:
+            value = {**value, "event_type": value["type"]}
+            del value["type"]
+        return value
 
 
 def _signed(secret: str, timestamp: int | None, content: bytes, content_type: str) -> dict[str, str]:

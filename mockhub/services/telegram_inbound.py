@@ -13,7 +13,7 @@ import time
 from typing import Any, Literal
 
 import orjson
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mockhub.journal import Call, ResponseRecord
 from mockhub.services.base import Simulated, SimulationBody, SimulationContext
@@ -42,6 +42,15 @@ class UpdateBody(SimulationBody):
     username: str = "mockhub_user"
     first_name: str = "Mockhub"
     callback_data: str = Field("", description="callback_query: the pressed button's callback_data")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _message_as_update(cls, value: Any) -> Any:
+        # `"message": {...}` alone is the update's message, as in Telegram's own examples.
+        if isinstance(value, dict) and isinstance(value.get("message"), dict) and "update" not in value:
+            value = {k: v for k, v in value.items() if k != "message"} | {"update": {"message": value["message"]}}
+        return value
+
     bot_token: str = Field(
         "123456:mockhub", pattern=r"^[^/?#\s]+$", description="the bot's token: the path of a method it answers with"
     )

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 from urllib.parse import urlencode
 
-from pydantic import ConfigDict, Field
+from pydantic import AliasChoices, ConfigDict, Field
 
 from mockhub.journal import Call, ResponseRecord
 from mockhub.services.base import Simulated, SimulationBody, SimulationContext
@@ -39,7 +39,10 @@ class InboundSms(SimulationBody):
     to: str = Field(min_length=1, description="the application's Twilio number")
     body: str = Field("", max_length=1600, description="the message text")
     auth_token: str | None = Field(
-        None, min_length=1, description="signs X-Twilio-Signature (default: MOCKHUB_TWILIO_AUTH_TOKEN, else the env's)"
+        None,
+        min_length=1,
+        validation_alias=AliasChoices("auth_token", "secret"),
+        description="signs X-Twilio-Signature (default: MOCKHUB_TWILIO_AUTH_TOKEN, else the env's)",
     )
     account_sid: str = Field(DEFAULT_ACCOUNT, pattern=r"^AC[0-9a-fA-F]{32}$")
     message_sid: str | None = Field(None, description="default: a new SM... sid")
