@@ -74,6 +74,7 @@ class SimulationResult(BaseModel):
 class SimulationInfo(BaseModel):
     service: str
     event: str
+    aliases: list[str] = Field(description="other names the event answers to")
     description: str
     body: dict[str, Any] = Field(description="JSON schema of the event's body")
 
@@ -96,12 +97,17 @@ class Simulator:
     def __init__(self, services: list[Service], ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.events: dict[str, dict[str, Simulation]] = {}
-        self.services: dict[str, Service] = {}
+        # Every name an event answers to, normalised (lower case, `-` for `_`), by service.
+        self._aliases: dict[str, dict[str, tuple[str, Simulation]]] = {}
         for service in services:
             events = service.simulations()
             if events:
                 self.events[service.name] = events
-                self.services[service.name] = service
+                self._aliases[service.name] = {
+                    name.lower().replace("_", "-"): (event, sim)
+                    for event, sim in events.items()
+                    for name in (event, *sim.aliases)
+                }
         self._client: httpx.AsyncClient | None = None
 
     async def close(self) -> None:
@@ -109,15 +115,15 @@ class Simulator:
             await self._client.aclose()
             self._client = None
 
-    def simulation(self, service: str, event: str) -> Simulation:
-        """The declared event, or a 404 naming what exists."""
+    def simulation(self, service: str, event: str) -> tuple[str, Simulation]:
+        """The declared event (its own name, and it) by any of its names, or a 404 naming what exists."""
         events = self.events.get(service)
         if events is None:
             known = "; ".join(f"{name}: {', '.join(evs)}" for name, evs in sorted(self.events.items()))
             close = difflib.get_close_matches(service, self.events, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ApiError(404, "unknown_service", f"no simulations for service {service!r}{hint}; known: {known}")
-        found = events.get(event)
+        found = self._aliases[service].get(event.lower().replace("_", "-"))
         if found is None:
             close = difflib.get_close_matches(event, events, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -129,7 +135,7 @@ class Simulator:
         return found
 
     async def run(self, service: str, event: str, raw: bytes, namespace: str, base_url: str) -> SimulationResult:
-        simulation = self.simulation(service, event)
+        event, simulation = self.simulation(service, event)
         try:
             given = orjson.loads(raw or b"{}")
         except orjson.JSONDecodeError as exc:
@@ -253,7 +259,13 @@ def simulate_router(simulator: Simulator) -> APIRouter:
         if service is not None and service not in simulator.events:
             simulator.simulation(service, "")
         items = [
-            SimulationInfo(service=name, event=event, description=sim.description, body=sim.body.model_json_schema())
+            SimulationInfo(
+                service=name,
+                event=event,
+                aliases=list(sim.aliases),
+                description=sim.description,
+                body=sim.body.model_json_schema(),
+            )
             for name, events in simulator.events.items()
             if service in (None, name)
             for event, sim in events.items()

@@ -472,6 +472,24 @@ def test_unknown_services_and_events_name_what_exists(api: httpx.Client) -> None
 
 
 @pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("twilio/sms", {"from": USER, "to": APP_NUMBER}),
+        ("twilio/Inbound_SMS", {"from": USER, "to": APP_NUMBER}),
+        ("slack/block_actions", {"signing_secret": SECRET}),
+        ("sendgrid/inbound", {"from": "a@b.example", "to": "c@d.example"}),
+        ("mailgun/inbound-email", {"signing_key": "k", "from": "a@b.example", "to": "c@d.example"}),
+        ("telegram/message", {}),
+    ],
+)
+def test_events_answer_to_their_aliases(api: httpx.Client, app: App, path: str, body: dict[str, Any]) -> None:
+    result = simulate(api, path, {"url": app.url, **body}).json()
+    assert result["ok"], result
+    listed = {s["event"]: s["aliases"] for s in api.get("/simulate").json()["simulations"]}
+    assert path.split("/")[1].lower().replace("_", "-") in [result["event"], *listed[result["event"]]]
+
+
+@pytest.mark.parametrize(
     ("body", "where"),
     [
         ({"from": USER, "to": APP_NUMBER}, "url: Field required"),

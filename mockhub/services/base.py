@@ -289,6 +289,8 @@ class Simulation:
     body: type[SimulationBody]
     build: Callable[[Any, SimulationContext], Simulated]
     answered: Callable[[Any, SimulationContext, Call, ResponseRecord], list[Call]] | None = None
+    # Other names the event answers to (`inbound` for an email fake's one inbound event).
+    aliases: tuple[str, ...] = ()
 
 
 class AppUrl(BaseModel):

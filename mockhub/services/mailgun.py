@@ -163,6 +163,7 @@ class MailgunService(Service):
                 "an inbound email forwarded by a route to the application's URL, signed with the webhook signing key",
                 RouteForward,
                 route_forward,
+                aliases=("inbound", "inbound-email", "forward", "routes"),
             )
         }
 

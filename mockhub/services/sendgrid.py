@@ -137,6 +137,7 @@ class SendGridService(Service):
                 "an email received by Inbound Parse, posted as multipart/form-data (parsed fields or raw MIME)",
                 InboundParse,
                 inbound_parse,
+                aliases=("inbound", "inbound-email", "parse"),
             )
         }
 

@@ -220,9 +220,17 @@ class SlackService(Service):
                 "a block action, shortcut or modal submission (payload=), signed with the signing secret",
                 InteractionBody,
                 interaction,
+                aliases=("block-actions", "block-action", "interactivity", "action"),
             ),
-            "slash-command": Simulation("a slash command's form POST, signed", SlashCommandBody, slash_command),
-            "event": Simulation("an Events API event_callback (or url_verification), signed", EventBody, event),
+            "slash-command": Simulation(
+                "a slash command's form POST, signed", SlashCommandBody, slash_command, aliases=("command", "slash")
+            ),
+            "event": Simulation(
+                "an Events API event_callback (or url_verification), signed",
+                EventBody,
+                event,
+                aliases=("events", "event-callback"),
+            ),
         }
 
     def reset(self, namespace: str | None) -> None:

@@ -393,6 +393,7 @@ class TelegramService(Service):
                 UpdateBody,
                 update,
                 lambda body, where, delivery, answer: webhook_reply(self.name, body, where, delivery, answer),
+                aliases=("message", "webhook"),
             )
         }
 

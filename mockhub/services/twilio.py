@@ -334,6 +334,7 @@ class TwilioService(Service):
                 InboundSms,
                 self._inbound_sms,
                 self._twiml_reply,
+                aliases=("sms", "inbound-message", "incoming-sms"),
             )
         }
 
