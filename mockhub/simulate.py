@@ -30,7 +30,7 @@ from starlette.requests import Request
 
 from mockhub.api import ApiError, JSONOut
 from mockhub.journal import Call, ResponseRecord, new_id
-from mockhub.services.base import Service, ServiceContext, Simulation, SimulationContext
+from mockhub.services.base import Service, ServiceContext, Simulation, SimulationBody, SimulationContext
 
 if TYPE_CHECKING:
     import httpx
@@ -109,6 +109,7 @@ class Simulator:
                     for name in (event, *sim.aliases)
                 }
         self._client: httpx.AsyncClient | None = None
+        self._running: set[asyncio.Task[SimulationResult]] = set()
 
     async def close(self) -> None:
         if self._client is not None:
@@ -167,20 +168,34 @@ class Simulator:
             body=sent.body,
             data={**sent.data, "simulation": event, "url": url},
         )
+        # Its own task: a caller that hangs up mid-delivery does not cancel it, so it is still recorded.
+        task = asyncio.get_running_loop().create_task(self._deliver(event, simulation, body, where, call))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return await asyncio.shield(task)
+
+    async def _deliver(
+        self, event: str, simulation: Simulation, body: SimulationBody, where: SimulationContext, call: Call
+    ) -> SimulationResult:
+        """Check the target, send, record the delivery and what its answer caused, and say what happened."""
+        url = call.path
         started = time.perf_counter()
-        refusal = await self.ctx.outbound_refusal(url)
-        if refusal is not None:
-            call.data["error"] = refusal
-            self.ctx.journal.append(call)
-            raise ApiError(403, "target_refused", f"{refusal} (recorded as call {call.id})")
+        refusal: str | None = None
         truncated = False
         try:
+            # One bound for everything, the target's name resolution (the own-listener check) included.
             async with asyncio.timeout(body.timeout):
-                call.response, truncated = await self._send(call, body.timeout)
+                refusal = await self.ctx.outbound_refusal(url)
+                if refusal is None:
+                    call.response, truncated = await self._send(call, body.timeout)
         except TimeoutError:
             call.data["error"] = f"timed out: no complete answer within {body.timeout} s"
         except Exception as exc:  # an unreachable or broken target is recorded and answered, never raised
             call.data["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if refusal is not None:
+            call.data["error"] = refusal
+            self.ctx.journal.append(call)
+            raise ApiError(403, "target_refused", f"{refusal} (recorded as call {call.id})")
         if truncated:
             call.data["answer_truncated"] = True
         call.duration_ms = (time.perf_counter() - started) * 1000
@@ -210,9 +225,9 @@ class Simulator:
             )
         status = call.response.status if call.response is not None else None
         return SimulationResult(
-            service=service,
+            service=call.service,
             event=event,
-            namespace=namespace,
+            namespace=call.namespace,
             url=url,
             delivered=call.response is not None,
             ok=status is not None and 200 <= status < 300,

@@ -555,6 +555,15 @@ def test_a_slow_target_times_out_and_blocks_no_fake(api: httpx.Client, app: App,
     assert not result["delivered"] and "timed out" in result["error"] and 0.9 < result["duration_ms"] / 1000 < 2.5
 
 
+def test_a_caller_that_hangs_up_mid_delivery_loses_nothing(api: httpx.Client, app: App, ns: str) -> None:
+    app.delay = 1.0
+    body = {"url": app.url, "signing_secret": SECRET}
+    with pytest.raises(httpx.ReadTimeout):
+        api.post("/simulate/slack/event", json=body, params={"namespace": ns}, timeout=0.3)
+    [call] = wait_calls(api, 1, namespace=ns, service="slack", direction="outbound")
+    assert call["response"]["status"] == 200 and call["data"]["simulation"] == "event"
+
+
 class Garbage:
     """A target that answers bytes that are not HTTP, or an endless body."""
 
