@@ -481,12 +481,12 @@ def simulate(
         result = hub.simulate(service, event, payload)
     if as_json:
         _print_json(result.model_dump(mode="json"))
-    elif result.answer is not None:
+    elif result.response is not None:
         _say(f"{result.url} answered {result.status} in {result.duration_ms:.0f} ms (call {result.call_id})")
         if result.caused:
             _say(f"the answer caused {len(result.caused)} call(s): {', '.join(result.caused)}")
-        if result.answer.body:
-            _out(result.answer.body)
+        if result.response.body:
+            _out(result.response.body)
     if not result.delivered:
         _fail(f"not delivered to {result.url}: {result.error} (call {result.call_id})")
     if not result.ok:

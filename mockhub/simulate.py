@@ -42,13 +42,12 @@ MAX_ANSWER = 64 * 1024
 
 
 class AnswerOut(BaseModel):
-    """What the application answered."""
+    """What the application answered (as a call record's `response`)."""
 
     status: int
     headers: dict[str, str]
     body: str
     body_encoding: Literal["utf-8", "base64"] = Field(description="base64 when the body is not valid UTF-8")
-    truncated: bool = Field(False, description=f"the answer was longer than {MAX_ANSWER} bytes and was cut there")
 
 
 class SimulationResult(BaseModel):
@@ -61,7 +60,8 @@ class SimulationResult(BaseModel):
     delivered: bool = Field(description="the application answered (any HTTP status); false: unreachable, timed out")
     ok: bool = Field(description="delivered and answered 2xx")
     status: int | None = Field(description="the application's HTTP status")
-    answer: AnswerOut | None
+    response: AnswerOut | None = Field(description="the application's answer: status, headers, body")
+    truncated: bool = Field(False, description=f"the answer was longer than {MAX_ANSWER} bytes and was cut there")
     error: str | None = Field(description="why there is no answer (connection refused, timed out, not HTTP)")
     call_id: str = Field(description="the recorded outbound call (`GET /calls/{id}`)")
     caused: list[str] = Field(
@@ -221,7 +221,6 @@ class Simulator:
                 headers=call.response.headers,
                 body=text,
                 body_encoding=encoding,
-                truncated=truncated,
             )
         status = call.response.status if call.response is not None else None
         return SimulationResult(
@@ -232,7 +231,8 @@ class Simulator:
             delivered=call.response is not None,
             ok=status is not None and 200 <= status < 300,
             status=status,
-            answer=answer,
+            response=answer,
+            truncated=truncated,
             error=call.data.get("error"),
             call_id=call.id,
             caused=[c.id for c in caused],

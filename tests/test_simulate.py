@@ -107,7 +107,7 @@ def test_inbound_sms_is_signed_so_the_twilio_validator_accepts_it(api: httpx.Cli
     assert r.status_code == 200, r.text
     result = r.json()
     assert result["delivered"] and result["ok"] and result["status"] == 200
-    assert result["answer"]["body"] == "ok" and result["namespace"] == ns
+    assert result["response"]["body"] == "ok" and result["namespace"] == ns
 
     seen = app.last()
     assert seen.url == url and seen.method == "POST"
@@ -265,7 +265,7 @@ def test_a_slash_command(api: httpx.Client, app: App) -> None:
     app.content_type, app.body = "application/json", b'{"response_type": "ephemeral", "text": "Deploying"}'
     body = {"url": f"{app.url}/slack/commands", "signing_secret": SECRET, "command": "/deploy", "text": "api prod"}
     result = simulate(api, "slack/slash-command", body).json()
-    assert result["ok"] and json.loads(result["answer"]["body"])["text"] == "Deploying"
+    assert result["ok"] and json.loads(result["response"]["body"])["text"] == "Deploying"
     seen = app.last()
     assert _verified(seen)
     form = seen.form
@@ -292,7 +292,7 @@ def test_an_events_api_event_and_the_url_verification(api: httpx.Client, app: Ap
         "challenge": "the-challenge",
         "type": "url_verification",
     }
-    assert result["answer"]["body"] == "the-challenge"
+    assert result["response"]["body"] == "the-challenge"
 
     # An old timestamp: the verifier refuses it as a replay, as it would Slack's.
     body = {"url": app.url, "signing_secret": SECRET, "timestamp": int(time.time()) - 600, "event": {"type": "x"}}
@@ -597,7 +597,7 @@ def test_garbage_and_endless_answers(api: httpx.Client) -> None:
 
     endless = Garbage(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n", endless=True)
     result = simulate(api, "slack/event", {"url": f"http://127.0.0.1:{endless.port}/", "signing_secret": SECRET}).json()
-    assert result["ok"] and result["answer"]["truncated"] and len(result["answer"]["body"]) == 64 * 1024
+    assert result["ok"] and result["truncated"] and len(result["response"]["body"]) == 64 * 1024
     assert api.get(f"/calls/{result['call_id']}").json()["data"]["answer_truncated"] is True
     endless.sock.close()
 
@@ -653,8 +653,8 @@ def test_the_client_simulates_in_its_namespace(server: ThreadedHub, api: httpx.C
     app.content_type, app.body = "text/xml", b"<Response><Message>pong</Message></Response>"
     with MockHub(server.url, namespace=ns) as hub:
         result = hub.simulate("twilio", "inbound-sms", url=app.url, from_=USER, to=APP_NUMBER, body="ping")
-        assert result.ok and result.namespace == ns and result.answer is not None
-        assert b"pong" in result.answer.content
+        assert result.ok and result.namespace == ns and result.response is not None
+        assert b"pong" in result.response.content
         [reply] = hub.wait_for("twilio", to=USER, contains="pong")
         assert reply.id == result.caused[0] and reply.namespace == ns
         assert hub.call(result.call_id).data["body"] == "ping"

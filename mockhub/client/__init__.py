@@ -28,7 +28,6 @@ from mockhub.client.models import (
     FaultHit,
     Health,
     ResetResult,
-    SimulationAnswer,
     SimulationResult,
     StubHit,
 )
@@ -54,7 +53,6 @@ __all__ = [
     "MockHub",
     "MockHubError",
     "ResetResult",
-    "SimulationAnswer",
     "SimulationResult",
     "StubHit",
     "StubOptions",

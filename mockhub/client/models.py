@@ -31,7 +31,6 @@ __all__ = [
     "FaultHit",
     "Health",
     "ResetResult",
-    "SimulationAnswer",
     "SimulationResult",
     "StubHit",
 ]
@@ -160,26 +159,6 @@ class ResetResult(BaseModel):
     stubs: int
 
 
-class SimulationAnswer(BaseModel):
-    """What the application answered a simulated event."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    status: int
-    headers: dict[str, str]
-    body: str
-    body_encoding: Literal["utf-8", "base64"] = "utf-8"
-    truncated: bool = False
-
-    @property
-    def content(self) -> bytes:
-        return _decode(self.body, self.body_encoding)
-
-    def parsed(self) -> Any:
-        """The answer's body as JSON (ValueError when it is not)."""
-        return jsonlib.loads(self.content)
-
-
 class SimulationResult(BaseModel):
     """`POST /simulate/{service}/{event}`: what was delivered, and what the application answered."""
 
@@ -192,7 +171,8 @@ class SimulationResult(BaseModel):
     delivered: bool = Field(description="the application answered (any status); false: unreachable, timed out")
     ok: bool = Field(description="delivered and answered 2xx")
     status: int | None = None
-    answer: SimulationAnswer | None = None
+    response: CallResponse | None = Field(None, description="the application's answer (`.content`: its bytes)")
+    truncated: bool = Field(False, description="the answer was longer than mockhub reads (64 KiB) and was cut")
     error: str | None = None
     call_id: str = Field(description="the recorded outbound call (`hub.call(call_id)`)")
     caused: list[str] = Field(default_factory=list, description="calls the answer caused (TwiML replies)")

@@ -248,7 +248,7 @@ class MockHub(_Base):
 
         `hub.simulate("twilio", "inbound-sms", url=..., from_="+1555...", to=..., body="hi")`: signed as
         the provider signs it, recorded in this client's namespace; the result says what the application
-        answered (`ok`, `status`, `answer`) or why it could not (`error`). The body's fields are keyword
+        answered (`ok`, `status`, `response`) or why it could not (`error`). The body's fields are keyword
         arguments, or a mapping given third (positionally: a field may be named `body` or `payload`).
         Raises `MockHubError` for an unknown event (404), a bad body (422) or a target refused (403).
         """
