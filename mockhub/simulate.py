@@ -296,7 +296,7 @@ def simulate_router(simulator: Simulator) -> APIRouter:
         service: str,
         event: str,
         request: Request,
-        namespace: str = Query("default", description="the namespace the delivery is recorded in"),
+        namespace: str = Query("default", min_length=1, description="the namespace the delivery is recorded in"),
     ) -> JSONOut:
         """Deliver a provider's inbound event (signed as the provider signs it) to the application's `url`."""
         root = str(request.base_url).rstrip("/")
