@@ -19,12 +19,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from slack_sdk.signature import SignatureVerifier
-from support import extra_hub, free_port, wait_calls
+from support import extra_hub, free_port, own_fake_hub, wait_calls
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from werkzeug.datastructures import MultiDict
@@ -705,3 +706,49 @@ def test_the_cli_simulates(base_url: str, app: App) -> None:
     assert code == 1 and "unknown_event" in err
     code, _, err = cli("simulate", "slack", "event", "--json", "[1]", "--url", base_url)
     assert code == 2 and "JSON object" in err
+
+
+ACME = """
+from typing import Any
+
+from mockhub.journal import Call, ResponseRecord
+from mockhub.services.base import Service, Simulated, Simulation, SimulationBody, SimulationContext
+
+
+class Ping(SimulationBody):
+    word: str = "ping"
+
+
+class AcmeService(Service):
+    \"\"\"Acme: sends pings to applications.\"\"\"
+
+    name = "acme"
+
+    def simulations(self) -> dict[str, Simulation]:
+        return {"ping": Simulation("a ping", Ping, self.build, self.answered, aliases=("hello",))}
+
+    def build(self, body: Ping, where: SimulationContext) -> Simulated:
+        headers = {"content-type": "text/plain", "x-acme": where.namespace}
+        return Simulated(headers, body.word.encode(), {"word": body.word})
+
+    def answered(self, body: Ping, where: SimulationContext, delivery: Call, answer: ResponseRecord) -> list[Call]:
+        delivery.data["echo"] = answer.body.decode()
+        return [Call(service=self.name, method="PONG", path="/pong", namespace=where.namespace, data={"text": "pong"})]
+"""
+
+
+def test_a_fake_of_ones_own_declares_its_simulations(tmp_path: Path, app: App) -> None:
+    """The route is generic: a fake outside mockhub declares an event and /simulate serves it."""
+    app.body = b"heard you"
+    with own_fake_hub(tmp_path, "acme_sim", ACME, "AcmeService") as hub, httpx.Client(base_url=hub.url) as api:
+        result = simulate(api, "acme/hello", {"url": app.url, "word": "hi"}, "acme-ns").json()
+        assert result["ok"] and result["event"] == "ping", result
+        assert app.last().body == b"hi" and app.last().headers["X-Acme"] == "acme-ns"
+        delivery = api.get(f"/calls/{result['call_id']}").json()
+        assert delivery["data"] == {"word": "hi", "simulation": "ping", "url": app.url + "/", "echo": "heard you",
+                                    "caused": result["caused"]}  # fmt: skip
+        pong = api.get(f"/calls/{result['caused'][0]}").json()
+        assert (
+            pong["method"] == "PONG" and pong["namespace"] == "acme-ns" and pong["data"]["caused_by"] == delivery["id"]
+        )
+        assert api.get("/services/acme").json()["simulations"] == ["ping"]
