@@ -148,6 +148,20 @@ def test_inbound_mms_and_the_default_token(api: httpx.Client, app: App) -> None:
     assert seen.form["MediaContentType1"] == "application/pdf" and seen.form["FromCity"] == "SAN FRANCISCO"
 
 
+def test_an_inbound_sms_signed_with_a_shared_key(api: httpx.Client, app: App) -> None:
+    from twilio.request_validator import get_signature_algorithm
+
+    body = {"url": f"{app.url}/sms", "auth_token": "shared-secret", "from": USER, "to": APP_NUMBER, "body": "x"}
+    assert simulate(api, "twilio/inbound-sms", {**body, "algorithm": "HMAC_SHA256"}).json()["ok"]
+    seen = app.last()
+    settings = seen.headers["X-Twilio-Webhooks-Signature-Settings"]
+    assert settings == "key=webhooks_sharedkey_mockhub,algorithm=HMAC_SHA256"
+    algorithm = get_signature_algorithm(settings)
+    validator = RequestValidator("shared-secret")
+    assert validator.validate(seen.url, seen.form, seen.headers["X-Twilio-Signature"], algorithm)
+    assert not validator.validate(seen.url, seen.form, seen.headers["X-Twilio-Signature"])  # not SHA-1
+
+
 TWIML = b"""<?xml version="1.0" encoding="UTF-8"?>
 <Response>
   <Message>Thanks, you are unsubscribed.</Message>

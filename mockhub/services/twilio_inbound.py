@@ -10,16 +10,19 @@ outbound SMS of the Twilio fake, in the shape of one sent through the Messages A
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import uuid
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from pydantic import AliasChoices, ConfigDict, Field
 
 from mockhub.journal import Call, ResponseRecord
 from mockhub.services.base import Simulated, SimulationBody, SimulationContext
-from mockhub.services.twilio_callbacks import API_VERSION, sign
+from mockhub.services.twilio_callbacks import API_VERSION
 
 __all__ = ["DEFAULT_ACCOUNT", "DEFAULT_TOKEN", "InboundSms", "inbound_sms", "twiml_messages"]
 
@@ -54,6 +57,19 @@ class InboundSms(SimulationBody):
     params: dict[str, str] = Field(
         default_factory=dict, description="more parameters, or values replacing the built ones (FromCity=...)"
     )
+    algorithm: Literal["HMAC_SHA1", "HMAC_SHA256"] = Field(
+        "HMAC_SHA1",
+        description="HMAC_SHA256: signed with a Webhooks Rule's SharedKey (auth_token is its secret), "
+        "announced by X-Twilio-Webhooks-Signature-Settings",
+    )
+    shared_key_id: str = Field("webhooks_sharedkey_mockhub", description="the SharedKey's id in that header")
+
+
+def _signature(token: str, url: str, params: dict[str, str], algorithm: str) -> str:
+    """Twilio's request signature: HMAC of the URL plus each sorted name and value, base64."""
+    payload = url + "".join(name + params[name] for name in sorted(params))
+    digest = hashlib.sha256 if algorithm == "HMAC_SHA256" else hashlib.sha1
+    return base64.b64encode(hmac.new(token.encode(), payload.encode(), digest).digest()).decode()
 
 
 def _country(number: str) -> str:
@@ -95,11 +111,13 @@ def inbound_sms(body: InboundSms, where: SimulationContext, default_token: str |
     token = body.auth_token or default_token or DEFAULT_TOKEN
     headers = {
         "content-type": "application/x-www-form-urlencoded",
-        "x-twilio-signature": sign(token, body.url, params),
+        "x-twilio-signature": _signature(token, body.url, params, body.algorithm),
         "i-twilio-idempotency-token": str(uuid.uuid4()),
         "user-agent": "TwilioProxy/1.1",
         "accept": "*/*",
     }
+    if body.algorithm != "HMAC_SHA1":
+        headers["x-twilio-webhooks-signature-settings"] = f"key={body.shared_key_id},algorithm={body.algorithm}"
     data: dict[str, Any] = {
         "message_sid": sid,
         "account_sid": body.account_sid,
