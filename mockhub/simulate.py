@@ -153,7 +153,9 @@ class Simulator:
             sent = simulation.build(body, where)
         except ValueError as exc:  # what the model cannot say: a header value with a line break
             raise ApiError(422, "invalid_request", str(exc)) from None
-        url: str = body.url
+        url: str | None = sent.url or body.url
+        if not url:
+            raise ApiError(422, "invalid_request", "url: Field required")
         parts = urlsplit(url)
         call = Call(
             id=new_id("c_"),

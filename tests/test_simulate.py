@@ -470,6 +470,39 @@ def test_the_names_other_clients_use(api: httpx.Client, app: App) -> None:
     assert update["message"] == message and isinstance(update["update_id"], int)
 
 
+def test_an_update_goes_to_the_webhook_the_bot_set(server: ThreadedHub, api: httpx.Client, app: App, ns: str) -> None:
+    """python-telegram-bot sets its webhook (with a secret) on the fake; the update needs no url then."""
+    from telegram import Bot
+
+    token = "4242:bot-of-this-test"
+
+    async def set_it(bot: Bot) -> str:
+        assert await bot.set_webhook(f"{app.url}/tg-hook", secret_token="from_set_webhook")
+        return (await bot.get_webhook_info()).url
+
+    async def main() -> str:
+        async with Bot(token, base_url=f"{server.url}/ns/{ns}/bot") as bot:
+            return await set_it(bot)
+
+    assert asyncio.run(main()) == f"{app.url}/tg-hook"
+    result = simulate(api, "telegram/update", {"text": "hello bot"}, ns).json()
+    assert result["ok"] and result["url"] == f"{app.url}/tg-hook", result
+    assert app.last().headers["X-Telegram-Bot-Api-Secret-Token"] == "from_set_webhook"
+    assert json.loads(app.last().body)["message"]["text"] == "hello bot"
+
+    # Another namespace has no webhook: the url is then required.
+    r = simulate(api, "telegram/update", {"text": "x"}, ns + "-other")
+    assert r.status_code == 422 and "setWebhook" in r.json()["error"]["message"]
+
+    async def delete() -> None:
+        async with Bot(token, base_url=f"{server.url}/ns/{ns}/bot") as bot:
+            assert await bot.delete_webhook()
+            assert (await bot.get_webhook_info()).url == ""
+
+    asyncio.run(delete())
+    assert simulate(api, "telegram/update", {"text": "x"}, ns).status_code == 422
+
+
 # -- errors, safety, the catalogue -------------------------------------------------------------------
 
 

@@ -250,7 +250,9 @@ class SimulationBody(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:  # an event whose fake knows the target (Telegram's setWebhook) may leave it out
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an absolute http:// or https:// URL")
@@ -274,6 +276,8 @@ class Simulated:
     body: bytes
     data: dict[str, Any]
     method: str = "POST"
+    # The target, when the fake chose it (the webhook a bot set); else the body's `url`.
+    url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,10 @@ _MESSAGE_IDS = itertools.count(1)
 class UpdateBody(SimulationBody):
     """An update for a bot: a message from a user, an edit, a channel post or a button press."""
 
+    url: str | None = Field(  # type: ignore[assignment]
+        None, description="the bot's webhook (default: the one it set with setWebhook in this namespace)"
+    )
+
     secret_token: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9_-]{1,256}$",
@@ -51,12 +55,14 @@ class UpdateBody(SimulationBody):
             value = {k: v for k, v in value.items() if k != "message"} | {"update": {"message": value["message"]}}
         return value
 
-    bot_token: str = Field(
-        "123456:mockhub", pattern=r"^[^/?#\s]+$", description="the bot's token: the path of a method it answers with"
+    bot_token: str | None = Field(
+        None,
+        pattern=r"^[^/?#\s]+$",
+        description="the bot's token: whose setWebhook to use, the path of a method it answers with",
     )
 
 
-def update(body: UpdateBody, where: SimulationContext) -> Simulated:
+def update(body: UpdateBody, where: SimulationContext, url: str, secret_token: str | None) -> Simulated:
     now = int(time.time())
     if body.update is not None:
         payload = {"update_id": next(_UPDATE_IDS), **body.update}
@@ -88,8 +94,8 @@ def update(body: UpdateBody, where: SimulationContext) -> Simulated:
         else:
             payload[body.type] = message
     headers = {"content-type": "application/json"}
-    if body.secret_token:
-        headers["x-telegram-bot-api-secret-token"] = body.secret_token
+    if secret_token:
+        headers["x-telegram-bot-api-secret-token"] = secret_token
     inner: dict[str, Any] = next((v for k, v in payload.items() if k != "update_id" and isinstance(v, dict)), {})
     # A callback_query carries its message inside; the other kinds are the message.
     message_of: dict[str, Any] = inner["message"] if isinstance(inner.get("message"), dict) else inner
@@ -101,11 +107,11 @@ def update(body: UpdateBody, where: SimulationContext) -> Simulated:
         "text": message_of.get("text"),
         "update": payload,
     }
-    return Simulated(headers=headers, body=orjson.dumps(payload), data=data)
+    return Simulated(headers=headers, body=orjson.dumps(payload), data=data, url=url)
 
 
 def webhook_reply(
-    service: str, body: UpdateBody, where: SimulationContext, delivery: Call, answer: ResponseRecord
+    service: str, token: str, where: SimulationContext, delivery: Call, answer: ResponseRecord
 ) -> list[Call]:
     """The Bot API method a bot answered the webhook with (`{"method": ...}`), as the call Telegram makes."""
     if not 200 <= answer.status < 300 or "json" not in answer.headers.get("content-type", "").lower():
@@ -125,7 +131,7 @@ def webhook_reply(
         Call(
             service=service,
             method="POST",
-            path=f"/bot{body.bot_token}/{reply['method']}",
+            path=f"/bot{token}/{reply['method']}",
             namespace=where.namespace,
             direction="outbound",
             headers={"content-type": "application/json"},
