@@ -351,6 +351,8 @@ def test_sendgrid_inbound_parse_posts_the_parsed_fields(api: httpx.Client, app: 
     found = api.get("/calls", params={"namespace": ns, "to": "support@app.example", "subject": "ticket"}).json()
     assert [c["id"] for c in found["calls"]] == [result["call_id"]]
     assert found["calls"][0]["data"]["attachments"][0]["size"] == len(base64.b64decode(PNG))
+    served = api.get(f"/calls/{result['call_id']}/attachments/0")
+    assert served.status_code == 200 and served.content == base64.b64decode(PNG)
 
 
 def test_sendgrid_inbound_parse_raw(api: httpx.Client, app: App) -> None:
@@ -392,6 +394,9 @@ def test_mailgun_route_forward(api: httpx.Client, app: App, ns: str) -> None:
     assert seen.headers["Content-Type"].startswith("multipart/form-data")
     assert _mailgun_signed(seen.form, "key-sign") and seen.form["attachment-count"] == "1"
     assert seen.files["attachment-1"] == ("screen.png", "image/png", base64.b64decode(PNG))
+    delivery = api.get("/calls", params={"service": "mailgun", "direction": "outbound", "order": "desc", "limit": 1})
+    served = api.get(f"/calls/{delivery.json()['calls'][0]['id']}/attachments/0")
+    assert served.status_code == 200 and served.content == base64.b64decode(PNG)
 
     # The raw MIME form of a route URL ending in "mime".
     assert simulate(api, "mailgun/route", {"url": f"{app.url}/mime", "signing_key": "k", **EMAIL, "mime": True}).json()[

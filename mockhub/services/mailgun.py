@@ -30,6 +30,7 @@ from mockhub.journal import Call
 from mockhub.rules import Preset
 from mockhub.services.base import (
     AppUrl,
+    Attachment,
     BadRequest,
     Reply,
     Request,
@@ -266,6 +267,18 @@ class MailgunService(Service):
     def is_file(self, part: FormPart) -> bool:
         # `inline` files are listed apart, in `data.inline`: the attachment indexes count `attachment` parts.
         return part.name == "attachment"
+
+    def attachment(self, call: Call, index: int) -> Attachment | None:
+        if call.direction != "outbound":
+            return super().attachment(call, index)
+        # A simulated route forward (mockhub's own POST): its files are the `attachment-N` parts.
+        content_type = call.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            return None
+        files = [p for p in parse_multipart(content_type, call.body) if p.name.startswith("attachment-") and p.filename]
+        if not 0 <= index < len(files):
+            return None
+        return Attachment(files[index].value, files[index].content_type, files[index].filename)
 
     def parse_mime(self, request: Request) -> dict[str, Any]:
         self._authorize(request)
