@@ -476,6 +476,75 @@ def health(
         _out(f"ok: mockhub {body.get('version')} ({ports}), {body.get('calls', 0)} call(s)")
 
 
+def _simulation_body(text: str | None, fields: list[str]) -> dict[str, Any]:
+    """The event's body: `--json` (JSON text, `@file` or `-` for stdin), then each `--field KEY=VALUE`."""
+    body: dict[str, Any] = {}
+    if text is not None:
+        if text == "-":
+            text = sys.stdin.read()
+        elif text.startswith("@"):
+            try:
+                text = Path(text[1:]).read_text(encoding="utf-8")
+            except OSError as exc:
+                _fail(f"--json: cannot read {text[1:]}: {exc.strerror or exc}", 2)
+        try:
+            given = json.loads(text)
+        except ValueError as exc:
+            _fail(f"--json is not JSON: {exc}", 2)
+        if not isinstance(given, dict):
+            _fail("--json must be a JSON object", 2)
+        body.update(given)
+    for item in fields:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--field wants KEY=VALUE, not {item!r}", 2)
+        try:
+            body[key] = json.loads(value)  # numbers, true/false, lists and objects as JSON
+        except ValueError:
+            body[key] = value
+        if isinstance(body[key], int | float) and key in ("from", "to"):
+            body[key] = value  # a phone number stays text
+    return body
+
+
+def simulate(
+    service: Annotated[str, typer.Argument(help="the fake: twilio, slack, sendgrid, mailgun, telegram")],
+    event: Annotated[str, typer.Argument(help="the event: inbound-sms, interaction, slash-command, event, ...")],
+    body: Annotated[
+        str | None, typer.Option("--json", help="the event's body: JSON text, @file, or - for stdin")
+    ] = None,
+    fields: Annotated[
+        list[str] | None,
+        typer.Option("--field", "-F", help="KEY=VALUE added to the body (VALUE read as JSON if it is)"),
+    ] = None,
+    target: Annotated[str | None, typer.Option("--to-url", help="the application's URL (the body's `url`)")] = None,
+    url: Url = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="record in this namespace")] = None,
+    as_json: Annotated[bool, typer.Option("--print-json", help="print the whole result as JSON")] = False,
+) -> None:
+    """Deliver a provider's inbound event to your application (POST /simulate/SERVICE/EVENT).
+
+    Exits 0 when the application answered 2xx, 1 otherwise (unreachable, timed out, refused, an error status).
+    """
+    payload = _simulation_body(body, fields or [])
+    if target is not None:
+        payload["url"] = target
+    with _talking_to(url), _hub(url, namespace) as hub:
+        result = hub.simulate(service, event, payload)
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+    elif result.response is not None:
+        _say(f"{result.url} answered {result.status} in {result.duration_ms:.0f} ms (call {result.call_id})")
+        if result.caused:
+            _say(f"the answer caused {len(result.caused)} call(s): {', '.join(result.caused)}")
+        if result.response.body:
+            _out(result.response.body)
+    if not result.delivered:
+        _fail(f"not delivered to {result.url}: {result.error} (call {result.call_id})")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add the client commands to the `mockhub` command."""
     from mockhub.cli_rules import fault_app, stub_app
@@ -490,3 +559,4 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export)
     app.command("env")(env)
     app.command("health")(health)
+    app.command("simulate")(simulate)

@@ -36,6 +36,8 @@ from mockhub.transport import MockhubProtocol
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from mockhub.simulate import Simulator
+
 __all__ = ["Hub", "MockhubServer", "bind_socket", "run"]
 
 log = logging.getLogger("mockhub")
@@ -74,6 +76,9 @@ class Hub:
             raise FakesError(f"fakes: two fakes share a name: {sorted(n for n in names if names.count(n) > 1)}")
         self.router = Router(self.services)
         ctx.own_target = self._own_target
+        self.ctx = ctx
+        # `POST /simulate/...` (mockhub.simulate), made with the inspection API: it needs FastAPI.
+        self._simulator: Simulator | None = None
         # Stub files, replay and the JSONL sink; a bad file fails here, naming the file and entry.
         # Each fake's own stub reply fields: stub files (here) and POST /stubs are checked against them.
         self.stub_replies = {s.name: s.stub_reply for s in self.services}
@@ -122,6 +127,7 @@ class Hub:
         with self._api_lock:
             if self._api is None:
                 from mockhub.api import ApiState, create_api
+                from mockhub.simulate import Simulator, simulate_router
                 from mockhub.tls import tls_router
                 from mockhub.ui import ui_router
 
@@ -139,6 +145,8 @@ class Hub:
                     router = service.api_router()
                     if router is not None:
                         api.include_router(router)
+                self._simulator = Simulator(self.services, self.ctx)
+                api.include_router(simulate_router(self._simulator))
                 api.include_router(ui_router())
                 api.include_router(tls_router(self.authority))
                 self._api = api
@@ -219,6 +227,8 @@ class Hub:
     async def shutdown(self) -> None:
         for service in reversed(self.services):
             await service.stop()
+        if self._simulator is not None:
+            await self._simulator.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -28,6 +28,7 @@ from mockhub.client.models import (
     FaultHit,
     Health,
     ResetResult,
+    SimulationResult,
     StubHit,
 )
 from mockhub.client.options import FaultOptions, MatchOptions, StubOptions
@@ -52,6 +53,7 @@ __all__ = [
     "MockHub",
     "MockHubError",
     "ResetResult",
+    "SimulationResult",
     "StubHit",
     "StubOptions",
     "Urls",

@@ -16,7 +16,7 @@ import httpx
 from pydantic import ValidationError
 
 from mockhub.client.explain import explain_miss
-from mockhub.client.models import Call, CallFilters, Health, ResetResult
+from mockhub.client.models import Call, CallFilters, Health, ResetResult, SimulationResult
 from mockhub.client.options import FaultOptions, StubOptions, fault_spec, stub_spec
 from mockhub.client.urls import (
     Catalogue,
@@ -235,6 +235,23 @@ class _Base:
         return response.content
 
     # -- reading answers ---------------------------------------------------------------------------------
+    def _simulate_args(
+        self, service: str, event: str, given: Mapping[str, Any] | None, fields: dict[str, Any]
+    ) -> tuple[str, dict[str, Any], dict[str, Any], float]:
+        """(path, query, JSON body, HTTP timeout) of `POST /simulate/{service}/{event}`.
+
+        `from_=` is the body's `from` (a Python keyword). The HTTP timeout outlasts the delivery's own.
+        """
+        payload = {**(given or {}), **{("from" if k == "from_" else k): v for k, v in fields.items()}}
+        path = f"/simulate/{quote(service, safe='')}/{quote(event, safe='')}"
+        params = {"namespace": self.namespace} if self.namespace is not None else {}
+        delivery = payload.get("timeout", 10.0)
+        return path, params, payload, (float(delivery) if isinstance(delivery, int | float) else 10.0) + 10.0
+
+    @staticmethod
+    def _simulation_of(body: Any) -> SimulationResult:
+        return SimulationResult.model_validate(body)
+
     @staticmethod
     def _health_of(body: Any) -> Health:
         return Health.model_validate(body)

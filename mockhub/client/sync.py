@@ -11,7 +11,7 @@ import httpx
 
 from mockhub.client.base import _EXPORT_TIMEOUT, _STREAM_TIMEOUT, MockHubError, _Base, _error, _lenient, _Sse
 from mockhub.client.base import _spec_json as spec_json
-from mockhub.client.models import ActiveFault, ActiveStub, Call, CallFilters, Health, ResetResult
+from mockhub.client.models import ActiveFault, ActiveStub, Call, CallFilters, Health, ResetResult, SimulationResult
 from mockhub.client.options import FaultOptions, StubOptions
 from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
 
@@ -290,6 +290,27 @@ class MockHub(_Base):
                 return False
             raise
         return True
+
+    # -- inbound simulation ------------------------------------------------------------------------------
+    def simulate(
+        self, service: str, event: str, given: Mapping[str, Any] | None = None, /, **fields: Any
+    ) -> SimulationResult:
+        """Deliver a provider's inbound event to the application (`POST /simulate/{service}/{event}`).
+
+        `hub.simulate("twilio", "inbound-sms", url=..., from_="+1555...", to=..., body="hi")`: signed as
+        the provider signs it, recorded in this client's namespace; the result says what the application
+        answered (`ok`, `status`, `response`) or why it could not (`error`). The body's fields are keyword
+        arguments, or a mapping given third (positionally: a field may be named `body` or `payload`).
+        Raises `MockHubError` for an unknown event (404), a bad body (422) or a target refused (403).
+        """
+        path, params, payload, timeout = self._simulate_args(service, event, given, fields)
+        return self._simulation_of(self._request("POST", path, params=params, json=payload, timeout=timeout))
+
+    def simulations(self, service: str | None = None) -> list[dict[str, Any]]:
+        """The inbound events the fakes can deliver (`GET /simulate`), each with its body's JSON schema."""
+        params = {"service": service} if service is not None else {}
+        answer = self._request("GET", "/simulate", params=params)
+        return list(answer["simulations"])
 
     # -- reset -------------------------------------------------------------------------------------------
     def reset(self) -> ResetResult:

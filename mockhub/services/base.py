@@ -17,14 +17,14 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mockhub.faults import TRANSPORTS
 from mockhub.filters import FIELDS, MESSAGES, DataFields
-from mockhub.journal import SUMMARIES, Call, Journal, default_summary
+from mockhub.journal import SUMMARIES, Call, Journal, ResponseRecord, default_summary
 from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
 from mockhub.services.forms import FormPart, parse_multipart
 from mockhub.tls import Authority
@@ -45,6 +45,10 @@ __all__ = [
     "Service",
     "ServiceContext",
     "ServiceInfo",
+    "Simulated",
+    "Simulation",
+    "SimulationBody",
+    "SimulationContext",
     "email_summary",
     "json_reply",
     "route",
@@ -233,6 +237,66 @@ class ServiceContext:
         )
 
 
+# -- inbound simulation: what a provider sends to an application (`POST /simulate/{service}/{event}`) ----
+
+
+class SimulationBody(BaseModel):
+    """The fields every simulated event takes; each event's model adds its own (the provider's parameters)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="the application's URL the event is delivered to (http or https)")
+    timeout: float = Field(10.0, gt=0, le=120, description="seconds the whole delivery may take")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:  # an event whose fake knows the target (Telegram's setWebhook) may leave it out
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        # The URL as the request goes out (an empty path is `/`): signatures cover the URL the app sees.
+        return value if parts.path else urlunsplit(parts._replace(path="/"))
+
+
+@dataclass(slots=True)
+class SimulationContext:
+    """Where a simulated event happens: its namespace and mockhub's root for it (a `response_url` back)."""
+
+    namespace: str
+    base_url: str
+
+
+@dataclass(slots=True)
+class Simulated:
+    """The HTTP request a simulated event sends: headers and body as the provider sends them, `data` to record."""
+
+    headers: dict[str, str]
+    body: bytes
+    data: dict[str, Any]
+    method: str = "POST"
+    # The target, when the fake chose it (the webhook a bot set); else the body's `url`.
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """One inbound event a fake delivers: its body model, how the request is built, what the answer causes.
+
+    `build` turns the validated body into the signed request. `answered` (optional) reads the
+    application's answer (status, headers, body) and returns calls it caused, recorded after the
+    delivery (Twilio: each TwiML `<Message>` becomes an outbound SMS).
+    """
+
+    description: str
+    body: type[SimulationBody]
+    build: Callable[[Any, SimulationContext], Simulated]
+    answered: Callable[[Any, SimulationContext, Call, ResponseRecord], list[Call]] | None = None
+    # Other names the event answers to (`inbound` for an email fake's one inbound event).
+    aliases: tuple[str, ...] = ()
+
+
 class AppUrl(BaseModel):
     """A URL an application is pointed at: `path` below the namespace root (`{base}`)."""
 
@@ -297,6 +361,9 @@ class ServiceInfo(BaseModel):
     presets: list[str] = Field(description="the fault presets this fake answers in its provider's shape")
     stub_reply: dict[str, Any] | None = Field(description="JSON schema of this fake's fields of a stub's `reply`")
     raw_content_type: str | None = Field(description="content type of `GET /calls/{id}/raw` (else the request's)")
+    simulations: list[str] = Field(
+        default_factory=list, description="inbound events `POST /simulate/{service}/{event}` delivers to an application"
+    )
 
 
 def email_summary(call: Call) -> str:
@@ -390,6 +457,7 @@ class Service:
             presets=list(self.presets),
             stub_reply=stub_schema,
             raw_content_type=self.raw_content_type,
+            simulations=list(self.simulations()),
         )
 
     def routes(self) -> list[Route]:
@@ -450,6 +518,10 @@ class Service:
     def api_router(self) -> APIRouter | None:
         """Inspection routes of this fake's own (an email's attachments), added to the inspection API."""
         return None
+
+    def simulations(self) -> dict[str, Simulation]:
+        """The inbound events this fake can deliver to an application (`POST /simulate/{name}/{event}`)."""
+        return {}
 
 
 _PLAIN_PRESETS: dict[str, tuple[int, str]] = {
