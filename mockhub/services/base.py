@@ -108,6 +108,8 @@ class Reply:
     stream: AsyncIterator[bytes] | None = None
     # Work to do after the answer is sent (Twilio status callbacks), run as a task.
     after: Callable[[], Coroutine[Any, Any, None]] | None = None
+    # Seconds to hold a plain answer before it is recorded and sent (an LLM's generation time).
+    wait: float = 0.0
 
 
 def json_reply(obj: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Reply:
