@@ -26,6 +26,7 @@ from mockhub.services.base import (
     json_reply,
     route,
 )
+from mockhub.usage import Billed
 
 __all__ = ["AnthropicService"]
 
@@ -82,9 +83,28 @@ class AnthropicService(Service):
         EnvVar(name="ANTHROPIC_API_KEY", value="sk-ant-mockhub"),
     )
 
+    # Published list prices (USD per million tokens) when this was written: an estimate.
+    prices = llm.prices(
+        {
+            "claude-opus-4-5": (5.00, 25.00),
+            "claude-opus-4": (15.00, 75.00),
+            "claude-sonnet-4": (3.00, 15.00),
+            "claude-haiku-4": (1.00, 5.00),
+            "claude-3-7-sonnet": (3.00, 15.00),
+            "claude-3-5-sonnet": (3.00, 15.00),
+            "claude-3-5-haiku": (0.80, 4.00),
+            "claude-3-opus": (15.00, 75.00),
+            "claude-3-haiku": (0.25, 1.25),
+        }
+    )
+
     @classmethod
     def summarize(cls, call: Call) -> str:
         return llm.summary(call)
+
+    @classmethod
+    def usage(cls, call: Call) -> Billed | None:
+        return llm.billed(call) if call.path.endswith("/v1/messages") else None
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)

@@ -28,6 +28,7 @@ from mockhub.journal import SUMMARIES, Call, Journal, default_summary
 from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
 from mockhub.services.forms import FormPart, parse_multipart
 from mockhub.tls import Authority
+from mockhub.usage import Billed, ModelPrice
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -331,6 +332,8 @@ class Service:
     # This fake's own fields of a stub's `reply` (beside the common ones of `StubReply`), if any.
     stub_reply: ClassVar[type[BaseModel] | None] = None
     raw_content_type: ClassVar[str | None] = None
+    # What its models cost (USD per million tokens), by model or start of model names: `GET /usage`'s estimate.
+    prices: ClassVar[Mapping[str, ModelPrice]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -348,6 +351,11 @@ class Service:
     def summarize(cls, call: Call) -> str:
         """One line telling what `call` was (the UI's list, the CLI's table, failure messages)."""
         return default_summary(call)
+
+    @classmethod
+    def usage(cls, call: Call) -> Billed | None:
+        """What `call` was billed for (model, tokens), for `GET /usage`; None: nothing (the default)."""
+        return None
 
     def info(self) -> ServiceInfo:
         """This fake's facts, for `GET /services`."""

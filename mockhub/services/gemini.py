@@ -34,6 +34,7 @@ from mockhub.services.base import (
     scope_header,
 )
 from mockhub.services.tokens import Tokenizer
+from mockhub.usage import Billed
 
 __all__ = ["GeminiService"]
 
@@ -177,9 +178,32 @@ class GeminiService(Service):
     secret_headers = ("x-goog-api-key",)
     secret_params = ("key",)  # `?key=` is the API key too
 
+    # Published list prices (USD per million tokens, prompts up to 200k tokens) when this was written.
+    prices = llm.prices(
+        {
+            "gemini-2.5-pro": (1.25, 10.00),
+            "gemini-2.5-flash": (0.30, 2.50),
+            "gemini-2.5-flash-lite": (0.10, 0.40),
+            "gemini-2.0-flash": (0.10, 0.40),
+            "gemini-2.0-flash-lite": (0.075, 0.30),
+            "gemini-1.5-pro": (1.25, 5.00),
+            "gemini-1.5-flash": (0.075, 0.30),
+            "gemini-embedding-001": (0.15, 0.0),
+            "text-embedding-004": (0.0, 0.0),
+        }
+    )
+
     @classmethod
     def summarize(cls, call: Call) -> str:
         return llm.summary(call)
+
+    @classmethod
+    def usage(cls, call: Call) -> Billed | None:
+        if call.path.endswith((":embedContent", ":batchEmbedContents")):
+            return llm.billed(call, embedding=True)
+        if call.path.endswith((":generateContent", ":streamGenerateContent")):
+            return llm.billed(call)
+        return None
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)

@@ -32,6 +32,7 @@ from mockhub.journal import Call, default_summary
 from mockhub.rules import StubHit, StubReply
 from mockhub.services.tokens import APPROX, Tokenizer
 from mockhub.settings import LlmJitter, LlmSeed, LlmTokensPerS, LlmTtftMs
+from mockhub.usage import Billed, ModelPrice
 
 if TYPE_CHECKING:
     from mockhub.settings import Settings
@@ -499,6 +500,33 @@ def bearer(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None
     return token.strip() or None
+
+
+def billed(call: Call, embedding: bool = False) -> Billed | None:
+    """What an answered LLM call was billed for (`GET /usage`): the usage its answer reported.
+
+    Counted: calls the fake answered with 2xx, streams included (a stream cut short was still generated).
+    Not counted: refused requests, fault answers, raw `response` stubs (no `reply` was made) and stubs
+    that did not fit the request. `embedding`: an embeddings call, billed for its input alone.
+    """
+    response = call.response
+    if response is None or not 200 <= response.status < 300:
+        return None
+    data = call.data
+    usage, model = data.get("usage"), data.get("model")
+    if not isinstance(usage, dict) or not isinstance(model, str):
+        return None
+    if not embedding and "reply" not in data:
+        return None
+    tokens_in, tokens_out = usage.get("input_tokens"), usage.get("output_tokens", 0)
+    if not isinstance(tokens_in, int) or not isinstance(tokens_out, int):
+        return None
+    return Billed(model, tokens_in, 0 if embedding else tokens_out)
+
+
+def prices(table: dict[str, tuple[float, float]]) -> dict[str, ModelPrice]:
+    """A fake's price table from `{model: (input, output)}` in USD per million tokens."""
+    return {model: ModelPrice(input=i, output=o) for model, (i, o) in table.items()}
 
 
 def summary(call: Call) -> str:

@@ -36,6 +36,7 @@ from mockhub.services.openai_wire import (
     tool_choice,
     tool_texts,
 )
+from mockhub.usage import Billed
 
 __all__ = ["OpenAIService"]
 
@@ -106,9 +107,42 @@ class OpenAIService(Service):
     )
     secret_headers = ("openai-organization", "openai-project")
 
+    # Published list prices (USD per million tokens, standard tier) when this was written: an estimate.
+    prices = llm.prices(
+        {
+            "gpt-4o": (2.50, 10.00),
+            "gpt-4o-mini": (0.15, 0.60),
+            "gpt-4.1": (2.00, 8.00),
+            "gpt-4.1-mini": (0.40, 1.60),
+            "gpt-4.1-nano": (0.10, 0.40),
+            "gpt-5": (1.25, 10.00),
+            "gpt-5-mini": (0.25, 2.00),
+            "gpt-5-nano": (0.05, 0.40),
+            "gpt-4-turbo": (10.00, 30.00),
+            "gpt-4": (30.00, 60.00),
+            "gpt-3.5-turbo": (0.50, 1.50),
+            "o1": (15.00, 60.00),
+            "o1-mini": (1.10, 4.40),
+            "o3": (2.00, 8.00),
+            "o3-mini": (1.10, 4.40),
+            "o4-mini": (1.10, 4.40),
+            "text-embedding-3-small": (0.02, 0.0),
+            "text-embedding-3-large": (0.13, 0.0),
+            "text-embedding-ada-002": (0.10, 0.0),
+        }
+    )
+
     @classmethod
     def summarize(cls, call: Call) -> str:
         return llm.summary(call)
+
+    @classmethod
+    def usage(cls, call: Call) -> Billed | None:
+        if call.path.endswith("/embeddings"):
+            return llm.billed(call, embedding=True)
+        if call.path.endswith(("/chat/completions", "/responses")):
+            return llm.billed(call)
+        return None
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
