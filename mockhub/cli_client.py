@@ -21,6 +21,7 @@ import typer
 
 if TYPE_CHECKING:
     from mockhub.client import Call, CallFilters, MockHub
+    from mockhub.usage import UsageTotals
 
 __all__ = ["register"]
 
@@ -293,15 +294,15 @@ def usage(
         _print_json(found.model_dump(mode="json"))
         return
     headers = ["SERVICE", "MODEL", "REQUESTS", "INPUT", "OUTPUT", "TOTAL", "COST USD"]
+
+    def counts(t: UsageTotals) -> list[str]:
+        return [str(t.requests), str(t.input_tokens), str(t.output_tokens), str(t.total_tokens)]
+
     rows = [
-        [r.service, r.model, str(r.requests), str(r.input_tokens), str(r.output_tokens), str(r.total_tokens)]
-        + [f"{r.cost_usd:.6f}" if r.price is not None else "no price"]
+        [r.service, r.model, *counts(r), f"{r.cost_usd:.6f}" if r.price is not None else "no price"]
         for r in found.models
     ]
-    rows.append(
-        ["total", "", str(found.requests), str(found.input_tokens), str(found.output_tokens), str(found.total_tokens)]
-        + [f"{found.cost_usd:.6f}"]
-    )
+    rows.append(["total", "", *counts(found), f"{found.cost_usd:.6f}"])
     _table(headers, rows)
 
 
