@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -201,3 +202,42 @@ def test_jitter_with_a_seed_repeats() -> None:
     assert plain.waits(tokens) == [0.2, 0.0, 0.02, 0.0, 0.04, 0.02, 0.0]
     assert plain.total(101) == pytest.approx(2.2)
     assert Timing().waits(tokens) == [0.0] * len(tokens) and Timing().total(100) == 0
+
+
+def test_timing_on_the_stub_itself_from_the_api_the_client_and_a_stub_file(
+    server: ThreadedHub, ns: str, tmp_path: Path
+) -> None:
+    # POST /stubs with timing beside the reply, or alone (then the default answer is paced).
+    stub = {"service": "anthropic", "match": {"namespace": ns}, "ttft_ms": 150, "tokens_per_s": 1000}
+    added = httpx.post(f"{server.url}/stubs", json=stub)
+    assert added.status_code == 201, added.text
+    assert added.json()["ttft_ms"] == 150 and added.json()["reply"] == {
+        "content": None,
+        "tool_calls": [],
+        "finish_reason": None,
+    }
+    claude = anthropic.Anthropic(base_url=f"{server.url}/ns/{ns}", api_key="sk-ant", max_retries=0)
+    start = time.perf_counter()
+    message = claude.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=ASK)
+    assert time.perf_counter() - start >= 0.14
+    assert message.content[0].type == "text" and message.content[0].text == "mock reply to: status?"
+
+    # The client's keyword options; a reply's own field wins over the stub's.
+    hub = MockHub(server.url, namespace=ns)
+    hub.clear_stubs()
+    with hub.stub("openai", sequence=[{"content": "a"}, {"content": "b", "ttft_ms": 0}], ttft_ms=150):
+        client = oai(f"{server.url}/ns/{ns}")
+        start = time.perf_counter()
+        assert client.chat.completions.create(model="gpt-4o", messages=ASK).choices[0].message.content == "a"
+        assert time.perf_counter() - start >= 0.14
+        start = time.perf_counter()
+        assert client.chat.completions.create(model="gpt-4o", messages=ASK).choices[0].message.content == "b"
+    assert httpx.post(f"{server.url}/stubs", json={"service": "openai", "ttft_ms": -1}).status_code == 422
+
+    # A stub file entry of timing alone is a stub.
+    (tmp_path / "slow.yaml").write_text("- {service: openai, ttft_ms: 150}\n")
+    with extra_hub(stubs=tmp_path) as running:
+        start = time.perf_counter()
+        answer = oai(running.url).chat.completions.create(model="gpt-4o", messages=ASK)
+        assert time.perf_counter() - start >= 0.14
+        assert answer.choices[0].message.content == "mock reply to: status?"

@@ -350,11 +350,14 @@ class Timing:
 
     @classmethod
     def of(cls, settings: Settings, hit: StubHit | None) -> Timing:
-        """The settings' timing, with what the stub's reply says over it."""
+        """The settings' timing, with the stub's over it, and its reply's over that."""
         given = (hit.reply.model_extra or {}) if hit is not None and hit.reply is not None else {}
+        spec = hit.rule.spec if hit is not None else None
 
         def pick(name: str, default: Any) -> Any:
             value = given.get(name)
+            if value is None and spec is not None:
+                value = getattr(spec, name)
             return default if value is None else value
 
         return cls(
