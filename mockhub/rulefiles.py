@@ -93,7 +93,8 @@ def _entries(file: Path, content: Any) -> list[tuple[str, str, dict[str, Any]]]:
         else:
             raise RecordingError(
                 f"{file}: entry {i}: cannot tell a stub from a fault: a stub has 'reply', 'response', "
-                "'sequence' (or LLM timing alone: 'ttft_ms', 'tokens_per_s'); a fault has 'action' or 'preset' (or use the 'stubs:' / 'faults:' form)"
+                "'sequence' (or LLM timing alone: 'ttft_ms', 'tokens_per_s'); a fault has 'action' or 'preset' "
+                "(or use the 'stubs:' / 'faults:' form)"
             )
     return found
 

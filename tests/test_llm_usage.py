@@ -334,3 +334,30 @@ def test_the_usage_command(server: ThreadedHub, ns: str) -> None:
     counts = [answer.usage.prompt_tokens, answer.usage.completion_tokens, answer.usage.total_tokens]
     assert lines[1].split()[:6] == ["openai", "gpt-4o", "1", *map(str, counts)]
     assert lines[-1].split()[0] == "total"
+
+
+def test_langchain_usage_metadata_adds_up_to_get_usage(server: ThreadedHub, ns: str) -> None:
+    from langchain_anthropic import ChatAnthropic
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(model="gpt-4o", base_url=f"{server.url}/ns/{ns}/v1", api_key="sk-test", max_retries=0)  # type: ignore[arg-type]
+    claude_chat = ChatAnthropic(
+        model="claude-haiku-4-5",  # type: ignore[call-arg]
+        base_url=f"{server.url}/ns/{ns}",
+        api_key="sk-ant-test",  # type: ignore[arg-type]
+        max_retries=0,
+    )
+    seen = []
+    for message in (chat.invoke("what broke?"), claude_chat.invoke("what broke?")):
+        assert message.usage_metadata is not None
+        seen.append(message.usage_metadata)
+    streamed = None
+    for chunk in chat.stream("and why?", stream_usage=True):
+        streamed = chunk if streamed is None else streamed + chunk
+    assert streamed is not None and streamed.usage_metadata is not None
+    seen.append(streamed.usage_metadata)
+    usage = MockHub(server.url, namespace=ns).usage()
+    assert usage.requests == 3
+    assert usage.input_tokens == sum(s["input_tokens"] for s in seen)
+    assert usage.output_tokens == sum(s["output_tokens"] for s in seen)
+    assert usage.total_tokens == sum(s["total_tokens"] for s in seen)

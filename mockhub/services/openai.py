@@ -309,7 +309,12 @@ class OpenAIService(Service):
         created = int(time.time())
         usage = _chat_usage(reply, sum(r.output_tokens for r in replies))
         timing = llm.Timing.of(self.ctx.settings, request.stub)
-        headers = [("x-request-id", llm.random_id("req_", 16)), ("openai-processing-ms", "1")]
+        # A plain answer is held its generation time; the header says how long, as OpenAI's does.
+        wait = 0.0 if data["stream"] else timing.total(usage["completion_tokens"])
+        headers = [
+            ("x-request-id", llm.random_id("req_", 16)),
+            ("openai-processing-ms", str(max(1, round(wait * 1000)))),
+        ]
         if not data["stream"]:
             choices = []
             for index, (one, one_finish) in enumerate(zip(replies, finishes, strict=True)):
@@ -336,7 +341,7 @@ class OpenAIService(Service):
                 "system_fingerprint": FINGERPRINT,
             }
             answer = json_reply(obj, headers=headers)
-            answer.wait = timing.total(usage["completion_tokens"])
+            answer.wait = wait
             return answer
 
         options = body.get("stream_options")

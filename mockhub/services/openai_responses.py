@@ -192,10 +192,11 @@ def respond(request: Request, tokens: Tokenizer, timing: llm.Timing) -> Reply:
             "user": None,
         }
 
-    headers = [("x-request-id", llm.random_id("req_", 16)), ("openai-processing-ms", "1")]
+    wait = 0.0 if data["stream"] else timing.total(reply.output_tokens)
+    headers = [("x-request-id", llm.random_id("req_", 16)), ("openai-processing-ms", str(max(1, round(wait * 1000))))]
     if not data["stream"]:
         answer = json_reply(response(status, output, True), headers=headers)
-        answer.wait = timing.total(reply.output_tokens)
+        answer.wait = wait
         return answer
 
     frames = llm.Frames()
