@@ -331,6 +331,7 @@ class HttpPipeline:
             # The client gave up while the answer was being "generated": record what it experienced.
             call.duration_ms = (time.perf_counter() - started) * 1000
             call.data["timing"] = f"the client left after {call.duration_ms:.0f} ms of the {reply.wait:.3f} s wait"
+            call.invalidate()
             self.journal.append(call)
             return
         service.finish(reply)

@@ -1,7 +1,8 @@
-"""What the LLM fakes (OpenAI, Anthropic) share: one view of a conversation, reply selection (a stub's
-scripted reply or the deterministic default), token counts, stream pacing, SSE frames, embeddings and
-API-key checks. Each provider module only translates its wire format to and from these types, so the
-matching and reply logic exists once.
+"""What the LLM fakes (OpenAI, Anthropic, Gemini) share: one view of a conversation, reply selection (a
+stub's scripted reply or the deterministic default), token counts (`tokens.py`), timing (`Timing`: time
+to first token, tokens per second), SSE frames, billed usage (`billed`), embeddings and API-key checks.
+Each provider module only translates its wire format to and from these types, so the matching and
+reply logic exists once.
 
 The `data` fields every LLM call records (stubs can match them with `match.data`):
 `model`, `messages`, `stream`, `tools`, `max_tokens`, `last_user_message` (the text of the last user
@@ -322,7 +323,7 @@ async def paced(frames: Sequence[bytes], delay_ms: int = 0) -> AsyncIterator[byt
 
 
 class LlmTiming(BaseModel):
-    """The LLM fakes' own fields of a stub's reply: its timing, over the `llm_*` settings.
+    """The LLM fakes' own fields of a stub's reply: its timing, over the stub's and the `llm_*` settings.
 
     A reply of only these fields keeps the default answer (or the shaped one) and paces it.
     """
