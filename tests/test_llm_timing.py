@@ -26,6 +26,11 @@ from mockhub.services.llm import Timing
 ASK = [{"role": "user", "content": "status?"}]
 
 
+@pytest.fixture(autouse=True)
+def _clean(api: httpx.Client) -> None:
+    """Each test starts from an empty journal and no rules (`api` resets the session's server)."""
+
+
 def oai(url: str, timeout: float = 30) -> openai.OpenAI:
     return openai.OpenAI(base_url=url + "/v1", api_key="sk-test", max_retries=0, timeout=timeout)
 

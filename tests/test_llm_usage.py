@@ -30,6 +30,11 @@ from mockhub.usage import PriceError
 tiktoken = pytest.importorskip("tiktoken")
 
 
+@pytest.fixture(autouse=True)
+def _clean(api: httpx.Client) -> None:
+    """Each test starts from an empty journal and no rules (`api` resets the session's server)."""
+
+
 def oai(server: ThreadedHub, ns: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/ns/{ns}/v1", api_key="sk-test", max_retries=0)
 
