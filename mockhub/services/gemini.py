@@ -210,6 +210,9 @@ class GeminiService(Service):
         self.credentials = llm.Credentials(ctx.pinned)
         self.tokens = tokens.tokenizer(ctx.settings.llm_tokenizer)
 
+    async def start(self) -> None:
+        self.ctx.spawn(llm.warm(self.tokens))
+
     stub_reply = llm.LlmTiming
 
     def routes(self) -> list[Route]:

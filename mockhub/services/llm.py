@@ -87,6 +87,11 @@ def count_tokens(text: str, tokens: Tokenizer = APPROX, model: str | None = None
     return tokens.count(text, model)
 
 
+async def warm(tokens: Tokenizer) -> None:
+    """Read the tokenizer's encoding files in a worker thread at start, so no LLM call waits for them."""
+    await asyncio.to_thread(tokens.load)
+
+
 def random_id(prefix: str, nbytes: int = 12) -> str:
     return prefix + os.urandom(nbytes).hex()
 

@@ -149,6 +149,9 @@ class OpenAIService(Service):
         self.credentials = llm.Credentials(ctx.pinned)
         self.tokens = tokens.tokenizer(ctx.settings.llm_tokenizer)
 
+    async def start(self) -> None:
+        self.ctx.spawn(llm.warm(self.tokens))
+
     stub_reply = llm.LlmTiming
 
     def routes(self) -> list[Route]:
