@@ -246,3 +246,26 @@ def test_timing_on_the_stub_itself_from_the_api_the_client_and_a_stub_file(
         answer = oai(running.url).chat.completions.create(model="gpt-4o", messages=ASK)
         assert time.perf_counter() - start >= 0.14
         assert answer.choices[0].message.content == "mock reply to: status?"
+
+
+def test_jittered_settings_and_gemini_without_alt_sse() -> None:
+    with extra_hub(llm_ttft_ms=200, llm_jitter=0.5, llm_seed=3) as running:
+        # Jitter ±50% around 200 ms: never under 100 ms; the same seed, the same wait each time.
+        took = []
+        for _ in range(2):
+            start = time.perf_counter()
+            oai(running.url).chat.completions.create(model="gpt-4o", messages=ASK)
+            took.append(time.perf_counter() - start)
+        assert min(took) >= 0.095
+        expected = Timing(200, 0, 0.5, 3).total(1)
+        assert 0.1 <= expected <= 0.3 and min(took) >= expected * 0.95
+        # A stream asked for without alt=sse is one JSON array, sent once all of it is "generated".
+        start = time.perf_counter()
+        answer = httpx.post(
+            f"{running.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+            headers={"x-goog-api-key": "AIza-test"},
+            json={"contents": [{"parts": [{"text": "hi"}]}]},
+            timeout=10,
+        )
+        assert answer.status_code == 200 and isinstance(answer.json(), list)
+        assert time.perf_counter() - start >= 0.095
