@@ -366,3 +366,32 @@ def test_langchain_usage_metadata_adds_up_to_get_usage(server: ThreadedHub, ns: 
     assert usage.input_tokens == sum(s["input_tokens"] for s in seen)
     assert usage.output_tokens == sum(s["output_tokens"] for s in seen)
     assert usage.total_tokens == sum(s["total_tokens"] for s in seen)
+
+
+def test_the_node_openai_sdk_sees_a_paced_stream_whose_usage_get_usage_sums(server: ThreadedHub, ns: str) -> None:
+    from support import run_node
+
+    MockHub(server.url, namespace=ns).stub("openai", reply={"content": "alpha beta gamma delta", "ttft_ms": 150})
+    source = """
+import OpenAI from "openai";
+const client = new OpenAI({ apiKey: "sk-test", baseURL: process.env.BASE, maxRetries: 0 });
+const started = performance.now();
+let first = null, text = "", usage = null;
+const stream = await client.chat.completions.create({
+  model: "gpt-4o", messages: [{ role: "user", content: "go" }], stream: true, stream_options: { include_usage: true },
+});
+for await (const chunk of stream) {
+  const delta = chunk.choices[0]?.delta?.content;
+  if (delta) { first ??= performance.now() - started; text += delta; }
+  if (chunk.usage) usage = chunk.usage;
+}
+const plain = await client.responses.create({ model: "gpt-4.1", input: "and again" });
+console.log(JSON.stringify({ first, text, usage, plain: plain.usage }));
+"""
+    out = json.loads(run_node(source, {"BASE": f"{server.url}/ns/{ns}/v1"}))
+    assert out["text"] == "alpha beta gamma delta"
+    assert out["first"] >= 140
+    usage = MockHub(server.url, namespace=ns).usage()
+    assert usage.requests == 2
+    assert usage.input_tokens == out["usage"]["prompt_tokens"] + out["plain"]["input_tokens"]
+    assert usage.output_tokens == out["usage"]["completion_tokens"] + out["plain"]["output_tokens"] == 4 + 4
