@@ -1,4 +1,4 @@
-"""The client commands of `mockhub`: calls, tail, reset, export, env, health (fault and stub: `cli_rules`).
+"""The client commands of `mockhub`: calls, tail, usage, reset, export, env, health (fault and stub: `cli_rules`).
 
 They talk to a running server at `--url` / `MOCKHUB_URL` (default http://127.0.0.1:8080, or
 `MOCKHUB_HTTP_PORT` on 127.0.0.1: what a container HEALTHCHECK wants). Data goes to stdout,
@@ -21,6 +21,7 @@ import typer
 
 if TYPE_CHECKING:
     from mockhub.client import Call, CallFilters, MockHub
+    from mockhub.usage import UsageTotals
 
 __all__ = ["register"]
 
@@ -328,6 +329,34 @@ def link(
             raise typer.Exit(1) from None
 
 
+def usage(
+    url: Url = None,
+    service: Service = None,
+    namespace: Namespace = None,
+    model: Annotated[str | None, typer.Option("--model", help="only this model, or a glob: 'gpt-4o*'")] = None,
+    after: After = None,
+    as_json: AsJson = False,
+) -> None:
+    """LLM requests, tokens and estimated cost per service and model (GET /usage)."""
+    filters = _filters(namespace, None, None, None, None, None, None, None, after)
+    with _talking_to(url), _hub(url) as hub:
+        found = hub.usage(service, model=model, **filters)
+    if as_json:
+        _print_json(found.model_dump(mode="json"))
+        return
+    headers = ["SERVICE", "MODEL", "REQUESTS", "INPUT", "OUTPUT", "TOTAL", "COST USD"]
+
+    def counts(t: UsageTotals) -> list[str]:
+        return [str(t.requests), str(t.input_tokens), str(t.output_tokens), str(t.total_tokens)]
+
+    rows = [
+        [r.service, r.model, *counts(r), f"{r.cost_usd:.6f}" if r.price is not None else "no price"]
+        for r in found.models
+    ]
+    rows.append(["total", "", *counts(found), f"{found.cost_usd:.6f}"])
+    _table(headers, rows)
+
+
 def reset(url: Url = None, namespace: Namespace = None) -> None:
     """Forget calls, faults and stubs (only a namespace's with --namespace)."""
     with _talking_to(url), _hub(url, namespace) as hub:
@@ -555,6 +584,7 @@ def register(app: typer.Typer) -> None:
     app.command("link")(link)
     app.add_typer(fault_app, name="fault")
     app.add_typer(stub_app, name="stub")
+    app.command("usage")(usage)
     app.command("reset")(reset)
     app.command("export")(export)
     app.command("env")(env)

@@ -32,6 +32,7 @@ from mockhub.services.base import ServiceContext
 from mockhub.settings import Settings
 from mockhub.tls import Authority, local_names
 from mockhub.transport import MockhubProtocol
+from mockhub.usage import PriceError, Prices
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -84,6 +85,8 @@ class Hub:
         self.stub_replies = {s.name: s.stub_reply for s in self.services}
         self.replay_skipped: list[str] = []
         self.recording = attach(self.settings, self.journal, self.rules, self.stub_replies, self.replay_skipped)
+        # GET /usage: each fake's prices and reader of billed calls; a bad price file fails here.
+        self.prices = Prices({s.name: s.prices for s in self.services}, self.settings.llm_prices)
         self.pipeline = HttpPipeline(
             self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
         )
@@ -139,6 +142,8 @@ class Hub:
                     attachments={s.name: s.attachment for s in self.services},
                     stub_replies=self.stub_replies,
                     on_reset=self._reset_services,
+                    usage_readers={s.name: s.usage for s in self.services},
+                    prices=self.prices,
                 )
                 api = create_api(state, __version__)
                 for service in self.services:
@@ -476,7 +481,7 @@ def run(settings: Settings) -> None:
     """Serve until SIGTERM / SIGINT."""
     try:
         hub = Hub(settings)
-    except (RecordingError, FakesError) as exc:
+    except (RecordingError, FakesError, PriceError) as exc:
         print(f"mockhub: error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     # What is alive after start-up (modules, the app) never becomes garbage: keep it out of collections.

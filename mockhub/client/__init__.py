@@ -34,6 +34,7 @@ from mockhub.client.models import (
 from mockhub.client.options import FaultOptions, MatchOptions, StubOptions
 from mockhub.client.sync import MockHub
 from mockhub.client.urls import Urls, app_env
+from mockhub.usage import ModelPrice, UsageOut, UsageRow
 
 __all__ = [
     "DEFAULT_URL",
@@ -52,11 +53,14 @@ __all__ = [
     "MatchOptions",
     "MockHub",
     "MockHubError",
+    "ModelPrice",
     "ResetResult",
     "SimulationResult",
     "StubHit",
     "StubOptions",
     "Urls",
+    "UsageOut",
+    "UsageRow",
     "app_env",
     "call_text",
     "default_url",

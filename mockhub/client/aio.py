@@ -14,7 +14,16 @@ from typing import Any, Literal, Unpack
 
 import httpx
 
-from mockhub.client.base import _EXPORT_TIMEOUT, _STREAM_TIMEOUT, MockHubError, _Base, _error, _lenient, _Sse
+from mockhub.client.base import (
+    _EXPORT_TIMEOUT,
+    _STREAM_TIMEOUT,
+    MockHubError,
+    Prices,
+    _Base,
+    _error,
+    _lenient,
+    _Sse,
+)
 from mockhub.client.base import _spec_json as spec_json
 from mockhub.client.models import (
     AsyncActiveFault,
@@ -28,6 +37,7 @@ from mockhub.client.models import (
 )
 from mockhub.client.options import FaultOptions, StubOptions
 from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
+from mockhub.usage import PriceTable, UsageOut
 
 __all__ = ["AsyncMockHub"]
 
@@ -346,6 +356,29 @@ class AsyncMockHub(_Base):
         params = {"service": service} if service is not None else {}
         answer = await self._request("GET", "/simulate", params=params)
         return list(answer["simulations"])
+
+    # -- usage -------------------------------------------------------------------------------------------
+    async def usage(
+        self, service: str | None = None, *, model: str | None = None, **filters: Unpack[CallFilters]
+    ) -> UsageOut:
+        """LLM requests, tokens and estimated cost of the matching calls (`GET /usage`), per service and model.
+
+        `model` is a name or a glob (`gpt-4o*`); the client's namespace applies, as to every query.
+        """
+        params = self._usage_params(service, model, filters)
+        return self._usage_of(await self._request("GET", "/usage", params=params))
+
+    async def prices(self) -> PriceTable:
+        """The price table in force (USD per million tokens), per service and model."""
+        return self._prices_of(await self._request("GET", "/usage/prices"))
+
+    async def set_prices(self, prices: Prices) -> PriceTable:
+        """Price models your way (`{"openai": {"gpt-4o": {"input": 2.5, "output": 10}}}`); replaces earlier ones."""
+        return self._prices_of(await self._request("PUT", "/usage/prices", json=self._prices_json(prices)))
+
+    async def reset_prices(self) -> PriceTable:
+        """Drop the prices `set_prices` gave: the built-in ones are in force again."""
+        return self._prices_of(await self._request("DELETE", "/usage/prices"))
 
     # -- reset -------------------------------------------------------------------------------------------
     async def reset(self) -> ResetResult:

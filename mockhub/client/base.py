@@ -30,6 +30,10 @@ from mockhub.client.urls import (
     write_trust,
 )
 from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
+from mockhub.usage import ModelPrice, PriceList, PriceTable, UsageOut
+
+# What `set_prices` takes: per service, per model, a ModelPrice or its JSON form `{"input": 2.5, "output": 10}`.
+Prices = Mapping[str, Mapping[str, ModelPrice | Mapping[str, float]]]
 
 __all__ = ["DEFAULT_URL", "MockHubError", "default_url"]
 
@@ -283,6 +287,24 @@ class _Base:
     @staticmethod
     def _reset_of(body: Any) -> ResetResult:
         return ResetResult.model_validate(body)
+
+    def _usage_params(self, service: str | None, model: str | None, filters: CallFilters) -> dict[str, Any]:
+        return self._params(service, filters, model=model)
+
+    @staticmethod
+    def _usage_of(body: Any) -> UsageOut:
+        return UsageOut.model_validate(body)
+
+    @staticmethod
+    def _prices_of(body: Any) -> PriceTable:
+        return PriceList.model_validate(body).prices
+
+    @staticmethod
+    def _prices_json(prices: Prices) -> dict[str, dict[str, Any]]:
+        return {
+            service: {m: p.model_dump() if isinstance(p, ModelPrice) else dict(p) for m, p in models.items()}
+            for service, models in prices.items()
+        }
 
     @staticmethod
     def _number(body: Any, key: Literal["count", "deleted"]) -> int:

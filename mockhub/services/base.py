@@ -28,6 +28,7 @@ from mockhub.journal import SUMMARIES, Call, Journal, ResponseRecord, default_su
 from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
 from mockhub.services.forms import FormPart, parse_multipart
 from mockhub.tls import Authority
+from mockhub.usage import Billed, ModelPrice
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -112,6 +113,8 @@ class Reply:
     stream: AsyncIterator[bytes] | None = None
     # Work to do after the answer is sent (Twilio status callbacks), run as a task.
     after: Callable[[], Coroutine[Any, Any, None]] | None = None
+    # Seconds to hold a plain answer before it is recorded and sent (an LLM's generation time).
+    wait: float = 0.0
 
 
 def json_reply(obj: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Reply:
@@ -410,6 +413,8 @@ class Service:
     # This fake's own fields of a stub's `reply` (beside the common ones of `StubReply`), if any.
     stub_reply: ClassVar[type[BaseModel] | None] = None
     raw_content_type: ClassVar[str | None] = None
+    # What its models cost (USD per million tokens), by model or start of model names: `GET /usage`'s estimate.
+    prices: ClassVar[Mapping[str, ModelPrice]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -431,6 +436,11 @@ class Service:
     def summarize(cls, call: Call) -> str:
         """One line telling what `call` was (the UI's list, the CLI's table, failure messages)."""
         return default_summary(call)
+
+    @classmethod
+    def usage(cls, call: Call) -> Billed | None:
+        """What `call` was billed for (model, tokens), for `GET /usage`; None: nothing (the default)."""
+        return None
 
     def info(self) -> ServiceInfo:
         """This fake's facts, for `GET /services`."""
