@@ -337,6 +337,13 @@ class HttpPipeline:
         if verdict is not None and verdict.rule is None and service.counts_tokens:
             verdict.charge(service.tokens_of(call))
         service.rate_headers(call, reply, verdict)
+        if reply.wait and reply.stream is None and await transport.hold(scope, receive, reply.wait):
+            # The client gave up while the answer was being "generated": record what it experienced.
+            call.duration_ms = (time.perf_counter() - started) * 1000
+            call.data["timing"] = f"the client left after {call.duration_ms:.0f} ms of the {reply.wait:.3f} s wait"
+            call.invalidate()
+            self.journal.append(call)
+            return
         service.finish(reply)
 
         call.duration_ms = (time.perf_counter() - started) * 1000

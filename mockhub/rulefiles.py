@@ -23,7 +23,8 @@ class RecordingError(Exception):
     """A record, replay or stub file that cannot be used; the message names the file and the entry."""
 
 
-_STUB_KEYS = frozenset({"reply", "response", "sequence"})
+# A stub of LLM timing alone (`ttft_ms`, `tokens_per_s`) answers the default reply, paced.
+_STUB_KEYS = frozenset({"reply", "response", "sequence", "ttft_ms", "tokens_per_s"})
 _FAULT_KEYS = frozenset({"action", "preset"})
 _LIMIT_KEYS = frozenset({"requests", "tokens"})
 _RULE_SUFFIXES = (".json", ".yaml", ".yml")
@@ -96,9 +97,9 @@ def _entries(file: Path, content: Any) -> list[tuple[str, str, dict[str, Any]]]:
         ]
         if len(kinds) != 1:
             raise RecordingError(
-                f"{file}: entry {i}: cannot tell a stub from a fault or a limit: a stub has 'reply', 'response' "
-                "or 'sequence'; a fault has 'action' or 'preset'; a limit has 'requests' or 'tokens' "
-                "(or use the 'stubs:' / 'faults:' / 'limits:' form)"
+                f"{file}: entry {i}: cannot tell a stub from a fault or a limit: a stub has 'reply', 'response', "
+                "'sequence' (or LLM timing alone: 'ttft_ms', 'tokens_per_s'); a fault has 'action' or 'preset'; "
+                "a limit has 'requests' or 'tokens' (or use the 'stubs:' / 'faults:' / 'limits:' form)"
             )
         found.append((f"entry {i}", kinds[0], item))
     return found

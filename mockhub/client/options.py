@@ -70,6 +70,10 @@ class StubOptions(MatchOptions, total=False):
     headers: dict[str, str] | None
     times: int | None
     chunk_delay_ms: int
+    ttft_ms: int | None
+    tokens_per_s: float | None
+    jitter: float | None
+    seed: int | None
 
 
 class LimitOptions(MatchOptions, total=False):

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from mockhub.filters import DataFields
 from mockhub.journal import Call, default_summary
 from mockhub.limits import Verdict, retry_seconds
 from mockhub.rules import Preset
@@ -46,6 +47,8 @@ class DiscordService(Service):
     """Discord's execute-webhook endpoint."""
 
     name = "discord"
+    message = True
+    fields = DataFields(rich=("embeds", "components"))
     label = "Discord"
     color = "#4c6ef5"
     hosts = ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com")
