@@ -335,7 +335,7 @@ class TwilioService(Service):
         refusal = await self.ctx.outbound_refusal(url)
         if refusal is not None:
             call.data["error"] = refusal
-            self.ctx.journal.append(call)
+            await self.ctx.record(call)
             return
         try:
             if self._client is None:  # made on the first callback (httpx is slow to import)
@@ -345,7 +345,7 @@ class TwilioService(Service):
         except Exception as exc:  # an unreachable or broken target is recorded, never raised
             call.data["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         call.duration_ms = (time.perf_counter() - started) * 1000
-        self.ctx.journal.append(call)
+        await self.ctx.record(call)
 
     async def _post(self, url: str, call: Call) -> ResponseRecord:
         """POST the callback; read at most `_MAX_RECORDED_ANSWER` bytes of the answer, then hang up.
