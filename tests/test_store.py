@@ -7,7 +7,6 @@ a unix socket); without either binary these tests are skipped, saying so.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import smtplib
@@ -29,6 +28,7 @@ from mockhub.server import ThreadedHub
 from mockhub.settings import Settings
 from tests.support import free_port
 
+SERVE = [sys.executable, "-m", "mockhub", "serve", "--host", "127.0.0.1"]
 SERVER = shutil.which("valkey-server") or shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(
     SERVER is None, reason="needs valkey-server or redis-server (apt-get install valkey-server / redis-server)"
@@ -99,8 +99,7 @@ def start_replicas(store_url: str, count: int, *extra: str) -> list[Replica]:
     """`count` real `mockhub serve` processes on free ports sharing `store_url` (started in parallel)."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "mockhub", "serve", "--host", "127.0.0.1", "--http-port", "0", "--smtp-port", "0"]
-            + ["--store", store_url, "--ready-json", *extra],
+            [*SERVE, "--http-port", "0", "--smtp-port", "0", "--store", store_url, "--ready-json", *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -314,7 +313,7 @@ def test_unix_socket_store_in_process(tmp_path: Path) -> None:
 
 def _serve_error(*args: str) -> tuple[int, str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "mockhub", "serve", "--host", "127.0.0.1", *args],
+        [*SERVE, *args],
         capture_output=True,
         text=True,
         timeout=30,
@@ -339,8 +338,18 @@ def test_workers_share_the_port_and_the_journal(store: StoreServer) -> None:
     store.flush()
     http, smtp = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mockhub", "serve", "--host", "127.0.0.1", "--http-port", str(http)]
-        + ["--smtp-port", str(smtp), "--store", store.url, "--workers", "2", "--ready-json"],
+        [
+            *SERVE,
+            "--http-port",
+            str(http),
+            "--smtp-port",
+            str(smtp),
+            "--store",
+            store.url,
+            "--workers",
+            "2",
+            "--ready-json",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -428,4 +437,3 @@ def test_killing_the_store_mid_load_loses_no_acknowledged_call(tmp_path: Path) -
     finally:
         stop(replicas)
         server.kill()
-        os.environ.pop("_UNUSED", None)
