@@ -297,6 +297,45 @@ def test_reset_on_b_clears_every_replica(abc: tuple[httpx.Client, ...]) -> None:
     assert a.get("/calls").json()["calls"][0]["seq"] > 200
 
 
+def test_a_stream_finished_on_a_is_complete_on_c(abc: tuple[httpx.Client, ...]) -> None:
+    a, _, c = abc
+    request = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with a.stream("POST", "/v1/chat/completions", headers={"authorization": "Bearer sk-test"}, json=request) as r:
+        chunks = "".join(r.iter_text())
+    assert "[DONE]" in chunks
+    deadline = time.monotonic() + 5
+    while True:
+        (call,) = c.get("/calls", params={"service": "openai"}).json()["calls"]
+        if call["response"]["body"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert call["response"]["body"] == chunks
+
+
+def test_stub_files_given_to_every_replica_are_one_rule(store: StoreServer, tmp_path: Path) -> None:
+    folder = tmp_path / "stubs"
+    folder.mkdir()
+    (folder / "replies.json").write_text(
+        json.dumps([{"service": "openai", "sequence": [{"content": "first"}, {"content": "second"}]}])
+    )
+    url = f"redis://127.0.0.1:{store.port}/3"
+    replicas = start_replicas(url, 2, "--stubs", str(folder))
+    try:
+        got = []
+        for r in [*replicas, replicas[0]]:
+            answer = httpx.post(
+                f"{r.url}/v1/chat/completions",
+                headers={"authorization": "Bearer sk-test"},
+                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            got.append(answer.json()["choices"][0]["message"]["content"])
+        assert got == ["first", "second", "second"]
+        stubs = httpx.get(f"{replicas[1].url}/stubs").json()
+        assert stubs["count"] == 1 and stubs["stubs"][0]["hits"] == 3
+    finally:
+        stop(replicas)
+
+
 def test_unix_socket_store_in_process(tmp_path: Path) -> None:
     sock = tmp_path / "valkey.sock"
     server = StoreServer(free_port(), tmp_path, socket_path=sock).start()

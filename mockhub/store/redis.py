@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 from typing import Any
@@ -191,8 +192,12 @@ class RedisStore(Store):
                 f"the store {self._where()} runs version {version}: mockhub needs Valkey or Redis 7+"
             )
         self._up = True
-        await self._catch_up()
-        await self._load_rules(await self._redis.get(self._k_ver))
+        try:
+            await self._adopt_preloaded()
+            await self._catch_up()
+            await self._load_rules(await self._redis.get(self._k_ver))
+        except _LOST as exc:
+            raise StoreUnavailable(f"the store {self._where()} went away during start-up: {exc}") from None
         self._reader = asyncio.get_running_loop().create_task(self._read_forever())
 
     async def close(self) -> None:
@@ -206,6 +211,39 @@ class RedisStore(Store):
         for client in (self._redis, self._reader_redis):
             with contextlib.suppress(Exception):
                 await client.aclose()
+
+    async def _adopt_preloaded(self) -> None:
+        """What this process loaded before connecting goes into the store, once for every process.
+
+        Stub and fault files (`--stubs`): each rule is stored under an id made from its content, so N
+        processes started with the same folder add each rule once. A replayed recording (`--replay`)
+        is appended only to a store whose journal is still empty (the first process to start).
+        """
+        preloaded: list[tuple[str, FaultRule | StubRule]] = [
+            *(("fault", r) for r in self.rules.faults()),
+            *(("stub", r) for r in self.rules.stubs()),
+        ]
+        for kind, rule in preloaded:
+            spec = rule.spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+            digest = hashlib.sha1(orjson.dumps([kind, spec], option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
+            rule_id = f"{'f' if kind == 'fault' else 's'}_file{digest}"
+            seed = getattr(rule.spec, "seed", None)
+            seed = seed if seed is not None else self.rules.seed
+            doc = {"kind": kind, "id": rule_id, "spec": spec, "created": rule.created, "seed": str(seed or rule_id)}
+            if await self._redis.hsetnx(self._k_rules, rule_id, orjson.dumps(doc)):
+                await self._redis.hset(self._k_rules_ns, rule_id, f"{kind}:{rule.namespace or ''}")
+                await self._redis.incr(self._k_ver)
+        replayed = self.journal.query(CallFilter())
+        if replayed:
+            self.journal.clear()
+            self.journal._seq = 0  # numbering is the store's from here on
+            if await self._redis.set(f"{self._k_seq}:replayed", "1", nx=True) and not await self._redis.get(
+                self._k_seq
+            ):
+                for call in replayed:
+                    await self._append(keys=[self._k_seq, self._k_log], args=[_encode(call), self._maxlen])
+            else:
+                log.warning("replay: the shared store already holds a journal; the recording was not replayed")
 
     # -- the log -------------------------------------------------------------------------------
     async def _read_forever(self) -> None:
