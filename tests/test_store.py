@@ -318,22 +318,19 @@ def test_stub_files_given_to_every_replica_are_one_rule(store: StoreServer, tmp_
     (folder / "replies.json").write_text(
         json.dumps([{"service": "openai", "sequence": [{"content": "first"}, {"content": "second"}]}])
     )
-    url = f"redis://127.0.0.1:{store.port}/3"
-    replicas = start_replicas(url, 2, "--stubs", str(folder))
-    try:
+    settings = Settings(host="127.0.0.1", http_port=0, smtp_port=0, store=store.url[:-1] + "3", stubs=folder)
+    with ThreadedHub(settings) as first, ThreadedHub(settings) as second:
         got = []
-        for r in [*replicas, replicas[0]]:
+        for url in [first.url, second.url, first.url]:
             answer = httpx.post(
-                f"{r.url}/v1/chat/completions",
+                f"{url}/v1/chat/completions",
                 headers={"authorization": "Bearer sk-test"},
                 json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
             )
             got.append(answer.json()["choices"][0]["message"]["content"])
         assert got == ["first", "second", "second"]
-        stubs = httpx.get(f"{replicas[1].url}/stubs").json()
+        stubs = httpx.get(f"{second.url}/stubs").json()
         assert stubs["count"] == 1 and stubs["stubs"][0]["hits"] == 3
-    finally:
-        stop(replicas)
 
 
 def test_unix_socket_store_in_process(tmp_path: Path) -> None:
