@@ -313,7 +313,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs: a smoke check, not figures to quote")
     parser.add_argument(
-        "--only", nargs="*", choices=["webhooks", "compare", "fakes", "intercept", "smtp", "journal", "startup"]
+        "--only",
+        nargs="*",
+        # `store` needs valkey-server or redis-server, so it runs only when asked for.
+        choices=["webhooks", "compare", "fakes", "intercept", "smtp", "journal", "startup", "store"],
     )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
@@ -337,6 +340,10 @@ def main() -> None:
             results[name] = bench_journal(sizes)
         elif name == "startup":
             results[name] = bench_startup()
+        elif name == "store":
+            from bench.store import bench_store
+
+            results[name] = bench_store(seconds)
     print("\n".join(_table(results)))
     print(json.dumps(results, indent=2))
     if args.json:
