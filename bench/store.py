@@ -1,6 +1,6 @@
 """`python -m bench --only store`: recorded webhook calls/s with the memory store, a shared store
 (Valkey/Redis) with one process, and `--workers 2`; round trips to the store per call; where the
-CPU time goes (mockhub's processes vs the store server's, per 1,000 calls).
+CPU time goes (mockhub's processes vs the store server's, in µs per call).
 
 The store server is Debian's `valkey-server` or `redis-server`, started here on a free port.
 """
@@ -86,12 +86,16 @@ def _serve(args: list[str], workers: int, pin: bool) -> Iterator[tuple[str, int]
         proc.wait(20)
 
 
-def _commands(store_url: str) -> int:
+# Commands mockhub runs only inside its Lua scripts (counted by the server, but no round trip of their own).
+_IN_SCRIPTS = {"incr", "xadd", "xtrim", "hincrby", "hget"}
+
+
+def _commands(store_url: str) -> dict[str, int]:
+    """How many times the store server ran each command (INFO's own excluded)."""
     import redis
 
     stats = redis.Redis.from_url(store_url).info("commandstats")
-    # Every command the server ran, but INFO's own and this client's.
-    return sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_info",))
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info"}
 
 
 def _run(url: str, pid: int, seconds: int, store: tuple[str, int] | None) -> Results:
@@ -101,7 +105,7 @@ def _run(url: str, pid: int, seconds: int, store: tuple[str, int] | None) -> Res
     before_seq = httpx.get(url + "/health").json()["last_seq"]
     cpu0 = sum(_cpu_seconds(p) for p in pids)
     store_cpu0 = _cpu_seconds(store[1]) if store else 0.0
-    commands0 = _commands(store[0]) if store else 0
+    commands0 = _commands(store[0]) if store else {}
     result = wrk(url + "/webhooks/alerts", lua, seconds=seconds)
     recorded = httpx.get(url + "/health").json()["last_seq"] - before_seq
     out: Results = {
@@ -111,12 +115,17 @@ def _run(url: str, pid: int, seconds: int, store: tuple[str, int] | None) -> Res
         "errors": result.errors,
         "recorded": recorded,
         "wrk_requests": result.requests,
-        "mockhub_cpu_ms_per_1000_calls": round((sum(_cpu_seconds(p) for p in pids) - cpu0) * 1e6 / max(recorded, 1)),
+        "mockhub_cpu_us_per_call": round((sum(_cpu_seconds(p) for p in pids) - cpu0) * 1e6 / max(recorded, 1)),
     }
     if store:
-        out["store_cpu_ms_per_1000_calls"] = round((_cpu_seconds(store[1]) - store_cpu0) * 1e6 / max(recorded, 1))
+        out["store_cpu_us_per_call"] = round((_cpu_seconds(store[1]) - store_cpu0) * 1e6 / max(recorded, 1))
         # Minus the two /health reads' catch-up (a handful of commands) this is the store's work per call.
-        out["store_commands_per_call"] = round((_commands(store[0]) - commands0) / max(recorded, 1), 2)
+        grown = {k: n - commands0.get(k, 0) for k, n in _commands(store[0]).items() if n > commands0.get(k, 0)}
+        trips = {k: n for k, n in grown.items() if k not in _IN_SCRIPTS}
+        out["store_commands_per_call"] = round(sum(grown.values()) / max(recorded, 1), 2)
+        out["round_trips_per_call"] = round(sum(trips.values()) / max(recorded, 1), 2)
+        # get: the rule book's version, evalsha: the append script, xread: the log reader's (batched) reads.
+        out["round_trips_by_command"] = {k: round(n / max(recorded, 1), 3) for k, n in sorted(trips.items())}
     return out
 
 

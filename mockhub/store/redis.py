@@ -46,10 +46,10 @@ log = logging.getLogger("mockhub.store")
 
 _LOST = (RedisConnectionError, RedisTimeoutError, OSError)
 
-# KEYS: seq, log. ARGV: the call's record, the stream's length bound. Returns the call's seq.
+# KEYS: seq, log. ARGV: the call's record, the stream's length bound, its id. Returns the call's seq.
 _APPEND = """
 local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 's', seq, 'c', ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 's', seq, 'i', ARGV[3], 'c', ARGV[1])
 return seq
 """
 
@@ -241,7 +241,7 @@ class RedisStore(Store):
                 self._k_seq
             ):
                 for call in replayed:
-                    await self._append(keys=[self._k_seq, self._k_log], args=[_encode(call), self._maxlen])
+                    await self._append(keys=[self._k_seq, self._k_log], args=[_encode(call), self._maxlen, call.id])
             else:
                 log.warning("replay: the shared store already holds a journal; the recording was not replayed")
 
@@ -281,8 +281,9 @@ class RedisStore(Store):
             self._cursor = entry_id.decode()
             op = fields.get(b"op")
             if op is None:
-                record = orjson.loads(fields[b"c"])
-                call = self._mine.pop(record["id"], None) or _decode(record)
+                # This process's own calls are applied as they are, without decoding them again.
+                mine = self._mine.pop(fields[b"i"].decode(), None) if b"i" in fields else None
+                call = mine or _decode(orjson.loads(fields[b"c"]))
                 call.seq = int(fields[b"s"])
                 journal.accept(call)
             elif op == b"clear":
@@ -312,7 +313,7 @@ class RedisStore(Store):
             call.id = new_id("c_")
         self._mine[call.id] = call
         try:
-            seq = await self._append(keys=[self._k_seq, self._k_log], args=[_encode(call), self._maxlen])
+            seq = await self._append(keys=[self._k_seq, self._k_log], args=[_encode(call), self._maxlen, call.id])
         except _LOST as exc:
             self._mine.pop(call.id, None)
             raise self._lost(exc) from None
