@@ -508,7 +508,10 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     async def reset(namespace: str | None = None) -> Response:
         """Forget calls, faults and stubs (only those of `namespace` when given)."""
         calls = await store.clear_calls(CallFilter(namespace=namespace) if namespace else None)
-        state.on_reset(namespace)
+        if state.store is None:
+            state.on_reset(namespace)
+        else:
+            await store.reset_state(namespace)
         faults, stubs = await store.clear_faults(namespace), await store.clear_stubs(namespace)
         return JSONOut({"calls": calls, "faults": faults, "stubs": stubs})
 

@@ -347,6 +347,8 @@ class HttpPipeline:
                 except BadRequest as exc:
                     reply = exc.reply
                     call.data.update(exc.data)
+                except StoreUnavailable:
+                    raise  # not a bug of the fake: answered 503 by `handle`
                 except Exception as exc:  # a bug in a fake must not take the server down
                     log.exception("fake %s failed on %s %s", service.name, call.method, path)
                     reply = service.error(500, f"mockhub internal error: {exc!r}", code="mockhub_error")

@@ -79,6 +79,7 @@ class Hub:
         if len(set(names)) != len(names):
             raise FakesError(f"fakes: two fakes share a name: {sorted(n for n in names if names.count(n) > 1)}")
         self.router = Router(self.services)
+        self.store.on_reset = self._reset_services
         ctx.own_target = self._own_target
         # Stub files, replay and the JSONL sink; a bad file fails here, naming the file and entry.
         # Each fake's own stub reply fields: stub files (here) and POST /stubs are checked against them.

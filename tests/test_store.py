@@ -286,6 +286,7 @@ def test_reset_on_b_clears_every_replica(abc: tuple[httpx.Client, ...]) -> None:
     assert [x["namespace"] for x in a.get("/calls").json()["calls"]] == ["keep"]
     assert c.delete("/calls", params={"namespace": "keep"}).json() == {"deleted": 1}
     hook(a, "r3")
+    last = a.get("/health").json()["last_seq"]
     body = b.post("/reset").json()
     assert body == {"calls": 1, "faults": 1, "stubs": 1}
     for client in (a, b, c):
@@ -294,7 +295,7 @@ def test_reset_on_b_clears_every_replica(abc: tuple[httpx.Client, ...]) -> None:
         assert client.get("/stubs").json()["count"] == 0
     # Numbering goes on after a reset: seq is one sequence for the whole life of the store.
     hook(c, "after")
-    assert a.get("/calls").json()["calls"][0]["seq"] > 200
+    assert a.get("/calls").json()["calls"][0]["seq"] == last + 1
 
 
 def test_a_stream_finished_on_a_is_complete_on_c(abc: tuple[httpx.Client, ...]) -> None:
@@ -331,6 +332,23 @@ def test_stub_files_given_to_every_replica_are_one_rule(store: StoreServer, tmp_
         assert got == ["first", "second", "second"]
         stubs = httpx.get(f"{second.url}/stubs").json()
         assert stubs["count"] == 1 and stubs["stubs"][0]["hits"] == 3
+
+
+def test_a_twilio_message_sent_to_a_is_fetched_on_b_and_listed_on_c(abc: tuple[httpx.Client, ...]) -> None:
+    a, b, c = abc
+    account = "AC" + "0" * 32
+    auth = (account, "token")
+    base = f"/2010-04-01/Accounts/{account}/Messages"
+    sent = a.post(f"{base}.json", auth=auth, data={"To": "+15551230001", "From": "+15550000000", "Body": "hi"})
+    assert sent.status_code == 201, sent.text
+    sid = sent.json()["sid"]
+    fetched = b.get(f"{base}/{sid}.json", auth=auth)
+    assert fetched.status_code == 200 and fetched.json()["body"] == "hi"
+    listed = c.get(f"{base}.json", auth=auth).json()["messages"]
+    assert [m["sid"] for m in listed] == [sid]
+    # POST /reset on one replica makes every replica's Twilio forget its messages too.
+    c.post("/reset")
+    assert a.get(f"{base}/{sid}.json", auth=auth).status_code == 404
 
 
 def test_unix_socket_store_in_process(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from mockhub.filters import FIELDS, DataFields
 from mockhub.journal import SUMMARIES, Call, Journal, default_summary
 from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
 from mockhub.services.forms import FormPart, parse_multipart
-from mockhub.store import Store, StoreUnavailable
+from mockhub.store import StateChannel, Store, StoreUnavailable
 from mockhub.tls import Authority
 
 if TYPE_CHECKING:
@@ -223,6 +223,10 @@ class ServiceContext:
             await self.store.append(call)
         except StoreUnavailable as exc:  # background work: nobody to answer, so say it in the log
             logging.getLogger("mockhub").warning("a %s call was not recorded: %s", call.service, exc)
+
+    def channel(self, owner: str, apply: Callable[[dict[str, Any]], None]) -> StateChannel:
+        """How a fake changes state of its own so every process sharing a store holds it (`StateChannel`)."""
+        return self.store.channel(owner, apply) if self.store is not None else StateChannel(apply)
 
     async def outbound_refusal(self, url: str) -> str | None:
         """Why a fake must not call `url` (a status callback), or None when it may.

@@ -137,6 +137,8 @@ class TwilioService(Service):
         settings = ctx.settings
         self._pinned = ctx.pinned
         self._messages = MessageStore(settings.twilio_max_messages)
+        # Messages are added through the channel, so every process sharing a store can fetch and list them.
+        self._state = ctx.channel(self.name, self._apply)
         self._client: httpx.AsyncClient | None = None
         self._last_auth: tuple[str, tuple[str, str] | None] = ("", None)
 
@@ -312,7 +314,7 @@ class TwilioService(Service):
             segments=str(num_segments(data["body"] or "")),
         )
         data["message_sid"] = message.sid
-        self._messages.add(message)
+        await self._state.publish({"add": message.to_dict()})
         reply = json_reply(message.resource(now), 201)
         if message.status_callback:
             token = self._signing_token(account, user, password)
@@ -321,6 +323,9 @@ class TwilioService(Service):
 
     def reset(self, namespace: str | None) -> None:
         self._messages.reset(namespace)
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        self._messages.add(Message.from_dict(event["add"]))
 
     # -- status callbacks ----------------------------------------------------------------------
     async def _deliver(self, message: Message, token: str) -> None:
@@ -372,6 +377,7 @@ class TwilioService(Service):
         return data
 
     async def fetch(self, request: Request) -> Reply:
+        await self._state.fresh()
         message = self._messages.get(request.namespace, request.path_params["account"], request.path_params["message"])
         if message is None:
             return self.twilio_error(404, 20404, f"The requested resource {request.path} was not found")
@@ -400,6 +406,7 @@ class TwilioService(Service):
         on, before, after = query.get("DateSent"), query.get("DateSent<"), query.get("DateSent>")
 
         matching: list[Message] = []
+        await self._state.fresh()
         for message in self._messages.newest_first(request.namespace, account):
             if (to is not None and message.to != to) or (from_ is not None and message.from_ != from_):
                 continue

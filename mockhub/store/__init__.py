@@ -14,13 +14,14 @@ the fakes never see which one runs.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 from mockhub.filters import CallFilter
 from mockhub.journal import Call, Journal
 from mockhub.rules import FaultRule, FaultSpec, RuleBook, StubHit, StubRule, StubSpec
 
-__all__ = ["ENGINES", "Store", "StoreError", "StoreUnavailable", "open_store"]
+__all__ = ["ENGINES", "StateChannel", "Store", "StoreError", "StoreUnavailable", "open_store"]
 
 
 class StoreError(Exception):
@@ -42,6 +43,8 @@ class Store:
         self.journal = journal
         self.rules = rules
         self.url = url
+        # Makes this process's fakes forget state of their own (set by the server).
+        self.on_reset: Callable[[str | None], None] = lambda namespace: None
 
     async def start(self) -> None:
         """Connect and load what the store holds; raises StoreUnavailable when it cannot."""
@@ -71,6 +74,15 @@ class Store:
 
     async def clear_calls(self, call_filter: CallFilter | None) -> int:
         return self.journal.clear(call_filter)
+
+    # -- the fakes' own state ------------------------------------------------------------------
+    def channel(self, owner: str, apply: Callable[[dict[str, Any]], None]) -> StateChannel:
+        """The channel through which the fake `owner` changes state of its own (see `StateChannel`)."""
+        return StateChannel(apply)
+
+    async def reset_state(self, namespace: str | None) -> None:
+        """`POST /reset`: every process's fakes forget their own state (of `namespace`; all when None)."""
+        self.on_reset(namespace)
 
     def counts(self) -> dict[str, Any]:
         """`/health`'s journal counts."""
@@ -106,6 +118,25 @@ class Store:
 
     async def clear_stubs(self, namespace: str | None = None) -> int:
         return self.rules.clear_stubs(namespace)
+
+
+class StateChannel:
+    """A fake's own state (Twilio's stored messages), kept alike in every process that shares a store.
+
+    The fake keeps its state in its own structures and changes it only through `publish(event)`:
+    the store applies each event, in one order, in every process (`apply(event)`, a JSON object).
+    Before reading its state, a fake awaits `fresh()`: every event published anywhere before is
+    applied then. In memory, `publish` applies at once and `fresh` has nothing to do.
+    """
+
+    def __init__(self, apply: Callable[[dict[str, Any]], None]) -> None:
+        self.apply = apply
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        self.apply(event)
+
+    async def fresh(self) -> None:
+        """Apply every event published before now, in any process."""
 
 
 # URL scheme -> the engine's class, imported only when a URL names it (`redis` is an optional extra).

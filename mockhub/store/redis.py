@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -38,7 +39,7 @@ from mockhub.journal import Call, new_id
 from mockhub.journal import Journal as _Journal
 from mockhub.recording import call_from_dict
 from mockhub.rules import FaultRule, FaultSpec, RuleBook, StubHit, StubRule, StubSpec
-from mockhub.store import Store, StoreError, StoreUnavailable
+from mockhub.store import StateChannel, Store, StoreError, StoreUnavailable
 
 __all__ = ["RedisStore"]
 
@@ -155,6 +156,8 @@ class RedisStore(Store):
         self._version: bytes | None = None
         # Rule id -> the seed string its probability draws use.
         self._seeds: dict[str, str] = {}
+        # The fakes' own state: owner -> how to apply an event.
+        self._channels: dict[str, Callable[[dict[str, Any]], None]] = {}
         self._up = False
         self._reader: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -292,6 +295,15 @@ class RedisStore(Store):
                 self._cleared[self._cursor] = journal.clear(call_filter)
                 if len(self._cleared) > 1000:  # answers nobody collected (the asker went away)
                     self._cleared.pop(next(iter(self._cleared)))
+            elif op == b"state":
+                apply = self._channels.get(fields[b"o"].decode())
+                if apply is not None:
+                    try:
+                        apply(orjson.loads(fields[b"e"]))
+                    except Exception:  # one bad event must not stop the replica
+                        log.exception("store: a state event of %s failed", fields[b"o"].decode())
+            elif op == b"reset":
+                self.on_reset(fields[b"n"].decode() if b"n" in fields else None)
             elif op == b"update":
                 record = orjson.loads(fields[b"c"])
                 found = journal.get(record["id"])
@@ -354,6 +366,33 @@ class RedisStore(Store):
         except _LOST as exc:
             raise self._lost(exc) from None
         return self._cleared.pop(entry.decode() if isinstance(entry, bytes) else str(entry), 0)
+
+    # -- the fakes' own state ------------------------------------------------------------------
+    def channel(self, owner: str, apply: Callable[[dict[str, Any]], None]) -> StateChannel:
+        self._channels[owner] = apply
+        return _RedisChannel(self, owner, apply)
+
+    async def publish(self, owner: str, event: dict[str, Any]) -> None:
+        """Put a state event in the log, then apply the log up to it here (before the fake answers)."""
+        try:
+            await self._redis.xadd(self._k_log, {"op": "state", "o": owner, "e": orjson.dumps(event)})
+            await self._catch_up()
+        except _LOST as exc:
+            raise self._lost(exc) from None
+
+    async def reset_state(self, namespace: str | None) -> None:
+        fields = {"op": "reset"} if namespace is None else {"op": "reset", "n": namespace}
+        try:
+            await self._redis.xadd(self._k_log, fields)  # type: ignore[arg-type]
+            await self._catch_up()
+        except _LOST as exc:
+            raise self._lost(exc) from None
+
+    async def fresh(self) -> None:
+        try:
+            await self._catch_up()
+        except _LOST as exc:
+            raise self._lost(exc) from None
 
     # -- rules ---------------------------------------------------------------------------------
     async def _check_rules(self) -> None:
@@ -547,3 +586,16 @@ def _refresh(journal: _Journal, call: Call, newer: Call) -> None:
     call.fault, call.duration_ms = newer.fault, newer.duration_ms
     call.invalidate()
     journal.resized(call, old, sinks=False)
+
+
+class _RedisChannel(StateChannel):
+    def __init__(self, store: RedisStore, owner: str, apply: Callable[[dict[str, Any]], None]) -> None:
+        super().__init__(apply)
+        self._store = store
+        self._owner = owner
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        await self._store.publish(self._owner, event)
+
+    async def fresh(self) -> None:
+        await self._store.fresh()
