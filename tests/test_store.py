@@ -351,6 +351,24 @@ def test_a_twilio_message_sent_to_a_is_fetched_on_b_and_listed_on_c(abc: tuple[h
     assert a.get(f"{base}/{sid}.json", auth=auth).status_code == 404
 
 
+def test_a_slack_message_posted_on_a_is_updated_on_b_and_read_on_c(abc: tuple[httpx.Client, ...]) -> None:
+    a, b, c = abc
+    auth = {"authorization": "Bearer xoxb-test"}
+    posted = a.post("/api/chat.postMessage", headers=auth, json={"channel": "C1", "text": "deploying"}).json()
+    assert posted["ok"], posted
+    ts = posted["ts"]
+    reply = c.post("/api/chat.postMessage", headers=auth, json={"channel": "C1", "text": "ok", "thread_ts": ts}).json()
+    assert reply["message"]["parent_user_id"]  # C found the parent posted on A
+    updated = b.post("/api/chat.update", headers=auth, json={"channel": "C1", "ts": ts, "text": "deployed"}).json()
+    assert updated["ok"] and updated["text"] == "deployed"
+    history = c.get("/api/conversations.history", headers=auth, params={"channel": "C1"}).json()
+    assert [m["text"] for m in history["messages"]] == ["deployed"]
+    assert history["messages"][0]["reply_count"] == 1
+    assert b.post("/api/chat.delete", headers=auth, json={"channel": "C1", "ts": ts}).json()["ok"]
+    gone = a.post("/api/chat.update", headers=auth, json={"channel": "C1", "ts": ts, "text": "x"}).json()
+    assert gone == {"ok": False, "error": "message_not_found"}
+
+
 def test_unix_socket_store_in_process(tmp_path: Path) -> None:
     sock = tmp_path / "valkey.sock"
     server = StoreServer(free_port(), tmp_path, socket_path=sock).start()
