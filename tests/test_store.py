@@ -379,6 +379,11 @@ def test_unix_socket_store_in_process(tmp_path: Path) -> None:
             listed = httpx.get(f"{second.url}/calls").json()
             assert listed["count"] == 1 and listed["calls"][0]["path"] == "/webhooks/unix"
             assert httpx.get(f"{second.url}/health").json()["store"] == "ok"
+            # A store that lost its data (flushed, restarted without persistence): its journal is the truth.
+            server.flush()
+            assert httpx.post(f"{first.url}/webhooks/again", json={}).status_code == 200
+            listed = httpx.get(f"{second.url}/calls").json()
+            assert [(c["seq"], c["path"]) for c in listed["calls"]] == [(1, "/webhooks/again")]
     finally:
         server.kill()
 

@@ -288,6 +288,12 @@ class RedisStore(Store):
                 mine = self._mine.pop(fields[b"i"].decode(), None) if b"i" in fields else None
                 call = mine or _decode(orjson.loads(fields[b"c"]))
                 call.seq = int(fields[b"s"])
+                if call.seq <= journal.last_seq:
+                    # Numbering started again: the store lost its data (restarted without persistence,
+                    # flushed). Its journal is the truth: forget what it no longer holds.
+                    log.warning("store %s: the journal was lost by the store; starting again", self._where())
+                    journal.clear()
+                    journal._seq = 0
                 journal.accept(call)
             elif op == b"clear":
                 raw = fields.get(b"f", b"")
