@@ -369,6 +369,20 @@ def test_a_slack_message_posted_on_a_is_updated_on_b_and_read_on_c(abc: tuple[ht
     assert gone == {"ok": False, "error": "message_not_found"}
 
 
+def test_a_discord_message_sent_on_a_is_edited_on_b_and_deleted_on_c(abc: tuple[httpx.Client, ...]) -> None:
+    a, b, c = abc
+    hook_url = "/api/webhooks/123456789012345678/token"
+    sent = a.post(hook_url, params={"wait": "true"}, json={"content": "build failed"})
+    assert sent.status_code == 200, sent.text
+    message_url = f"{hook_url}/messages/{sent.json()['id']}"
+    assert b.get(message_url).json()["content"] == "build failed"
+    edited = b.patch(message_url, json={"content": "build fixed"})
+    assert edited.status_code == 200 and edited.json()["edited_timestamp"]
+    assert c.get(message_url).json()["content"] == "build fixed"
+    assert c.delete(message_url).status_code == 204
+    assert a.get(message_url).json()["code"] == 10008
+
+
 def test_unix_socket_store_in_process(tmp_path: Path) -> None:
     sock = tmp_path / "valkey.sock"
     server = StoreServer(free_port(), tmp_path, socket_path=sock).start()
