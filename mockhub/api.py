@@ -139,6 +139,9 @@ class HealthOut(BaseModel):
     evicted: int = Field(description="calls evicted from memory by the max_calls / byte bounds")
     last_seq: int
     body_bytes: int
+    store: Literal["memory", "ok", "unavailable"] = Field(
+        "memory", description="the store: memory (this process), ok (a shared store, reachable), unavailable"
+    )
     recorded: int | None = Field(None, description="calls written to the record file since start (when recording)")
     record_failures: int | None = Field(
         None, description="calls the record file refused (a full disk): answered 500, not acknowledged"
