@@ -45,7 +45,9 @@ __all__ = ["RedisStore"]
 
 log = logging.getLogger("mockhub.store")
 
-_LOST = (RedisConnectionError, RedisTimeoutError, OSError)
+# Any failure of the store (unreachable, timed out, or refusing: out of memory, read-only replica)
+# means the call cannot be kept: not acknowledged.
+_LOST = (RedisConnectionError, RedisTimeoutError, RedisError, OSError)
 
 # KEYS: seq, log. ARGV: the call's record, the stream's length bound, its id. Returns the call's seq.
 _APPEND = """
@@ -185,7 +187,7 @@ class RedisStore(Store):
     async def start(self) -> None:
         try:
             info = await self._redis.info("server")
-        except _LOST as exc:
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable(f"the store {self._where()} is unreachable: {exc}") from None
         except RedisError as exc:
             raise StoreUnavailable(f"the store {self._where()} refused mockhub: {exc}") from None
