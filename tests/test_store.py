@@ -179,6 +179,7 @@ def test_a_long_poll_and_a_stream_on_c_wake_for_a_call_sent_to_a(abc: tuple[http
         started = time.monotonic()
         body = c.get("/calls", params={"namespace": "poll", "wait": 10, "min": 1}).json()
         result["elapsed"] = time.monotonic() - started
+        result["done"] = time.monotonic()
         result["body"] = body
 
     events: list[str] = []
@@ -199,9 +200,8 @@ def test_a_long_poll_and_a_stream_on_c_wake_for_a_call_sent_to_a(abc: tuple[http
     for t in threads:
         t.join(10)
     assert result["body"]["count"] == 1 and not result["body"].get("timed_out")
-    # Woken by the call, not by the timeout: well under a second after it was sent.
-    assert result["elapsed"] < 0.5 + (time.monotonic() - sent) + 0.1
-    assert result["elapsed"] < 2.0
+    # Woken by the call, not by the timeout (10 s): within a second of it being sent to another process.
+    assert result["done"] - sent < 1.0, result
     assert len(events) == 1 and '"wake"' in events[0]
 
 
