@@ -27,6 +27,7 @@ from mockhub.journal import Call, Journal
 from mockhub.recording import jsonl_chunks, to_har
 from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, TooManyRules, check_reply_fields
 from mockhub.services.base import Attachment, ServiceInfo
+from mockhub.store import Store, StoreUnavailable
 from mockhub.usage import Billed, PriceList, Prices, PriceTable, UsageOut, summarize
 
 __all__ = ["ApiState", "create_api"]
@@ -139,6 +140,9 @@ class HealthOut(BaseModel):
     evicted: int = Field(description="calls evicted from memory by the max_calls / byte bounds")
     last_seq: int
     body_bytes: int
+    store: Literal["memory", "ok", "unavailable"] = Field(
+        "memory", description="the store: memory (this process), ok (a shared store, reachable), unavailable"
+    )
     recorded: int | None = Field(None, description="calls written to the record file since start (when recording)")
     record_failures: int | None = Field(
         None, description="calls the record file refused (a full disk): answered 500, not acknowledged"
@@ -167,6 +171,8 @@ class ApiState:
     # GET /usage: each fake's reader of what a call was billed for, and the price table.
     usage_readers: dict[str, Callable[[Call], Billed | None]] = field(default_factory=dict)
     prices: Prices = field(default_factory=lambda: Prices({}))
+    # Where changes go (calls deleted, rules added and removed); None: the journal and rules above (memory).
+    store: Store | None = None
 
 
 # A stream's keep-alive comment costs a wake-up of the event loop: a tiny interval would spin it.
@@ -262,6 +268,7 @@ def _calls_body(calls: list[Call], timed_out: bool | None = None) -> dict[str, A
 
 def create_api(state: ApiState, version: str) -> FastAPI:
     journal, rules, services = state.journal, state.rules, state.services
+    store = state.store or Store(journal, rules)
 
     def _known(service: str | None, preset: str | None = None, where: str = "service") -> None:
         """422 for a service (or a preset of it) mockhub does not have: a typo must not pass silently."""
@@ -302,6 +309,10 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         if exc.status_code == 404 and code == "not_found" and exc.detail == "Not Found":
             message = f"no mockhub route for {request.method} {request.url.path}"
         return JSONOut({"error": {"code": code, "message": message}}, exc.status_code, headers=exc.headers)
+
+    @api.exception_handler(StoreUnavailable)
+    async def _store_lost(request: Request, exc: StoreUnavailable) -> Response:
+        return JSONOut({"error": {"code": "store_unavailable", "message": str(exc)}}, 503, headers={"retry-after": "1"})
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -439,7 +450,7 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     @api.delete("/calls", response_model=DeletedOut, tags=["calls"], openapi_extra=_documents(FilterQuery))
     async def delete_calls(request: Request) -> Response:
         """Forget the matching calls (all without filters). Faults and stubs stay."""
-        return JSONOut({"deleted": journal.clear(_filter(FilterQuery, request).to_filter())})
+        return JSONOut({"deleted": await store.clear_calls(_filter(FilterQuery, request).to_filter())})
 
     # -- faults ------------------------------------------------------------------------------------
 
@@ -455,7 +466,7 @@ def create_api(state: ApiState, version: str) -> FastAPI:
                 raise ApiError(422, "invalid_request", f"namespace: ?namespace={namespace} contradicts match.namespace")
             spec = spec.model_copy(update={"match": spec.match.model_copy(update={"namespace": namespace})})
         try:
-            return JSONOut(rules.add_fault(spec).model(), 201)
+            return JSONOut((await store.add_fault(spec)).model(), 201)
         except TooManyRules as exc:
             raise ApiError(409, "too_many_rules", str(exc)) from None
 
@@ -473,13 +484,13 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
     @api.delete("/faults/{fault_id}", response_model=DeletedOut, tags=["faults"])
     async def delete_fault(fault_id: str) -> Response:
-        if not rules.remove_fault(fault_id):
+        if not await store.remove_fault(fault_id):
             raise ApiError(404, "fault_not_found", f"no fault rule {fault_id}")
         return JSONOut({"deleted": 1})
 
     @api.delete("/faults", response_model=DeletedOut, tags=["faults"])
     async def clear_faults(namespace: str | None = None) -> Response:
-        return JSONOut({"deleted": rules.clear_faults(namespace)})
+        return JSONOut({"deleted": await store.clear_faults(namespace)})
 
     # -- stubs -------------------------------------------------------------------------------------
 
@@ -487,7 +498,7 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     async def add_stub(spec: StubSpec) -> Response:
         _check_stub(spec)
         try:
-            return JSONOut(rules.add_stub(spec).model(), 201)
+            return JSONOut((await store.add_stub(spec)).model(), 201)
         except TooManyRules as exc:
             raise ApiError(409, "too_many_rules", str(exc)) from None
 
@@ -505,13 +516,13 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
     @api.delete("/stubs/{stub_id}", response_model=DeletedOut, tags=["stubs"])
     async def delete_stub(stub_id: str) -> Response:
-        if not rules.remove_stub(stub_id):
+        if not await store.remove_stub(stub_id):
             raise ApiError(404, "stub_not_found", f"no stub {stub_id}")
         return JSONOut({"deleted": 1})
 
     @api.delete("/stubs", response_model=DeletedOut, tags=["stubs"])
     async def clear_stubs(namespace: str | None = None) -> Response:
-        return JSONOut({"deleted": rules.clear_stubs(namespace)})
+        return JSONOut({"deleted": await store.clear_stubs(namespace)})
 
     # -- usage -------------------------------------------------------------------------------------
 
@@ -550,9 +561,13 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     @api.post("/reset", response_model=ResetOut, tags=["admin"])
     async def reset(namespace: str | None = None) -> Response:
         """Forget calls, faults and stubs (only those of `namespace` when given)."""
-        calls = journal.clear(CallFilter(namespace=namespace) if namespace else None)
-        state.on_reset(namespace)
-        return JSONOut({"calls": calls, "faults": rules.clear_faults(namespace), "stubs": rules.clear_stubs(namespace)})
+        calls = await store.clear_calls(CallFilter(namespace=namespace) if namespace else None)
+        if state.store is None:
+            state.on_reset(namespace)
+        else:
+            await store.reset_state(namespace)
+        faults, stubs = await store.clear_faults(namespace), await store.clear_stubs(namespace)
+        return JSONOut({"calls": calls, "faults": faults, "stubs": stubs})
 
     # The dispatcher (Hub.__call__) answers GET /health, /livez and /readyz itself, so they work
     # before this API is built; these routes document them in /openapi.json with the same answers.

@@ -303,13 +303,23 @@ class Journal:
             self._seq -= 1  # never acknowledged: the next call takes its number
             raise
         self._store(call)
+        self._publish(call)
+        return call
+
+    def accept(self, call: Call) -> None:
+        """Store a call numbered elsewhere (a shared store's log, in seq order): waiters and subscribers
+        wake as for `append`; sinks do not run (the process that took the call ran its own)."""
+        self._seq = max(self._seq, call.seq)
+        self._store(call)
+        self._publish(call)
+
+    def _publish(self, call: Call) -> None:
         if self._waiters:
             self._wake(call)
         if self._subscribers:
             for sub in tuple(self._subscribers):
                 if sub.filter.matches(call):
                     sub.offer(call)
-        return call
 
     def restore(self, calls: Iterable[Call]) -> int:
         """Load calls recorded earlier (replay), keeping their seq; new calls continue after them."""
@@ -353,11 +363,12 @@ class Journal:
         self._bytes -= call.size
         self.evicted += 1
 
-    def resized(self, call: Call, old_size: int) -> None:
+    def resized(self, call: Call, old_size: int, sinks: bool = True) -> None:
         """Account for a call whose bodies grew after it was appended (a finished stream)."""
         self._bytes += call.size - old_size
-        for sink in self._update_sinks:
-            sink(call)
+        if sinks:
+            for sink in self._update_sinks:
+                sink(call)
 
     def _wake(self, call: Call) -> None:
         still: list[_Waiter] = []

@@ -367,9 +367,9 @@ class RuleBook:
             )
 
     # -- faults --------------------------------------------------------------------------------
-    def add_fault(self, spec: FaultSpec) -> FaultRule:
+    def add_fault(self, spec: FaultSpec, rule_id: str | None = None) -> FaultRule:
         self._room()
-        rule = FaultRule(spec, seed=self.seed)
+        rule = FaultRule(spec, rule_id, seed=self.seed)
         self._faults[rule.id] = rule
         self._live_faults.add(rule)
         return rule
@@ -419,9 +419,9 @@ class RuleBook:
         return None
 
     # -- stubs ---------------------------------------------------------------------------------
-    def add_stub(self, spec: StubSpec) -> StubRule:
+    def add_stub(self, spec: StubSpec, rule_id: str | None = None) -> StubRule:
         self._room()
-        rule = StubRule(spec)
+        rule = StubRule(spec, rule_id)
         self._stubs[rule.id] = rule
         self._live_stubs.add(rule)
         return rule
@@ -468,3 +468,27 @@ class RuleBook:
     def reset(self, namespace: str | None = None) -> None:
         self.clear_faults(namespace)
         self.clear_stubs(namespace)
+
+    # -- for a shared store, which counts hits itself (atomically, server-side) ----------------
+    def fault_candidates(self, call: Call, stage: str | None = None) -> Iterator[FaultRule]:
+        """The live fault rules matching `call` at `stage`, newest first, not counted."""
+        if not self._faults:
+            return
+        for rule in self._live_faults.candidates(call.service, call.namespace):
+            if rule.stage_applies(stage) and rule.applies_to(call):
+                yield rule
+
+    def stub_candidates(self, call: Call, replies: bool = True) -> Iterator[StubRule]:
+        """The live stubs matching `call`, newest first, not counted."""
+        if not self._stubs:
+            return
+        for rule in self._live_stubs.candidates(call.service, call.namespace):
+            if (replies or rule.spec.response is not None) and rule.applies_to(call):
+                yield rule
+
+    def retire(self, rule: FaultRule | StubRule) -> None:
+        """Take an exhausted rule out of the live index (it stays listed with its counters)."""
+        if isinstance(rule, FaultRule):
+            self._live_faults.discard(rule)
+        else:
+            self._live_stubs.discard(rule)

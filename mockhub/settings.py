@@ -68,6 +68,20 @@ class Settings(BaseSettings):
         None, description="comma-separated host globs outbound callbacks may reach (any when unset)"
     )
     seed: int | None = Field(None, description="seed for probabilistic faults, so runs repeat")
+    store: str = Field(
+        "memory",
+        description="where calls, rules and their counters live: memory (this process), or a Valkey/Redis 7+ "
+        "that any number of mockhub processes share: redis://host:6379/0, rediss://..., unix:///path?db=0",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="processes serving the same ports (SO_REUSEPORT), each its own event loop; needs a shared store",
+    )
+    reuse_port: bool = Field(
+        False, description="bind every listener with SO_REUSEPORT (set for each process of --workers)"
+    )
     fakes: str | None = Field(
         None,
         description="comma-separated extra fakes to serve, each `package.module:ServiceClass`",

@@ -162,6 +162,7 @@ class Health(BaseModel):
     evicted: int = 0
     last_seq: int = 0
     body_bytes: int = 0
+    store: Literal["memory", "ok", "unavailable"] = "memory"
 
 
 class ResetResult(BaseModel):

@@ -13,6 +13,7 @@ steps: parse, rules, answer, record.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from mockhub.filters import FIELDS, MESSAGES, DataFields
 from mockhub.journal import SUMMARIES, Call, Journal, ResponseRecord, default_summary
 from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
 from mockhub.services.forms import FormPart, parse_multipart
+from mockhub.store import StateChannel, Store, StoreUnavailable
 from mockhub.tls import Authority
 from mockhub.usage import Billed, ModelPrice
 
@@ -212,10 +214,26 @@ class ServiceContext:
     own_target: Callable[[str], Awaitable[str | None]] | None = None
     # MOCKHUB_CREDENTIALS parsed once: the credentials the fakes accept, or None for "any non-empty one".
     pinned: frozenset[str] | None = field(init=False)
+    # Where calls are recorded and rules counted when processes share them (None / memory: the journal).
+    store: Store | None = None
 
     def __post_init__(self) -> None:
         entries = {c.strip() for c in (self.settings.credentials or "").split(",") if c.strip()}
         self.pinned = frozenset(entries) if entries else None
+
+    async def record(self, call: Call) -> None:
+        """Record a call a fake makes itself (a status callback), in the shared store when there is one."""
+        if self.store is None or not self.store.shared:
+            self.journal.append(call)
+            return
+        try:
+            await self.store.append(call)
+        except StoreUnavailable as exc:  # background work: nobody to answer, so say it in the log
+            logging.getLogger("mockhub").warning("a %s call was not recorded: %s", call.service, exc)
+
+    def channel(self, owner: str, apply: Callable[[dict[str, Any]], None]) -> StateChannel:
+        """How a fake changes state of its own so every process sharing a store holds it (`StateChannel`)."""
+        return self.store.channel(owner, apply) if self.store is not None else StateChannel(apply)
 
     async def outbound_refusal(self, url: str) -> str | None:
         """Why a fake must not call `url` (a status callback), or None when it may.
@@ -295,7 +313,8 @@ class Simulation:
     description: str
     body: type[SimulationBody]
     build: Callable[[Any, SimulationContext], Simulated]
-    answered: Callable[[Any, SimulationContext, Call, ResponseRecord], list[Call]] | None = None
+    # May be a coroutine function: Twilio stores the messages it sends through its state channel.
+    answered: Callable[[Any, SimulationContext, Call, ResponseRecord], list[Call] | Awaitable[list[Call]]] | None = None
     # Other names the event answers to (`inbound` for an email fake's one inbound event).
     aliases: tuple[str, ...] = ()
 
