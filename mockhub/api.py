@@ -85,6 +85,11 @@ class CallOut(BaseModel):
     body: str
     body_encoding: Literal["utf-8", "base64"] = Field(description="base64 when the body is not valid UTF-8")
     data: dict[str, Any]
+    data_truncated: bool = Field(
+        False,
+        description="data was cut at 64 levels or cleaned (keys made strings, huge integers and lone surrogates "
+        "made text) to stay readable; the body is byte-exact",
+    )
     response: ResponseOut | None
     fault: dict[str, Any] | None
     stub: dict[str, Any] | None

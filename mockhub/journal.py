@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mockhub.filters import CallFilter, recipients_of, subjects_of, texts_of
+from mockhub.safedata import safe_data
 
 __all__ = [
     "SUMMARIES",
@@ -101,6 +102,8 @@ class Call:
     time: float = field(default_factory=time.time)
     id: str = ""
     seq: int = 0
+    # True when `data` was cut or cleaned to stay readable (mockhub.safedata); the body is untouched.
+    data_truncated: bool = False
     # Caches for the filters; derived from body and data, filled on first use.
     _text: str | None = None
     _recipients: frozenset[str] | None = None
@@ -143,6 +146,14 @@ class Call:
         self._recipients = None
         self._subjects = None
 
+    def check_data(self) -> None:
+        """Make `data` safe for every reader (cut at `MAX_DATA_DEPTH`, flagged) when it is not as it is."""
+        safe = safe_data(self.data)
+        if safe is not None:
+            self.data = safe
+            self.data_truncated = True
+            self.invalidate()
+
     def to_dict(self) -> dict[str, Any]:
         body, encoding = encode_body(self.body)
         response: dict[str, Any] | None = None
@@ -170,6 +181,7 @@ class Call:
             "body": body,
             "body_encoding": encoding,
             "data": self.data,
+            "data_truncated": self.data_truncated,
             "response": response,
             "fault": self.fault,
             "stub": self.stub,
@@ -281,6 +293,7 @@ class Journal:
         self._update_sinks.append(sink)
 
     def append(self, call: Call) -> Call:
+        call.check_data()  # before any sink or reader sees it: nothing a client sends poisons a read
         self._seq += 1
         call.seq = self._seq
         if not call.id:
@@ -342,6 +355,7 @@ class Journal:
 
     def resized(self, call: Call, old_size: int) -> None:
         """Account for a call whose bodies grew after it was appended (a finished stream)."""
+        call.check_data()
         self._bytes += call.size - old_size
         for sink in self._update_sinks:
             sink(call)

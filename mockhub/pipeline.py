@@ -25,6 +25,7 @@ from mockhub import transport
 from mockhub.journal import Call, Journal, ResponseRecord, SinkError
 from mockhub.rules import FaultRule, RuleBook, StubResponse
 from mockhub.services.base import BadRequest, Reply, Request, Route, Service
+from mockhub.services.limits import LIMITS, ParseLimitExceeded, ParseLimits
 
 __all__ = ["HttpPipeline"]
 
@@ -165,9 +166,18 @@ class HttpPipeline:
     """Runs an HTTP call to a fake through parse, rules, answer and record."""
 
     def __init__(
-        self, journal: Journal, rules: RuleBook, max_body_bytes: int, spawn: Any, body_timeout: float = 30.0
+        self,
+        journal: Journal,
+        rules: RuleBook,
+        max_body_bytes: int,
+        spawn: Any,
+        body_timeout: float = 30.0,
+        limits: ParseLimits | None = None,
+        thread_bytes: int = 64 * 1024,
     ) -> None:
         self.body_timeout = body_timeout
+        self.limits = limits or ParseLimits()
+        self.thread_bytes = thread_bytes
         self.journal = journal
         self.rules = rules
         self.max_body_bytes = max_body_bytes
@@ -277,10 +287,17 @@ class HttpPipeline:
             reply = service.error(405, f"{call.method} is not allowed on {path}", code="method_not_allowed")
         elif route.parse is not None:
             try:
-                call.data = route.parse(request)
+                call.data = await self._parse(route, request)
             except BadRequest as exc:
                 reply = exc.reply
                 call.data = exc.data
+            except ParseLimitExceeded as exc:
+                reply = service.error(413, exc.message, code="too_large")
+                call.data = {"error": exc.error}
+            except Exception as exc:  # a parser that trips on hostile input: a clear answer, still recorded
+                log.exception("fake %s could not parse %s %s", service.name, call.method, path)
+                reply = service.error(400, f"mockhub could not parse this request: {exc!r}", code="invalid_request")
+                call.data = {"error": "unparsable", "parse_error": f"{type(exc).__name__}: {exc}"}
             request.data = call.data
 
         cut_after: int | None = None
@@ -418,6 +435,14 @@ class HttpPipeline:
         if sent:
             await send({"type": "http.response.body", "body": sent, "more_body": True})
         await transport.close_after(conn, receive)
+
+    async def _parse(self, route: Route, request: Request) -> dict[str, Any]:
+        """The route's `data`; a large body is parsed in a worker thread, so the event loop keeps serving."""
+        assert route.parse is not None
+        LIMITS.set(self.limits)  # this request's task has its own context: the parser (and its thread) read it
+        if len(request.body) <= self.thread_bytes:
+            return route.parse(request)
+        return await asyncio.to_thread(route.parse, request)
 
     async def _transport_fault(
         self, rule: FaultRule, call: Call, scope: Scope, started: float, receive: Receive, send: Send

@@ -29,6 +29,7 @@ from mockhub.router import Router
 from mockhub.rules import RuleBook
 from mockhub.services import SERVICES, FakesError, load_fake
 from mockhub.services.base import ServiceContext
+from mockhub.services.limits import ParseLimits
 from mockhub.settings import Settings
 from mockhub.tls import Authority, local_names
 from mockhub.transport import MockhubProtocol
@@ -80,7 +81,13 @@ class Hub:
         self.replay_skipped: list[str] = []
         self.recording = attach(self.settings, self.journal, self.rules, self.stub_replies, self.replay_skipped)
         self.pipeline = HttpPipeline(
-            self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
+            self.journal,
+            self.rules,
+            self.settings.max_body_bytes,
+            self.spawn,
+            self.settings.body_timeout,
+            limits=ParseLimits(self.settings.max_parts, self.settings.max_mime_depth, self.settings.max_part_headers),
+            thread_bytes=self.settings.parse_thread_bytes,
         )
         self._api: FastAPI | None = None
         self._api_lock = threading.Lock()

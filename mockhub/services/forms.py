@@ -12,6 +12,8 @@ import email.policy
 import email.utils
 from dataclasses import dataclass
 
+from mockhub.services.limits import LIMITS, too_many_headers, too_many_parts
+
 __all__ = ["FormPart", "MultipartError", "parse_multipart"]
 
 
@@ -43,8 +45,16 @@ def _boundary(content_type: str) -> bytes:
 
 
 def parse_multipart(content_type: str, body: bytes) -> list[FormPart]:
-    """The parts of a `multipart/form-data` body, in order; raises MultipartError when it is broken."""
+    """The parts of a `multipart/form-data` body, in order; raises MultipartError when it is broken.
+
+    Raises ParseLimitExceeded past `max_parts` parts or `max_part_headers` header lines in a part,
+    counted on the bytes before any part is parsed (the stdlib parser costs ~0.3 ms a part).
+    """
     delimiter = b"--" + _boundary(content_type)
+    limits = LIMITS.get()
+    # Each part opens with a delimiter, and one more closes the body.
+    if body.count(delimiter) > limits.max_parts + 1:
+        raise too_many_parts()
     # The first delimiter may open the body without a preceding CRLF.
     start = body.find(delimiter)
     if start < 0:
@@ -59,6 +69,8 @@ def parse_multipart(content_type: str, body: bytes) -> list[FormPart]:
         head, sep, value = chunk.partition(b"\r\n\r\n")
         if not sep:
             raise MultipartError("part without a header block")
+        if head.count(b"\n") > limits.max_headers:
+            raise too_many_headers()
         headers = email.message_from_bytes(head.lstrip(b"\r\n") + b"\r\n\r\n", policy=email.policy.HTTP)
         name = headers.get_param("name", header="content-disposition")
         if isinstance(name, tuple):
