@@ -143,6 +143,8 @@ class HealthOut(BaseModel):
     evicted: int = Field(description="calls evicted from memory by the max_calls / byte bounds")
     last_seq: int
     body_bytes: int
+    connections: int = Field(0, description="HTTP connections open now (health is answered even at the limit)")
+    max_connections: int = Field(0, description="the max_connections setting: other requests get 503 beyond it")
     recorded: int | None = Field(None, description="calls written to the record file since start (when recording)")
     record_failures: int | None = Field(
         None, description="calls the record file refused (a full disk): answered 500, not acknowledged"

@@ -95,6 +95,8 @@ class Hub:
         self.http_port = 0
         self.https_port: int | None = None
         self.ready = False
+        # The open HTTP connections (the server's own set, once `MockhubServer` serves this hub).
+        self.connections: set[Any] = set()
         self.startup_error: str | None = None
         # Printable ASCII (Settings checks it), so its bytes are the same in every encoding.
         self._token = None if self.settings.admin_token is None else self.settings.admin_token.encode("ascii")
@@ -208,6 +210,8 @@ class Hub:
             "evicted": self.journal.evicted,
             "last_seq": self.journal.last_seq,
             "body_bytes": self.journal.body_bytes,
+            "connections": len(self.connections),
+            "max_connections": self.settings.max_connections,
         }
         if self.recording is not None:
             info["recorded"] = self.recording.written
@@ -351,6 +355,8 @@ class MockhubServer(uvicorn.Server):
     ) -> None:
         super().__init__(config)
         self.hub = hub
+        # /health reports how many connections are open (uvicorn's own set of them) against the limit.
+        hub.connections = self.server_state.connections
         self.announce = announce
         self.https_socket = https_socket
 

@@ -151,6 +151,8 @@ class Health(BaseModel):
     evicted: int = 0
     last_seq: int = 0
     body_bytes: int = 0
+    connections: int = 0
+    max_connections: int = 0
 
 
 class ResetResult(BaseModel):
