@@ -104,6 +104,8 @@ class Call:
     seq: int = 0
     # True when `data` was cut or cleaned to stay readable (mockhub.safedata); the body is untouched.
     data_truncated: bool = False
+    # The `data` object `check_data` last passed (the pipeline checks it before the fake answers).
+    _checked: dict[str, Any] | None = None
     # Caches for the filters; derived from body and data, filled on first use.
     _text: str | None = None
     _recipients: frozenset[str] | None = None
@@ -146,13 +148,20 @@ class Call:
         self._recipients = None
         self._subjects = None
 
-    def check_data(self) -> None:
-        """Make `data` safe for every reader (cut at `MAX_DATA_DEPTH`, flagged) when it is not as it is."""
+    def check_data(self, again: bool = False) -> None:
+        """Make `data` safe for every reader (cut at `MAX_DATA_DEPTH`, flagged) when it is not as it is.
+
+        Checked once per `data` object unless `again` (a finished stream rewrote it): what a handler
+        adds in place after the pipeline's check is mockhub's own and shallow.
+        """
+        if self.data is self._checked and not again:
+            return
         safe = safe_data(self.data)
         if safe is not None:
             self.data = safe
             self.data_truncated = True
             self.invalidate()
+        self._checked = self.data
 
     def to_dict(self) -> dict[str, Any]:
         body, encoding = encode_body(self.body)
@@ -355,7 +364,7 @@ class Journal:
 
     def resized(self, call: Call, old_size: int) -> None:
         """Account for a call whose bodies grew after it was appended (a finished stream)."""
-        call.check_data()
+        call.check_data(again=True)
         self._bytes += call.size - old_size
         for sink in self._update_sinks:
             sink(call)

@@ -293,11 +293,13 @@ class HttpPipeline:
                 call.data = exc.data
             except ParseLimitExceeded as exc:
                 reply = service.error(413, exc.message, code="too_large")
-                call.data = {"error": exc.error}
+                call.data = {"error": exc.error, "parse_error": exc.message}
             except Exception as exc:  # a parser that trips on hostile input: a clear answer, still recorded
                 log.exception("fake %s could not parse %s %s", service.name, call.method, path)
                 reply = service.error(400, f"mockhub could not parse this request: {exc!r}", code="invalid_request")
                 call.data = {"error": "unparsable", "parse_error": f"{type(exc).__name__}: {exc}"}
+            # Before the fake sees it: a fake echoing `data` (Slack's message) answers what it can write.
+            call.check_data()
             request.data = call.data
 
         cut_after: int | None = None

@@ -157,16 +157,16 @@ class MockhubProtocol(HttpToolsProtocol):
             self._connect = True
             return
         limit = self.limit_concurrency
-        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
-            if self.url.split(b"?", 1)[0] in HEALTH_PATHS:
-                # At the connection limit, health is still answered: an orchestrator that got 503
-                # from /health would restart a server that is only busy. The limit is for the rest.
-                self.limit_concurrency = None
-                try:
-                    super().on_headers_complete()
-                finally:
-                    self.limit_concurrency = limit
-                return
+        at_limit = limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit)
+        if at_limit and self.url.split(b"?", 1)[0] in HEALTH_PATHS:
+            # At the connection limit, health is still answered: an orchestrator that got 503
+            # from /health would restart a server that is only busy. The limit is for the rest.
+            self.limit_concurrency = None
+            try:
+                super().on_headers_complete()
+            finally:
+                self.limit_concurrency = limit
+            return
         super().on_headers_complete()
         if self.url[:1] != b"/" and self.url[:4].lower() == b"http":
             self._absolute_form()
