@@ -6,6 +6,7 @@ Errors are always `{"error": {"code", "message"}}` with a 4xx status, including 
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from mockhub.journal import Call, Journal
 from mockhub.recording import jsonl_chunks, to_har
 from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, TooManyRules, check_reply_fields
 from mockhub.services.base import Attachment, ServiceInfo
+from mockhub.services.limits import LIMITS, ParseLimitExceeded, ParseLimits
 
 __all__ = ["ApiState", "create_api"]
 
@@ -170,6 +172,9 @@ class ApiState:
     attachments: dict[str, Callable[[Call, int], Attachment | None]] = field(default_factory=dict)
     # Lets the fakes forget state of their own (stored messages) on POST /reset.
     on_reset: Callable[[str | None], None] = lambda namespace: None
+    # The parse limits and thread threshold the fakes parsed with: attachments are read the same way.
+    limits: ParseLimits = field(default_factory=ParseLimits)
+    parse_thread_bytes: int = 64 * 1024
 
 
 # A stream's keep-alive comment costs a wake-up of the event loop: a tiny interval would spin it.
@@ -411,9 +416,15 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         """A file the call carried (the `index`-th of `data.attachments`: an attachment, an upload), byte-exact."""
         call = _get(journal, call_id)
         reader = state.attachments.get(call.service)
+        LIMITS.set(state.limits)  # this request's own context (copied into the thread)
         try:
-            found = reader(call, index) if reader is not None else None
-        except (ValueError, RecursionError) as exc:
+            if reader is None:
+                found = None
+            elif len(call.body) > state.parse_thread_bytes:  # taking a big body apart stays off the event loop
+                found = await asyncio.to_thread(reader, call, index)
+            else:
+                found = reader(call, index)
+        except (ValueError, RecursionError, ParseLimitExceeded) as exc:
             # The client chose the bytes: a body that cannot be taken apart is the caller's answer, not a 500.
             raise ApiError(422, "unreadable_body", f"call {call_id}'s body cannot be taken apart: {exc}") from None
         if found is None:

@@ -444,7 +444,7 @@ class HttpPipeline:
         LIMITS.set(self.limits)  # this request's task has its own context: the parser (and its thread) read it
         if len(request.body) <= self.thread_bytes:
             return route.parse(request)
-        return await asyncio.to_thread(route.parse, request)
+        return await asyncio.to_thread(_parse_checked, route, request)
 
     async def _transport_fault(
         self, rule: FaultRule, call: Call, scope: Scope, started: float, receive: Receive, send: Send
@@ -497,6 +497,15 @@ class HttpPipeline:
             return
         call.fault["reason"] = f"held {call.duration_ms:.0f} ms without an answer, then closed"
         await transport.close_after(conn, receive)
+
+
+def _parse_checked(route: Route, request: Request) -> dict[str, Any]:
+    """Parse, and make `data` safe to serve, in the worker thread: both cost in proportion to the body."""
+    assert route.parse is not None
+    call = request.call
+    call.data = route.parse(request)
+    call.check_data()
+    return call.data
 
 
 def _broken(chunk: bytes) -> bytes:

@@ -142,6 +142,8 @@ class Hub:
                     attachments={s.name: s.attachment for s in self.services},
                     stub_replies=self.stub_replies,
                     on_reset=self._reset_services,
+                    limits=self.pipeline.limits,
+                    parse_thread_bytes=self.settings.parse_thread_bytes,
                 )
                 api = create_api(state, __version__)
                 for service in self.services:

@@ -344,6 +344,8 @@ def test_a_multipart_body_of_20000_parts_is_refused_without_stalling_others(
     assert call["data"]["error"] == "too_many_parts"
     assert "more than 1000 parts" in call["data"]["parse_error"]
     assert fresh.get(f"/calls/{call['id']}/raw").content == body
+    r = fresh.get(f"/calls/{call['id']}/attachments/0")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unreadable_body", r.text
 
 
 def test_a_large_multipart_within_the_limits_is_parsed_off_the_event_loop(served: Served, fresh: httpx.Client) -> None:
