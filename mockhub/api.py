@@ -6,6 +6,7 @@ Errors are always `{"error": {"code", "message"}}` with a 4xx status, including 
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from mockhub.journal import Call, Journal
 from mockhub.recording import jsonl_chunks, to_har
 from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, TooManyRules, check_reply_fields
 from mockhub.services.base import Attachment, ServiceInfo
+from mockhub.services.limits import LIMITS, ParseLimitExceeded, ParseLimits
 from mockhub.store import Store, StoreUnavailable
 from mockhub.usage import Billed, PriceList, Prices, PriceTable, UsageOut, summarize
 
@@ -87,6 +89,11 @@ class CallOut(BaseModel):
     body: str
     body_encoding: Literal["utf-8", "base64"] = Field(description="base64 when the body is not valid UTF-8")
     data: dict[str, Any]
+    data_truncated: bool = Field(
+        False,
+        description="data was cut at 64 levels or cleaned (keys made strings, huge integers and lone surrogates "
+        "made text) to stay readable; the body is byte-exact",
+    )
     response: ResponseOut | None
     fault: dict[str, Any] | None
     stub: dict[str, Any] | None
@@ -143,6 +150,8 @@ class HealthOut(BaseModel):
     store: Literal["memory", "ok", "unavailable"] = Field(
         "memory", description="the store: memory (this process), ok (a shared store, reachable), unavailable"
     )
+    connections: int = Field(0, description="HTTP connections open now (health is answered even at the limit)")
+    max_connections: int = Field(0, description="the max_connections setting: other requests get 503 beyond it")
     recorded: int | None = Field(None, description="calls written to the record file since start (when recording)")
     record_failures: int | None = Field(
         None, description="calls the record file refused (a full disk): answered 500, not acknowledged"
@@ -168,6 +177,9 @@ class ApiState:
     attachments: dict[str, Callable[[Call, int], Attachment | None]] = field(default_factory=dict)
     # Lets the fakes forget state of their own (stored messages) on POST /reset.
     on_reset: Callable[[str | None], None] = lambda namespace: None
+    # The parse limits and thread threshold the fakes parsed with: attachments are read the same way.
+    limits: ParseLimits = field(default_factory=ParseLimits)
+    parse_thread_bytes: int = 64 * 1024
     # GET /usage: each fake's reader of what a call was billed for, and the price table.
     usage_readers: dict[str, Callable[[Call], Billed | None]] = field(default_factory=dict)
     prices: Prices = field(default_factory=lambda: Prices({}))
@@ -434,9 +446,15 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         """A file the call carried (the `index`-th of `data.attachments`: an attachment, an upload), byte-exact."""
         call = _get(journal, call_id)
         reader = state.attachments.get(call.service)
+        LIMITS.set(state.limits)  # this request's own context (copied into the thread)
         try:
-            found = reader(call, index) if reader is not None else None
-        except (ValueError, RecursionError) as exc:
+            if reader is None:
+                found = None
+            elif len(call.body) > state.parse_thread_bytes:  # taking a big body apart stays off the event loop
+                found = await asyncio.to_thread(reader, call, index)
+            else:
+                found = reader(call, index)
+        except (ValueError, RecursionError, ParseLimitExceeded) as exc:
             # The client chose the bytes: a body that cannot be taken apart is the caller's answer, not a 500.
             raise ApiError(422, "unreadable_body", f"call {call_id}'s body cannot be taken apart: {exc}") from None
         if found is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mockhub.filters import MESSAGES, CallFilter, features_of, message_facts, recipients_of, subjects_of, texts_of
+from mockhub.safedata import safe_data
 
 __all__ = [
     "SUMMARIES",
@@ -101,6 +102,10 @@ class Call:
     time: float = field(default_factory=time.time)
     id: str = ""
     seq: int = 0
+    # True when `data` was cut or cleaned to stay readable (mockhub.safedata); the body is untouched.
+    data_truncated: bool = False
+    # The `data` object `check_data` last passed (the pipeline checks it before the fake answers).
+    _checked: dict[str, Any] | None = None
     # Caches for the filters; derived from body and data, filled on first use.
     _text: str | None = None
     _recipients: frozenset[str] | None = None
@@ -151,6 +156,21 @@ class Call:
         self._subjects = None
         self._features = None
 
+    def check_data(self, again: bool = False) -> None:
+        """Make `data` safe for every reader (cut at `MAX_DATA_DEPTH`, flagged) when it is not as it is.
+
+        Checked once per `data` object unless `again` (a finished stream rewrote it): what a handler
+        adds in place after the pipeline's check is mockhub's own and shallow.
+        """
+        if self.data is self._checked and not again:
+            return
+        safe = safe_data(self.data)
+        if safe is not None:
+            self.data = safe
+            self.data_truncated = True
+            self.invalidate()
+        self._checked = self.data
+
     def to_dict(self) -> dict[str, Any]:
         body, encoding = encode_body(self.body)
         response: dict[str, Any] | None = None
@@ -178,6 +198,7 @@ class Call:
             "body": body,
             "body_encoding": encoding,
             "data": self.data,
+            "data_truncated": self.data_truncated,
             "response": response,
             "fault": self.fault,
             "stub": self.stub,
@@ -289,6 +310,7 @@ class Journal:
         self._update_sinks.append(sink)
 
     def append(self, call: Call) -> Call:
+        call.check_data()  # before any sink or reader sees it: nothing a client sends poisons a read
         self._seq += 1
         call.seq = self._seq
         if not call.id:
@@ -365,6 +387,7 @@ class Journal:
 
     def resized(self, call: Call, old_size: int, sinks: bool = True) -> None:
         """Account for a call whose bodies grew after it was appended (a finished stream)."""
+        call.check_data(again=True)
         self._bytes += call.size - old_size
         if sinks:
             for sink in self._update_sinks:

@@ -25,6 +25,7 @@ from mockhub import transport
 from mockhub.journal import Call, Journal, ResponseRecord, SinkError
 from mockhub.rules import FaultRule, RuleBook, StubResponse
 from mockhub.services.base import BadRequest, Reply, Request, Route, Service
+from mockhub.services.limits import LIMITS, ParseLimitExceeded, ParseLimits
 from mockhub.store import Store, StoreUnavailable
 
 __all__ = ["HttpPipeline"]
@@ -173,10 +174,14 @@ class HttpPipeline:
         spawn: Any,
         body_timeout: float = 30.0,
         store: Store | None = None,
+        limits: ParseLimits | None = None,
+        thread_bytes: int = 64 * 1024,
     ) -> None:
         self.body_timeout = body_timeout
         # A shared store records and counts; without one (memory) the journal and rules are called directly.
         self.store = store if store is not None and store.shared else None
+        self.limits = limits or ParseLimits()
+        self.thread_bytes = thread_bytes
         self.journal = journal
         self.rules = rules
         self.max_body_bytes = max_body_bytes
@@ -298,10 +303,19 @@ class HttpPipeline:
             reply = service.error(405, f"{call.method} is not allowed on {path}", code="method_not_allowed")
         elif route.parse is not None:
             try:
-                call.data = route.parse(request)
+                call.data = await self._parse(route, request)
             except BadRequest as exc:
                 reply = exc.reply
                 call.data = exc.data
+            except ParseLimitExceeded as exc:
+                reply = service.error(413, exc.message, code="too_large")
+                call.data = {"error": exc.error, "parse_error": exc.message}
+            except Exception as exc:  # a parser that trips on hostile input: a clear answer, still recorded
+                log.exception("fake %s could not parse %s %s", service.name, call.method, path)
+                reply = service.error(400, f"mockhub could not parse this request: {exc!r}", code="invalid_request")
+                call.data = {"error": "unparsable", "parse_error": f"{type(exc).__name__}: {exc}"}
+            # Before the fake sees it: a fake echoing `data` (Slack's message) answers what it can write.
+            call.check_data()
             request.data = call.data
 
         cut_after: int | None = None
@@ -458,6 +472,14 @@ class HttpPipeline:
             await send({"type": "http.response.body", "body": sent, "more_body": True})
         await transport.close_after(conn, receive)
 
+    async def _parse(self, route: Route, request: Request) -> dict[str, Any]:
+        """The route's `data`; a large body is parsed in a worker thread, so the event loop keeps serving."""
+        assert route.parse is not None
+        LIMITS.set(self.limits)  # this request's task has its own context: the parser (and its thread) read it
+        if len(request.body) <= self.thread_bytes:
+            return route.parse(request)
+        return await asyncio.to_thread(_parse_checked, route, request)
+
     async def _transport_fault(
         self, rule: FaultRule, call: Call, scope: Scope, started: float, receive: Receive, send: Send
     ) -> None:
@@ -509,6 +531,15 @@ class HttpPipeline:
             return
         call.fault["reason"] = f"held {call.duration_ms:.0f} ms without an answer, then closed"
         await transport.close_after(conn, receive)
+
+
+def _parse_checked(route: Route, request: Request) -> dict[str, Any]:
+    """Parse, and make `data` safe to serve, in the worker thread: both cost in proportion to the body."""
+    assert route.parse is not None
+    call = request.call
+    call.data = route.parse(request)
+    call.check_data()
+    return call.data
 
 
 def _broken(chunk: bytes) -> bytes:

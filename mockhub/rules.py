@@ -11,7 +11,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Generic, TypeVar
@@ -19,7 +18,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mockhub.faults import HTTP, KINDS, PRESETS, FaultAction, FaultSpec, Headers, Preset, Stage
-from mockhub.filters import CallFilter, Match
+from mockhub.filters import CallFilter, Match, compile_regex
 from mockhub.journal import Call, format_time, new_id
 from mockhub.settings import LlmJitter, LlmSeed, LlmTokensPerS, LlmTtftMs
 
@@ -52,7 +51,7 @@ class _Rule:
         self.service = service
         self.namespace = match.scope()
         self.filter = CallFilter(service=service, **match.filters())
-        self.regex = re.compile(match.regex) if match.regex else None
+        self.regex = compile_regex(match.regex) if match.regex else None
         self.data = match.data
         self.created = time.time()
         # Creation order, global across faults and stubs: "newest first" when several buckets merge.

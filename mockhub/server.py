@@ -32,6 +32,7 @@ from mockhub.router import Router
 from mockhub.rules import RuleBook
 from mockhub.services import SERVICES, FakesError, load_fake
 from mockhub.services.base import ServiceContext
+from mockhub.services.limits import ParseLimits
 from mockhub.settings import Settings
 from mockhub.store import StoreError, StoreUnavailable, open_store
 from mockhub.tls import Authority, local_names
@@ -95,7 +96,14 @@ class Hub:
         # GET /usage: each fake's prices and reader of billed calls; a bad price file fails here.
         self.prices = Prices({s.name: s.prices for s in self.services}, self.settings.llm_prices)
         self.pipeline = HttpPipeline(
-            self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout, self.store
+            self.journal,
+            self.rules,
+            self.settings.max_body_bytes,
+            self.spawn,
+            self.settings.body_timeout,
+            self.store,
+            limits=ParseLimits(self.settings.max_parts, self.settings.max_mime_depth, self.settings.max_part_headers),
+            thread_bytes=self.settings.parse_thread_bytes,
         )
         self._api: FastAPI | None = None
         self._api_lock = threading.Lock()
@@ -103,6 +111,8 @@ class Hub:
         self.http_port = 0
         self.https_port: int | None = None
         self.ready = False
+        # The open HTTP connections (the server's own set, once `MockhubServer` serves this hub).
+        self.connections: set[Any] = set()
         self.startup_error: str | None = None
         # Printable ASCII (Settings checks it), so its bytes are the same in every encoding.
         self._token = None if self.settings.admin_token is None else self.settings.admin_token.encode("ascii")
@@ -149,6 +159,8 @@ class Hub:
                     attachments={s.name: s.attachment for s in self.services},
                     stub_replies=self.stub_replies,
                     on_reset=self._reset_services,
+                    limits=self.pipeline.limits,
+                    parse_thread_bytes=self.settings.parse_thread_bytes,
                     usage_readers={s.name: s.usage for s in self.services},
                     prices=self.prices,
                     store=self.store,
@@ -220,6 +232,8 @@ class Hub:
             **self.listeners(),
             **self.store.counts(),
             "store": self.store.status(),
+            "connections": len(self.connections),
+            "max_connections": self.settings.max_connections,
         }
         if self.recording is not None:
             info["recorded"] = self.recording.written
@@ -383,6 +397,8 @@ class MockhubServer(uvicorn.Server):
     ) -> None:
         super().__init__(config)
         self.hub = hub
+        # /health reports how many connections are open (uvicorn's own set of them) against the limit.
+        hub.connections = self.server_state.connections
         self.announce = announce
         self.https_socket = https_socket
 

@@ -58,7 +58,23 @@ class Settings(BaseSettings):
     max_rules: int = Field(
         100_000, ge=1, description="most fault rules and stubs held at once, together (409 too_many_rules beyond)"
     )
-    max_connections: int = Field(2048, ge=1, description="concurrent connections and requests (503 beyond)")
+    max_connections: int = Field(
+        2048,
+        ge=1,
+        description="concurrent connections and requests (503 beyond); /health, /livez and /readyz are always answered",
+    )
+    max_parts: int = Field(
+        1000, ge=1, description="most parts a multipart body or a MIME message is parsed into (413 beyond)"
+    )
+    max_mime_depth: int = Field(
+        64, ge=1, le=500, description="deepest MIME nesting parsed; a message nested deeper is read headers-only"
+    )
+    max_part_headers: int = Field(
+        1000, ge=1, description="most header lines in one multipart or MIME part (413 beyond)"
+    )
+    parse_thread_bytes: int = Field(
+        64 * 1024, ge=0, description="request bodies larger than this are parsed in a worker thread, off the event loop"
+    )
     admin_token: str | None = Field(
         None,
         description="when set, the inspection API and UI require it (Bearer, X-Mockhub-Token or ?token=); "

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from mockhub.journal import Call
 from mockhub.services.base import Attachment, EnvVar, Service, ServiceContext, email_summary
+from mockhub.services.limits import ParseLimits
 from mockhub.services.smtp.config import SmtpConfig
 from mockhub.services.smtp.faults import fault_outcome
 from mockhub.services.smtp.handler import SmtpHandler
@@ -84,7 +85,14 @@ class SmtpService(Service):
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
         self.config = SmtpConfig.from_settings(ctx.settings)
-        self.handler = SmtpHandler(ctx.journal, ctx.rules, ctx.store)
+        settings = ctx.settings
+        self.handler = SmtpHandler(
+            ctx.journal,
+            ctx.rules,
+            ctx.store,
+            ParseLimits(settings.max_parts, settings.max_mime_depth, settings.max_part_headers),
+            settings.parse_thread_bytes,
+        )
         self.tls: TlsMaterial | None = None
         self._servers: dict[str, asyncio.Server] = {}
         self._connections: set[MockSMTP] = set()

@@ -16,6 +16,7 @@ from aiosmtpd.smtp import TLSSetupException
 
 from mockhub.journal import Call, Journal, ResponseRecord, new_id
 from mockhub.rules import FaultRule, RuleBook
+from mockhub.services.limits import LIMITS, ParseLimits
 from mockhub.services.smtp.faults import Stage
 from mockhub.services.smtp.mime import _clean, parse_message
 from mockhub.store import Store, StoreUnavailable
@@ -24,8 +25,6 @@ __all__ = ["Attempt", "Conn", "SmtpHandler", "namespace_for"]
 
 log = logging.getLogger("mockhub.smtp")
 
-# Messages above this size are parsed in a worker thread, so a 50 MiB mail does not stall the loop.
-_PARSE_IN_THREAD_BYTES = 1024 * 1024
 _NS_RECIPIENT = re.compile(r"\+ns-([^@\s+]+)@")
 # `ns-team42`, `app+ns-team42`, `app+ns-team42@example.com`: the whole name, not any `ns-` inside it.
 _NS_USER = re.compile(r"(?:^|\+)ns-([^@\s+]+)(?:@[^@\s]*)?$")
@@ -83,11 +82,21 @@ _METHODS: dict[str, str] = {
 class SmtpHandler:
     """The aiosmtpd handler: builds call records, asks the rule book, appends to the journal."""
 
-    def __init__(self, journal: Journal, rules: RuleBook, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        rules: RuleBook,
+        store: Store | None = None,
+        limits: ParseLimits | None = None,
+        thread_bytes: int = 64 * 1024,
+    ) -> None:
         self.journal = journal
         self.rules = rules
         # A shared store records and counts; without one (memory) the journal and rules are called directly.
         self.store = store if store is not None and store.shared else None
+        self.limits = limits or ParseLimits()
+        # Messages above this size are parsed in a worker thread, so a big or hostile mail does not stall the loop.
+        self.thread_bytes = thread_bytes
 
     def stage_call(self, conn: Conn, attempt: Attempt) -> Call:
         """The call for a command that was not (or not yet) a delivered message."""
@@ -152,7 +161,8 @@ class SmtpHandler:
 
     async def message_call(self, conn: Conn, mail_from: str, rcpt_tos: list[str], raw: bytes) -> Call:
         """The call for a message received by DATA (not yet recorded; its id is already set)."""
-        if len(raw) > _PARSE_IN_THREAD_BYTES:
+        LIMITS.set(self.limits)  # read by the parser (in this task's context, copied into the thread)
+        if len(raw) > self.thread_bytes:
             parsed = await asyncio.to_thread(parse_message, raw)
         else:
             parsed = parse_message(raw)
