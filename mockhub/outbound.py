@@ -1,4 +1,12 @@
-"""Outbound calls aimed at mockhub itself: a status callback must never reach the inspection API.
+"""Outbound calls: the one place mockhub calls out (status callbacks, event webhooks, DSNs), and its guard.
+
+`Outbound` sends a prepared outbound `Call` in the background: it asks the allowlist and the guard
+below first, reads a bounded answer within a bounded time, records every attempt in the journal (in
+the namespace of the message that caused it), and retries a 5xx or an unreachable target on the
+provider's schedule, compressed by `webhook_backoff_scale` and bounded by `webhook_max_attempts`.
+The fakes never wait for it.
+
+The guard: outbound calls aimed at mockhub itself: a status callback must never reach the inspection API.
 
 A callback URL is the caller's to choose. `http://127.0.0.1:8080/reset` would wipe every call,
 fault and stub; `.../faults` could plant rules. So a callback whose host is one of this machine's
@@ -9,13 +17,28 @@ fake's route (a Twilio status callback to mockhub's own webhook fake is a common
 from __future__ import annotations
 
 import asyncio
+import copy
 import ipaddress
+import logging
 import socket
-from collections.abc import Callable, Collection
+import time
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
-from mockhub.router import Router
+from mockhub.journal import Call, ResponseRecord
 
-__all__ = ["is_local_address", "own_listener_refusal"]
+if TYPE_CHECKING:
+    import httpx
+
+    from mockhub.router import Router
+    from mockhub.settings import Settings
+
+__all__ = ["Outbound", "is_local_address", "outbound_call", "own_listener_refusal"]
+
+log = logging.getLogger("mockhub")
+
+# Bodies of targets' answers kept in the journal; a callback target is not the thing under test.
+MAX_RECORDED_ANSWER = 64 * 1024
 
 # What a fake's route sees of a callback: Twilio's form POST.
 _CALLBACK_SCOPE = {"headers": [(b"content-type", b"application/x-www-form-urlencoded")], "query_string": b""}
@@ -71,3 +94,139 @@ async def own_listener_refusal(
             "(mockhub never calls its own inspection API)"
         )
     return None
+
+
+def outbound_call(
+    service: str, namespace: str, url: str, body: bytes, headers: dict[str, str], data: dict[str, Any]
+) -> Call:
+    """An outbound POST of `service` to `url`, recorded in the namespace of the message that caused it."""
+    return Call(
+        service=service,
+        method="POST",
+        path=url,
+        namespace=namespace,
+        direction="outbound",
+        headers=headers,
+        body=body,
+        data={**data, "url": url},
+    )
+
+
+class Outbound:
+    """Sends outbound calls (callbacks, event webhooks, bounces) in the background, records each attempt.
+
+    `refusal(url)` says why a URL must not be called (the allowlist, mockhub's own listeners), or None.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        append: Callable[[Call], Any],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        refusal: Callable[[str], Awaitable[str | None]],
+    ) -> None:
+        self._settings = settings
+        self._append = append
+        self._spawn = spawn
+        self._refusal = refusal
+        self._client: httpx.AsyncClient | None = None
+
+    def send(self, call: Call, backoff: Sequence[float] = (), delay: float = 0.0) -> None:
+        """Deliver `call` (its `path` is the target URL) in the background, after `delay` seconds.
+
+        `backoff` is the provider's documented retry schedule in real seconds (the wait before each
+        retry); it is scaled by `webhook_backoff_scale` and cut to `webhook_max_attempts` attempts.
+        """
+        self._spawn(self.deliver(call, backoff, delay))
+
+    def schedule(self, backoff: Sequence[float]) -> list[float]:
+        """The waits before each retry, compressed and bounded as the settings say."""
+        scale = self._settings.webhook_backoff_scale
+        retries = max(self._settings.webhook_max_attempts - 1, 0)
+        return [wait * scale for wait in list(backoff)[:retries]]
+
+    async def deliver(self, call: Call, backoff: Sequence[float] = (), delay: float = 0.0) -> None:
+        """Send `call`, retrying a 5xx or a failed connection on `backoff`; every attempt is recorded."""
+        if delay > 0:
+            await asyncio.sleep(delay)
+        waits = self.schedule(backoff)
+        attempts = len(waits) + 1
+        for attempt in range(1, attempts + 1):
+            this = call if attempts == 1 else _attempt_copy(call, attempt, attempts)
+            retry = await self._attempt(this)
+            if not retry or attempt == attempts:
+                if retry and attempts > 1:
+                    this.data["gave_up"] = True
+                self._append(this)
+                return
+            this.data["next_attempt_in_s"] = round(waits[attempt - 1], 3)
+            self._append(this)
+            await asyncio.sleep(waits[attempt - 1])
+
+    async def _attempt(self, call: Call) -> bool:
+        """One attempt: fills `call.response` or `data.error`; True when the provider would retry."""
+        url = call.path
+        started = time.perf_counter()
+        refusal = await self._refusal(url)
+        if refusal is not None:
+            call.data["error"] = refusal
+            return False
+        retry = False
+        try:
+            if self._client is None:  # made on the first delivery: httpx is slow to import
+                self._client = _new_client(self._settings.webhook_timeout)
+            async with asyncio.timeout(self._settings.webhook_timeout * 3):
+                call.response = await self._post(url, call)
+            retry = call.response.status >= 500
+        except Exception as exc:  # an unreachable or broken target is recorded, never raised
+            call.data["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            retry = True
+        call.duration_ms = (time.perf_counter() - started) * 1000
+        return retry
+
+    async def _post(self, url: str, call: Call) -> ResponseRecord:
+        """POST the call; read at most `MAX_RECORDED_ANSWER` bytes of the answer, then hang up.
+
+        The answer is the target's to choose: a huge (or endless) one must not be read whole.
+        """
+        assert self._client is not None
+        async with self._client.stream(call.method, url, content=call.body, headers=call.headers) as answer:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in answer.aiter_raw():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= MAX_RECORDED_ANSWER:
+                    call.data["answer_truncated"] = True
+                    break
+            body = b"".join(chunks)[:MAX_RECORDED_ANSWER]
+            return ResponseRecord(answer.status_code, dict(answer.headers.items()), body)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _attempt_copy(call: Call, attempt: int, attempts: int) -> Call:
+    """The record of one attempt of a retried delivery: the same request, numbered."""
+    data = copy.deepcopy(call.data)
+    data["attempt"] = attempt
+    data["max_attempts"] = attempts
+    return Call(
+        service=call.service,
+        method=call.method,
+        path=call.path,
+        namespace=call.namespace,
+        direction=call.direction,
+        headers=dict(call.headers),
+        body=call.body,
+        data=data,
+    )
+
+
+def _new_client(timeout: float) -> httpx.AsyncClient:
+    import httpx
+
+    # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback callbacks.
+    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)

@@ -25,9 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from mockhub.faults import TRANSPORTS
 from mockhub.filters import FIELDS, DataFields
 from mockhub.journal import SUMMARIES, Call, Journal, default_summary
+from mockhub.outbound import Outbound
 from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
 from mockhub.services.forms import FormPart, parse_multipart
 from mockhub.tls import Authority
+from mockhub.webhooks_config import WebhookBook, WebhookConfig
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -203,12 +205,21 @@ class ServiceContext:
     # Set by the server: whether a URL reaches one of mockhub's own listeners other than through a
     # fake's route (the inspection API: `POST /reset` would wipe everything). Returns why, or None.
     own_target: Callable[[str], Awaitable[str | None]] | None = None
+    # Where the fakes' event webhooks go (`POST /webhooks-config`, the `webhooks` setting).
+    webhooks: WebhookBook = field(default_factory=WebhookBook)
     # MOCKHUB_CREDENTIALS parsed once: the credentials the fakes accept, or None for "any non-empty one".
     pinned: frozenset[str] | None = field(init=False)
+    # The one sender of outbound calls (callbacks, event webhooks, bounces): background, bounded, recorded.
+    outbound: Outbound = field(init=False)
 
     def __post_init__(self) -> None:
         entries = {c.strip() for c in (self.settings.credentials or "").split(",") if c.strip()}
         self.pinned = frozenset(entries) if entries else None
+        self.outbound = Outbound(self.settings, self.journal.append, self.spawn, self.outbound_refusal)
+
+    def webhook_targets(self, service: str, namespace: str) -> list[WebhookConfig]:
+        """The event webhooks a message of `service` in `namespace` reports to (none: nothing to send)."""
+        return self.webhooks.targets(service, namespace)
 
     async def outbound_refusal(self, url: str) -> str | None:
         """Why a fake must not call `url` (a status callback), or None when it may.
@@ -329,6 +340,8 @@ class Service:
     # This fake's own fields of a stub's `reply` (beside the common ones of `StubReply`), if any.
     stub_reply: ClassVar[type[BaseModel] | None] = None
     raw_content_type: ClassVar[str | None] = None
+    # The event webhooks this fake sends (`POST /webhooks-config`), in its provider's words.
+    events: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
