@@ -26,7 +26,9 @@ from collections.abc import Callable
 
 from mockhub.journal import Call
 from mockhub.services.base import Attachment, EnvVar, Service, ServiceContext, email_summary
+from mockhub.services.outcomes import OutcomeReply
 from mockhub.services.smtp.config import SmtpConfig
+from mockhub.services.smtp.dsn import Bounces
 from mockhub.services.smtp.faults import fault_outcome
 from mockhub.services.smtp.handler import SmtpHandler
 from mockhub.services.smtp.mime import attachment_content, parse_message
@@ -75,6 +77,9 @@ class SmtpService(Service):
         EnvVar(name="ALERT_EMAIL_SMTP_PASSWORD", value="mockhub", requires=["namespace"]),
     )
     raw_content_type = "message/rfc822"
+    stub_reply = OutcomeReply
+    # The DSN's Action: where a bounce (failed) or a delay notice (delayed) goes: the sender's bounce_to.
+    events = ("failed", "delayed")
 
     @classmethod
     def summarize(cls, call: Call) -> str:
@@ -83,7 +88,7 @@ class SmtpService(Service):
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
         self.config = SmtpConfig.from_settings(ctx.settings)
-        self.handler = SmtpHandler(ctx.journal, ctx.rules)
+        self.handler = SmtpHandler(ctx.journal, ctx.rules, Bounces(ctx, self.config.hostname))
         self.tls: TlsMaterial | None = None
         self._servers: dict[str, asyncio.Server] = {}
         self._connections: set[MockSMTP] = set()

@@ -16,6 +16,8 @@ from aiosmtpd.smtp import TLSSetupException
 
 from mockhub.journal import Call, Journal, ResponseRecord, new_id
 from mockhub.rules import FaultRule, RuleBook
+from mockhub.services.outcomes import Result, record
+from mockhub.services.smtp.dsn import Bounces
 from mockhub.services.smtp.faults import Stage
 from mockhub.services.smtp.mime import _clean, parse_message
 
@@ -82,9 +84,18 @@ _METHODS: dict[str, str] = {
 class SmtpHandler:
     """The aiosmtpd handler: builds call records, asks the rule book, appends to the journal."""
 
-    def __init__(self, journal: Journal, rules: RuleBook) -> None:
+    def __init__(self, journal: Journal, rules: RuleBook, bounces: Bounces | None = None) -> None:
         self.journal = journal
         self.rules = rules
+        self.bounces = bounces
+
+    def outcomes(self, call: Call) -> dict[str, Result]:
+        """How a received message ends for each recipient (a stub's outcome, else delivered), recorded in `data`."""
+        results = self.bounces.outcomes(call) if self.bounces is not None else None
+        if results is None:
+            results = {rcpt: Result() for rcpt in call.data.get("rcpt_to") or []}
+        record(call.data, results)
+        return results
 
     def stage_call(self, conn: Conn, attempt: Attempt) -> Call:
         """The call for a command that was not (or not yet) a delivered message."""

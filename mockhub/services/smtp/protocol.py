@@ -388,8 +388,14 @@ class MockSMTP(SMTP):
         accepted = f"250 2.0.0 Ok: queued as {call.id}"
         rule = self.handler.fault_for_message(call)
         if rule is None:
-            self.handler.record(call, accepted, None, "data", started)
-            return accepted
+            # No fault: a stub may say how the delivery ends (rejected now, or a DSN after the 250).
+            results = self.handler.outcomes(call)
+            bounces = self.handler.bounces
+            rejection = bounces.rejection(results) if bounces is not None else None
+            self.handler.record(call, rejection or accepted, None, "data", started)
+            if bounces is not None and rejection is None:
+                bounces.send(call, results)
+            return rejection or accepted
         outcome = fault_outcome(rule.spec, rule.id, "data")
         if outcome.delay:
             await self._pause(outcome.delay)
