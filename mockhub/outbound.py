@@ -149,6 +149,11 @@ class Outbound:
         """Send `call`, retrying a 5xx or a failed connection on `backoff`; every attempt is recorded."""
         if delay > 0:
             await asyncio.sleep(delay)
+        refusal = await self._refusal(call.path)
+        if refusal is not None:  # not a target mockhub may call: recorded once, never retried
+            call.data["error"] = refusal
+            self._append(call)
+            return
         waits = self.schedule(backoff)
         attempts = len(waits) + 1
         for attempt in range(1, attempts + 1):
@@ -167,10 +172,6 @@ class Outbound:
         """One attempt: fills `call.response` or `data.error`; True when the provider would retry."""
         url = call.path
         started = time.perf_counter()
-        refusal = await self._refusal(url)
-        if refusal is not None:
-            call.data["error"] = refusal
-            return False
         retry = False
         try:
             if self._client is None:  # made on the first delivery: httpx is slow to import
