@@ -75,7 +75,9 @@ class Hub:
             if problem is not None:
                 raise FakesError(f"webhooks: {problem}")
             self.webhooks.add(spec, source="settings")
-        ctx = ServiceContext(self.settings, self.journal, self.rules, self.spawn, self.authority, webhooks=self.webhooks)
+        ctx = ServiceContext(
+            self.settings, self.journal, self.rules, self.spawn, self.authority, webhooks=self.webhooks
+        )
         self._ctx = ctx
         self.services = [cls(ctx) for cls in classes]
         names = [s.name for s in self.services]

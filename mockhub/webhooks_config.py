@@ -91,16 +91,14 @@ class WebhookBook:
         return None
 
     def add(self, spec: WebhookSpec, source: str = "api") -> WebhookConfig:
-        config = WebhookConfig(
-            **spec.model_dump(), id=new_id("w_"), created=format_time(time.time()), source=source
-        )
+        config = WebhookConfig(**spec.model_dump(), id=new_id("w_"), created=format_time(time.time()), source=source)
         self._configs[config.id] = config
         return config
 
     def get(self, config_id: str) -> WebhookConfig | None:
         return self._configs.get(config_id)
 
-    def list(self, namespace: str | None = None, service: str | None = None) -> list[WebhookConfig]:
+    def all(self, namespace: str | None = None, service: str | None = None) -> list[WebhookConfig]:
         return [
             c
             for c in self._configs.values()
@@ -111,9 +109,7 @@ class WebhookBook:
         return self._configs.pop(config_id, None) is not None
 
     def clear(self, namespace: str | None = None, service: str | None = None, keep_settings: bool = False) -> int:
-        doomed = [
-            c.id for c in self.list(namespace, service) if not (keep_settings and c.source == "settings")
-        ]
+        doomed = [c.id for c in self.all(namespace, service) if not (keep_settings and c.source == "settings")]
         for config_id in doomed:
             del self._configs[config_id]
         return len(doomed)
@@ -152,7 +148,7 @@ def webhooks_router(book: WebhookBook) -> APIRouter:
 
     @router.get("/webhooks-config", response_model=WebhookConfigList)
     async def list_webhooks(namespace: str | None = None, service: str | None = None) -> Response:
-        configs = book.list(namespace, service)
+        configs = book.all(namespace, service)
         return JSONOut(WebhookConfigList(webhooks=configs, count=len(configs)))
 
     @router.get("/webhooks-config/{config_id}", response_model=WebhookConfig)

@@ -14,7 +14,7 @@ import hmac
 import smtplib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email.message import EmailMessage, Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -60,9 +60,7 @@ class Receiver:
                 body = self.rfile.read(length)
                 with receiver.cond:
                     index = len(receiver.received)
-                    receiver.received.append(
-                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                    )
+                    receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                     receiver.cond.notify_all()
                 status, answer, delay = receiver.answers[min(index, len(receiver.answers) - 1)]
                 if delay:
@@ -407,9 +405,16 @@ def assert_dsn(raw: bytes, recipient: str, action: str, status: str) -> Message:
     return report
 
 
-def test_smtp_bounce_is_a_dsn_posted_to_bounce_to(api: httpx.Client, server: ThreadedHub, ns: str, app: Receiver) -> None:
+def test_smtp_bounce_is_a_dsn_posted_to_bounce_to(
+    api: httpx.Client, server: ThreadedHub, ns: str, app: Receiver
+) -> None:
     configure(api, service="smtp", namespace=ns, url=app.url + "/bounces")
-    add_stub(api, "smtp", match={"to": "gone@example.com"}, reply={"outcome": "bounced", "diagnostic_code": "550 5.1.1 no such user"})
+    add_stub(
+        api,
+        "smtp",
+        match={"to": "gone@example.com"},
+        reply={"outcome": "bounced", "diagnostic_code": "550 5.1.1 no such user"},
+    )
     smtp_send(server, ns, "gone@example.com")
     [hit] = app.wait(1)
     assert hit.headers["content-type"] == "message/rfc822"

@@ -16,10 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 import email
-import hashlib
-import hmac
 import email.policy
 import email.utils
+import hashlib
+import hmac
 import os
 import re
 import time
@@ -250,7 +250,9 @@ class MailgunService(Service):
             return
         delay = self.ctx.settings.webhook_delay_ms / 1000
         for recipient, result in results.items():
-            steps: list[tuple[str, dict[str, Any]]] = [("accepted", self._event(request, recipient, "accepted", result))]
+            steps: list[tuple[str, dict[str, Any]]] = [
+                ("accepted", self._event(request, recipient, "accepted", result))
+            ]
             if result.outcome == "delivered" or result.outcome == "complained":
                 steps.append(("delivered", self._event(request, recipient, "delivered", result)))
                 if result.outcome == "complained":
@@ -277,7 +279,11 @@ class MailgunService(Service):
             "recipient-domain": recipient.rpartition("@")[2],
             "tags": data.get("tags", []),
             "user-variables": data.get("variables", {}),
-            "envelope": {"sender": data.get("from_address") or data.get("from"), "transport": "smtp", "targets": recipient},
+            "envelope": {
+                "sender": data.get("from_address") or data.get("from"),
+                "transport": "smtp",
+                "targets": recipient,
+            },
             "message": {
                 "headers": {
                     "to": ", ".join(data["to"]),

@@ -98,8 +98,10 @@ def result(reply: OutcomeReply, simulated: str | None = None) -> Result:
     """A reply's fields as a `Result`, with the provider-neutral defaults filled in."""
     outcome = reply.outcome or "delivered"
     bounce_type = (reply.bounce_type or "permanent") if outcome == "bounced" else None
-    diagnostic = reply.diagnostic_code or _DIAGNOSTICS.get((outcome, bounce_type)) or _DIAGNOSTICS.get(
-        (outcome, None), "550 5.0.0 Message not delivered"
+    diagnostic = (
+        reply.diagnostic_code
+        or _DIAGNOSTICS.get((outcome, bounce_type))
+        or _DIAGNOSTICS.get((outcome, None), "550 5.0.0 Message not delivered")
     )
     return Result(outcome, bounce_type, diagnostic, reply.error_code, simulated)
 

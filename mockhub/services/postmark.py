@@ -27,15 +27,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 import orjson
+from pydantic import ConfigDict, Field
 
 from mockhub.journal import Call
 from mockhub.outbound import outbound_call
 from mockhub.rules import Preset
-from mockhub.services.outcomes import OutcomeReply, Result, outcomes_for, record, result
-from mockhub.webhooks_config import WebhookConfig
 from mockhub.services.base import (
     AppUrl,
     BadRequest,
@@ -48,6 +45,8 @@ from mockhub.services.base import (
     json_reply,
     route,
 )
+from mockhub.services.outcomes import OutcomeReply, Result, outcomes_for, record, result
+from mockhub.webhooks_config import WebhookConfig
 
 __all__ = ["PostmarkReply", "PostmarkService"]
 
@@ -144,12 +143,24 @@ _BOUNCE_BACKOFF = (60.0, 300.0, 600.0, 600.0, 600.0, 900.0, 1800.0, 3600.0, 7200
 _OTHER_BACKOFF = (60.0, 300.0, 900.0)
 # Bounce types of Postmark's bounce API: (TypeCode, Name, Description).
 _BOUNCE_RECORDS = {
-    "HardBounce": (1, "Hard bounce", "The server was unable to deliver your message (ex: unknown user, mailbox not found)."),
-    "Transient": (2, "Message delayed", "The server could not temporarily deliver your message (ex: Message is delayed due to network troubles)."),
-    "SoftBounce": (4096, "Soft bounce", "Unable to temporarily deliver this email. This is usually a temporary failure."),
+    "HardBounce": (
+        1,
+        "Hard bounce",
+        "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
+    ),
+    "Transient": (
+        2,
+        "Message delayed",
+        "The server could not temporarily deliver your message (ex: Message is delayed due to network troubles).",
+    ),
+    "SoftBounce": (
+        4096,
+        "Soft bounce",
+        "Unable to temporarily deliver this email. This is usually a temporary failure.",
+    ),
     "Blocked": (100000, "ISP block", "Your message was blocked by the receiving server."),
     "DnsError": (2048, "DNS error", "A temporary DNS error."),
-    "AutoResponder": (32, "Auto responder", "Automatic email responder (ex: \"Out of Office\" or \"On Vacation\")."),
+    "AutoResponder": (32, "Auto responder", 'Automatic email responder (ex: "Out of Office" or "On Vacation").'),
 }
 
 
@@ -654,7 +665,9 @@ class PostmarkService(Service):
         for recipient, outcome in results.items():
             steps = self._records(message, recipient, outcome, bounces.get(recipient.lower()))
             for target in targets:
-                for i, record_ in enumerate(r for r in steps if target.events is None or r["RecordType"] in target.events):
+                for i, record_ in enumerate(
+                    r for r in steps if target.events is None or r["RecordType"] in target.events
+                ):
                     backoff = _BOUNCE_BACKOFF if record_["RecordType"] == "Bounce" else _OTHER_BACKOFF
                     call = self._event_call(request, target, message, recipient, record_)
                     self.ctx.outbound.send(call, backoff, delay * (i + 1))

@@ -30,14 +30,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mockhub.filters import DataFields
 from mockhub.journal import Call, default_summary
 from mockhub.outbound import outbound_call
 from mockhub.rules import Preset
-from mockhub.services.outcomes import RESEND_TEST_ADDRESSES, OutcomeReply, Result, outcomes_for, record
-from mockhub.webhooks_config import WebhookConfig
 from mockhub.services.base import (
     AppUrl,
     BadRequest,
@@ -50,6 +48,8 @@ from mockhub.services.base import (
     json_reply,
     route,
 )
+from mockhub.services.outcomes import RESEND_TEST_ADDRESSES, OutcomeReply, Result, outcomes_for, record
+from mockhub.webhooks_config import WebhookConfig
 
 __all__ = ["ResendReply", "ResendService"]
 
@@ -101,6 +101,8 @@ def svix_signature(secret: str, msg_id: str, timestamp: str, body: bytes) -> str
         key = raw.encode()
     digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
+
+
 _FORMAT = "The email address needs to follow the `email@example.com` or `Name <email@example.com>` format."
 # Every answer carries the rate-limit headers Resend sends (IETF draft 6), as an SDK may read them.
 _RATE_HEADERS = [
@@ -634,7 +636,9 @@ class ResendService(Service):
         return email_id
 
     # -- webhooks ----------------------------------------------------------------------------------
-    def _report(self, request: Request, email: dict[str, Any], sent: dict[str, Any], results: dict[str, Result]) -> None:
+    def _report(
+        self, request: Request, email: dict[str, Any], sent: dict[str, Any], results: dict[str, Result]
+    ) -> None:
         """Post `email.sent` and how the delivery ended to each config, signed with Svix headers."""
         targets = self.ctx.webhook_targets(self.name, request.namespace)
         if not targets:

@@ -96,8 +96,10 @@ class SendGridService(Service):
         """The verification key as SendGrid shows it: base64 DER SubjectPublicKeyInfo, no PEM armour."""
         from cryptography.hazmat.primitives import serialization
 
-        der = self._key().public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        der = (
+            self._key()
+            .public_key()
+            .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
         return base64.b64encode(der).decode()
 
@@ -187,7 +189,9 @@ class SendGridService(Service):
         args = dict(data.get("custom_args") or {}) if isinstance(data.get("custom_args"), dict) else {}
         for person in data.get("personalizations") or []:
             if isinstance(person, dict) and isinstance(person.get("custom_args"), dict):
-                targets = [w.get("email") for k in ("to", "cc", "bcc") for w in person.get(k) or [] if isinstance(w, dict)]
+                targets = [
+                    w.get("email") for k in ("to", "cc", "bcc") for w in person.get(k) or [] if isinstance(w, dict)
+                ]
                 if recipient in targets:
                     args.update(person["custom_args"])
         for key, value in args.items():

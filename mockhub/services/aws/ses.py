@@ -23,7 +23,6 @@ from contextvars import ContextVar
 from typing import Any
 
 import orjson
-
 from pydantic import ConfigDict
 
 from mockhub.journal import Call
@@ -569,7 +568,11 @@ class SesService(Service):
             "messageId": data["message_id"],
             "destination": list(data["outcomes"]),
             "headersTruncated": False,
-            "commonHeaders": {"from": [str(data.get("from") or "")], "to": list(data.get("to") or []), "subject": data.get("subject") or ""},
+            "commonHeaders": {
+                "from": [str(data.get("from") or "")],
+                "to": list(data.get("to") or []),
+                "subject": data.get("subject") or "",
+            },
         }
         notifications: list[dict[str, Any]] = []
         for address, outcome in results.items():
@@ -699,7 +702,11 @@ def _notification(address: str, outcome: Result, simulated: str, mail: dict[str,
                 "timestamp": now,
                 "delayType": "TransientCommunicationFailure",
                 "delayedRecipients": [
-                    {"emailAddress": address, "status": outcome.status, "diagnosticCode": f"smtp; {outcome.diagnostic_code}"}
+                    {
+                        "emailAddress": address,
+                        "status": outcome.status,
+                        "diagnosticCode": f"smtp; {outcome.diagnostic_code}",
+                    }
                 ],
                 "expirationTime": now,
             },

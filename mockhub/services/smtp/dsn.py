@@ -111,7 +111,9 @@ class Bounces:
 
     def send(self, call: Call, results: dict[str, Result]) -> None:
         """Send the DSN of the recipients that bounced or were deferred (never for a null sender)."""
-        failed = {rcpt: r for rcpt, r in results.items() if r.outcome in ("bounced", "deferred", "undelivered", "failed")}
+        failed = {
+            rcpt: r for rcpt, r in results.items() if r.outcome in ("bounced", "deferred", "undelivered", "failed")
+        }
         sender = str(call.data.get("mail_from") or "")
         if not failed or not sender:
             return  # RFC 5321 §4.5.5: a message with a null reverse-path is never bounced
