@@ -535,3 +535,61 @@ def test_a_bad_webhooks_setting_fails_at_start() -> None:
 
     with pytest.raises(ValidationError, match="url"):
         Settings(webhooks='[{"service": "sendgrid"}]')
+
+
+# -- the client and the CLI ---------------------------------------------------------------------
+
+
+def test_client_webhook_methods_scope_to_the_namespace(server: ThreadedHub, api: httpx.Client, ns: str) -> None:
+    from mockhub import MockHub
+    from mockhub.client import MockHubError
+
+    with MockHub(server.url, namespace=ns) as hub:
+        config = hub.webhook("mailgun", "http://127.0.0.1:9/mg", secret="key", events=["delivered"])
+        assert config.namespace == ns and config.secret == "key" and config.events == ["delivered"]
+        assert [c.id for c in hub.webhooks()] == [config.id]
+        assert hub.delete_webhook(config.id) is True
+        assert hub.delete_webhook(config.id, missing_ok=True) is False
+        with pytest.raises(MockHubError):
+            hub.delete_webhook(config.id)
+        hub.webhook("sendgrid", "http://127.0.0.1:9/sg")
+        assert hub.clear_webhooks() == 1
+        with pytest.raises(MockHubError, match="sends no event webhooks"):
+            hub.webhook("openai", "http://127.0.0.1:9/x")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_async_client_webhook_methods(server: ThreadedHub, api: httpx.Client, ns: str) -> None:
+    from mockhub import AsyncMockHub
+
+    async with AsyncMockHub(server.url, namespace=ns) as hub:
+        config = await hub.webhook("resend", "http://127.0.0.1:9/r", secret="whsec_abc")
+        assert [c.id for c in await hub.webhooks()] == [config.id]
+        assert await hub.delete_webhook(config.id) is True
+        assert await hub.clear_webhooks() == 0
+
+
+def test_cli_webhook_add_list_clear(server: ThreadedHub, api: httpx.Client, ns: str) -> None:
+    from typer.testing import CliRunner
+
+    from mockhub.cli import app as cli_app
+
+    runner = CliRunner()
+    env = {"MOCKHUB_URL": server.url, "NO_COLOR": "1"}
+    added = runner.invoke(
+        cli_app, ["webhook", "add", "sendgrid", "http://127.0.0.1:9/sg", "-e", "bounce", "-n", ns, "--json"], env=env
+    )
+    assert added.exit_code == 0, added.output
+    config = orjson.loads(added.stdout)
+    assert config["events"] == ["bounce"] and config["namespace"] == ns
+    listed = runner.invoke(cli_app, ["webhook", "list", "-n", ns], env=env)
+    assert config["id"] in listed.stdout and "bounce" in listed.stdout
+    cleared = runner.invoke(cli_app, ["webhook", "clear", "-n", ns], env=env)
+    assert cleared.exit_code == 0 and "deleted 1" in cleared.output
+    bad = runner.invoke(cli_app, ["webhook", "add", "slack", "http://127.0.0.1:9/x"], env=env)
+    assert bad.exit_code != 0
