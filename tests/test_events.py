@@ -351,6 +351,24 @@ def test_ses_simulator_bounce_is_an_sns_notification(api: httpx.Client, base_url
     assert notification["mail"]["messageId"] == sent["MessageId"]
 
 
+def test_sns_sms_records_the_stubbed_outcome(api: httpx.Client, base_url: str, ns: str) -> None:
+    import boto3
+
+    sns = boto3.client(
+        "sns",
+        endpoint_url=f"{base_url}/ns/{ns}",
+        region_name="us-east-1",
+        aws_access_key_id="AKID",
+        aws_secret_access_key="secret",
+    )
+    add_stub(api, "sns", match={"to": "+15551230000"}, reply={"outcome": "failed", "error_code": 30006})
+    sns.publish(PhoneNumber="+15551230000", Message="code 1234")
+    sns.publish(PhoneNumber="+15551239999", Message="code 5678")
+    failed, delivered = support.calls(api, "sns", namespace=ns)
+    assert failed["data"]["outcome"] == "failed" and failed["data"]["error_code"] == 30006
+    assert delivered["data"]["outcome"] == "delivered"
+
+
 # -- Twilio -------------------------------------------------------------------------------------
 
 
