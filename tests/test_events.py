@@ -611,3 +611,27 @@ def test_cli_webhook_add_list_clear(server: ThreadedHub, api: httpx.Client, ns: 
     assert cleared.exit_code == 0 and "deleted 1" in cleared.output
     bad = runner.invoke(cli_app, ["webhook", "add", "slack", "http://127.0.0.1:9/x"], env=env)
     assert bad.exit_code != 0
+
+
+def test_a_namespaces_own_config_wins_over_one_for_every_namespace(
+    api: httpx.Client, base_url: str, ns: str, app: Receiver
+) -> None:
+    configure(api, service="sendgrid", url=app.url + "/everyone", events=["processed"])
+    configure(api, service="sendgrid", namespace=ns, url=app.url + "/mine", events=["processed"])
+    SendGridAPIClient("SG.key", host=f"{base_url}/ns/{ns}").send(sendgrid_mail("a@example.com"))
+    SendGridAPIClient("SG.key", host=f"{base_url}/ns/{ns}-other").send(sendgrid_mail("b@example.com"))
+    hits = app.wait(2)
+    time.sleep(0.2)
+    assert sorted((h.path, h.json()[0]["email"]) for h in app.received) == [
+        ("/everyone", "b@example.com"),
+        ("/mine", "a@example.com"),
+    ]
+    assert len(hits) == 2
+
+
+def test_malformed_webhooks_config_bodies_get_the_apis_error(api: httpx.Client) -> None:
+    r = api.post("/webhooks-config", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422) and "error" in r.json()
+    r = api.post("/webhooks-config", json={"service": "sendgrid", "url": "http://127.0.0.1:9/", "events": "bounce"})
+    assert r.status_code == 422 and "events" in r.text
+    assert api.get("/health").json()["status"] == "ok"
