@@ -294,14 +294,14 @@ def test_every_fake_that_can_call_out_asks_the_allowlist() -> None:
     """Outbound calls live in `mockhub/outbound.py` (`Outbound`), which asks the refusal (MOCKHUB_CALLBACK_ALLOW,
     and never mockhub's own inspection API) before every delivery; a fake that opens a connection itself
     must ask `ctx.outbound_refusal` too."""
-    import mockhub.outbound
+    from mockhub import outbound
 
     folder = Path(mockhub.services.__file__).parent
     for module in sorted(folder.rglob("*.py")):
         source = module.read_text()
         if _NETWORK_IMPORT.search(source) or _NETWORK_CALL.search(source):
             assert "outbound_refusal(" in source, f"{module.name} can call out but never asks outbound_refusal"
-    sender = Path(mockhub.outbound.__file__).read_text()
+    sender = Path(outbound.__file__).read_text()
     assert _NETWORK_IMPORT.search(sender)  # the check sees the one module known to call out
     deliver = sender[sender.index("    async def deliver(") : sender.index("    async def _attempt(")]
     assert "await self._refusal(call.path)" in deliver
