@@ -55,7 +55,11 @@ class WebhookConfig(WebhookSpec):
 
     id: str
     created: str
-    source: str = Field("api", description="api (POST /webhooks-config) or settings (MOCKHUB_WEBHOOKS)")
+    source: str = Field(
+        "api",
+        description="api (POST /webhooks-config), settings (MOCKHUB_WEBHOOKS) or provider (the provider's own "
+        "API: SendGrid's PATCH /v3/user/webhooks/event/settings)",
+    )
 
 
 class WebhookConfigList(BaseModel):

@@ -195,6 +195,32 @@ def test_sendgrid_bounce_stub_posts_a_signed_bounce_event(
     assert all(d["response"]["status"] == 200 and d["path"] == app.url + "/sendgrid/events" for d in deliveries)
 
 
+def test_sendgrid_event_webhook_settings_api_sets_the_url(
+    api: httpx.Client, base_url: str, ns: str, app: Receiver
+) -> None:
+    client = SendGridAPIClient("SG.key", host=f"{base_url}/ns/{ns}")
+    settings = client.client.user.webhooks.event.settings
+    assert settings.get().to_dict["enabled"] is False
+    body = {"enabled": True, "url": app.url + "/sg", "bounce": True, "delivered": False, "processed": False}
+    answer = settings.patch(request_body=body).to_dict
+    assert answer["enabled"] is True and answer["url"] == app.url + "/sg"
+    assert answer["bounce"] is True and answer["delivered"] is False and answer["spam_report"] is False
+    [config] = api.get("/webhooks-config", params={"namespace": ns}).json()["webhooks"]
+    assert config["source"] == "provider" and config["events"] == ["bounce"]
+    add_stub(api, "sendgrid", match={"namespace": ns}, reply={"outcome": "bounced"})
+    client.send(sendgrid_mail("gone@example.com"))
+    [hit] = app.wait(1)
+    assert [e["event"] for e in hit.json()] == ["bounce"]
+    assert settings.patch(request_body={"enabled": False}).to_dict["enabled"] is False
+    assert api.get("/webhooks-config", params={"namespace": ns}).json()["count"] == 0
+    bad = httpx.patch(
+        f"{base_url}/ns/{ns}/v3/user/webhooks/event/settings",
+        headers={"authorization": "Bearer SG.key"},
+        json={"enabled": "yes", "url": "ftp://x"},
+    )
+    assert bad.status_code == 400 and {e["field"] for e in bad.json()["errors"]} == {"enabled", "url"}
+
+
 def test_sendgrid_default_outcome_is_delivered(api: httpx.Client, base_url: str, ns: str, app: Receiver) -> None:
     configure(api, service="sendgrid", namespace=ns, url=app.url + "/events", events=["delivered"])
     SendGridAPIClient("SG.key", host=f"{base_url}/ns/{ns}").send(sendgrid_mail("ok@example.com"))

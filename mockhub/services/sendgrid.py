@@ -28,7 +28,7 @@ from mockhub.outbound import outbound_call
 from mockhub.rules import Preset
 from mockhub.services.base import AppUrl, BadRequest, Reply, Request, Route, Service, email_summary, json_reply, route
 from mockhub.services.outcomes import OutcomeReply, Result, outcomes_for, record
-from mockhub.webhooks_config import WebhookConfig
+from mockhub.webhooks_config import WebhookConfig, WebhookSpec
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
@@ -48,6 +48,17 @@ def _errors(status: int, *errors: tuple[str | None, str, str | None]) -> Reply:
 
 # SendGrid retries a failing Event Webhook "at increasing intervals for up to 24 hours"; these are its steps.
 _BACKOFF = (60.0, 300.0, 900.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0)
+# The Event Webhook settings' switches and the events they turn on.
+_SETTING_EVENTS = {
+    "processed": "processed",
+    "delivered": "delivered",
+    "bounce": "bounce",
+    "dropped": "dropped",
+    "deferred": "deferred",
+    "spam_report": "spamreport",
+    "open": "open",
+    "click": "click",
+}
 _BOUNCE_CLASS = {"permanent": "Invalid Address", "transient": "Mailbox Unavailable"}
 
 
@@ -77,10 +88,11 @@ class SendGridService(Service):
         self._signing_key: EllipticCurvePrivateKey | None = None
 
     def routes(self) -> list[Route]:
-        signed = "/v3/user/webhooks/event/settings/signed"
+        settings = "/v3/user/webhooks/event/settings"
         return [
             route("POST", "/v3/mail/send", self.send, self.parse),
-            route("GET PATCH", signed, self.public_key, self.parse_settings),
+            route("GET PATCH", settings + "/signed", self.public_key, self.parse_settings),
+            route("GET PATCH", settings, self.event_settings, self.parse_event_settings),
         ]
 
     # -- the Event Webhook's signing key ---------------------------------------------------------
@@ -128,6 +140,58 @@ class SendGridService(Service):
 
     async def public_key(self, request: Request) -> Reply:
         return json_reply({"public_key": self.public_key_b64()})
+
+    # -- the Event Webhook's settings (SendGrid's own way to set its URL) ------------------------
+    def parse_event_settings(self, request: Request) -> dict[str, Any]:
+        self._authorize(request)
+        data: dict[str, Any] = {"action": "event_webhook_settings"}
+        if request.method == "PATCH":
+            try:
+                body = request.json()
+            except ValueError as exc:
+                raise BadRequest(_errors(400, (None, "Bad Request", None)), {**data, "error": "invalid_json"}) from exc
+            if not isinstance(body, dict):
+                raise BadRequest(_errors(400, (None, "Bad Request", None)), {**data, "error": "invalid_json"})
+            problems = [
+                (name, f"{name} must be a boolean", None)
+                for name in ("enabled", *_SETTING_EVENTS)
+                if name in body and not isinstance(body[name], bool)
+            ]
+            url = body.get("url")
+            if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+                problems.append(("url", "url must be a valid http or https URL", None))
+            elif body.get("enabled") and not url:
+                problems.append(("url", "a url is required to enable the Event Webhook", None))
+            if problems:
+                data["errors"] = [message for _, message, _ in problems]
+                raise BadRequest(_errors(400, *problems), data)
+            data["settings"] = body
+        return data
+
+    def _settings_of(self, namespace: str) -> dict[str, Any]:
+        config = next((c for c in self.ctx.webhooks.all(namespace, self.name) if c.source == "provider"), None)
+        answer: dict[str, Any] = {"enabled": config is not None, "url": config.url if config else ""}
+        for name, event in _SETTING_EVENTS.items():
+            answer[name] = config is not None and (config.events is None or event in config.events)
+        answer.update({"group_resubscribe": False, "group_unsubscribe": False, "unsubscribe": False})
+        answer.update({"oauth_client_id": "", "oauth_token_url": ""})
+        return answer
+
+    async def event_settings(self, request: Request) -> Reply:
+        """GET/PATCH the Event Webhook: a PATCH is a webhook config of this namespace (`source: provider`)."""
+        namespace = request.namespace
+        wanted = request.data.get("settings")
+        if wanted is not None:
+            current = self._settings_of(namespace)
+            merged = {**current, **{k: v for k, v in wanted.items() if k in current}}
+            for config in self.ctx.webhooks.all(namespace, self.name):
+                if config.source == "provider":
+                    self.ctx.webhooks.remove(config.id)
+            if merged["enabled"] and merged["url"]:
+                events = [event for name, event in _SETTING_EVENTS.items() if merged[name]]
+                spec = WebhookSpec(service=self.name, namespace=namespace, url=merged["url"], events=events)
+                self.ctx.webhooks.add(spec, source="provider")
+        return json_reply(self._settings_of(namespace))
 
     # -- the Event Webhook -----------------------------------------------------------------------
     def _report(self, request: Request, results: dict[str, Result]) -> None:
