@@ -37,6 +37,9 @@ __all__ = ["Outbound", "is_local_address", "outbound_call", "own_listener_refusa
 
 log = logging.getLogger("mockhub")
 
+# Signs one attempt of an outbound call in place (its headers), just before it is sent.
+Signer = Callable[[Call], None]
+
 # Bodies of targets' answers kept in the journal; a callback target is not the thing under test.
 MAX_RECORDED_ANSWER = 64 * 1024
 
@@ -131,13 +134,30 @@ class Outbound:
         self._refusal = refusal
         self._client: httpx.AsyncClient | None = None
 
-    def send(self, call: Call, backoff: Sequence[float] = (), delay: float = 0.0) -> None:
+    def send(self, call: Call, backoff: Sequence[float] = (), delay: float = 0.0, sign: Signer | None = None) -> None:
         """Deliver `call` (its `path` is the target URL) in the background, after `delay` seconds.
 
         `backoff` is the provider's documented retry schedule in real seconds (the wait before each
         retry); it is scaled by `webhook_backoff_scale` and cut to `webhook_max_attempts` attempts.
+        `sign`, when given, signs each attempt just before it is sent (a fresh timestamp, as the
+        providers sign every attempt anew).
         """
-        self._spawn(self.deliver(call, backoff, delay))
+        self._spawn(self.deliver(call, backoff, delay, sign))
+
+    def send_steps(
+        self, steps: Sequence[tuple[Call, Sequence[float]]], delay: float, sign: Signer | None = None
+    ) -> None:
+        """Deliver one message's events in order (`processed` before `delivered`), `delay` seconds apart.
+
+        One background task for all of them: a later event never overtakes an earlier one, even
+        while the earlier one is being retried.
+        """
+        if steps:
+            self._spawn(self._in_order(list(steps), delay, sign))
+
+    async def _in_order(self, steps: list[tuple[Call, Sequence[float]]], delay: float, sign: Signer | None) -> None:
+        for call, backoff in steps:
+            await self.deliver(call, backoff, delay, sign)
 
     def schedule(self, backoff: Sequence[float]) -> list[float]:
         """The waits before each retry, compressed and bounded as the settings say."""
@@ -145,7 +165,9 @@ class Outbound:
         retries = max(self._settings.webhook_max_attempts - 1, 0)
         return [wait * scale for wait in list(backoff)[:retries]]
 
-    async def deliver(self, call: Call, backoff: Sequence[float] = (), delay: float = 0.0) -> None:
+    async def deliver(
+        self, call: Call, backoff: Sequence[float] = (), delay: float = 0.0, sign: Signer | None = None
+    ) -> None:
         """Send `call`, retrying a 5xx or a failed connection on `backoff`; every attempt is recorded."""
         if delay > 0:
             await asyncio.sleep(delay)
@@ -158,6 +180,8 @@ class Outbound:
         attempts = len(waits) + 1
         for attempt in range(1, attempts + 1):
             this = call if attempts == 1 else _attempt_copy(call, attempt, attempts)
+            if sign is not None:
+                sign(this)
             retry = await self._attempt(this)
             if not retry or attempt == attempts:
                 if retry and attempts > 1:

@@ -303,12 +303,22 @@ def test_resend_bounced_test_address_posts_svix_signed_events(
     assert r.status_code == 200, r.text
     email_id = r.json()["id"]
     sent, bounced = app.wait(2)
+    import resend
+
     verifier = Webhook(secret)
     for hit in (sent, bounced):
         verifier.verify(hit.body, hit.headers)  # raises unless the Svix signature holds
         assert hit.json()["data"]["email_id"] == email_id
         with pytest.raises(WebhookVerificationError):
             verifier.verify(hit.body.replace(b"resend.dev", b"resend.dew"), hit.headers)
+        # The Resend SDK's own verifier agrees.
+        svix = {"id": hit.headers["svix-id"], "timestamp": hit.headers["svix-timestamp"]}
+        svix["signature"] = hit.headers["svix-signature"]
+        payload = resend.Webhooks.verify({"payload": hit.body.decode(), "headers": svix, "webhook_secret": secret})
+        assert payload["data"]["email_id"] == email_id
+        with pytest.raises(ValueError):
+            tampered = hit.body.decode().replace("resend.dev", "resend.dew")
+            resend.Webhooks.verify({"payload": tampered, "headers": svix, "webhook_secret": secret})
     assert sent.json()["type"] == "email.sent"
     event = bounced.json()
     assert event["type"] == "email.bounced" and event["data"]["bounce"]["type"] == "Permanent"

@@ -261,11 +261,12 @@ class MailgunService(Service):
                 hook = "temporary_fail" if result.transient else "permanent_fail"
                 steps.append((hook, self._event(request, recipient, "failed", result)))
             for target in targets:
-                for i, (hook, event) in enumerate(steps):
-                    if target.events is not None and hook not in target.events and event["event"] not in target.events:
-                        continue
-                    call = self._event_call(request, target, event, recipient)
-                    self.ctx.outbound.send(call, _BACKOFF, delay * (i + 1))
+                calls = [
+                    (self._event_call(request, target, event, recipient), _BACKOFF)
+                    for hook, event in steps
+                    if target.events is None or hook in target.events or event["event"] in target.events
+                ]
+                self.ctx.outbound.send_steps(calls, delay)
 
     def _event(self, request: Request, recipient: str, event: str, result: Result) -> dict[str, Any]:
         data = request.data

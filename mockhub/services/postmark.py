@@ -665,12 +665,15 @@ class PostmarkService(Service):
         for recipient, outcome in results.items():
             steps = self._records(message, recipient, outcome, bounces.get(recipient.lower()))
             for target in targets:
-                for i, record_ in enumerate(
-                    r for r in steps if target.events is None or r["RecordType"] in target.events
-                ):
-                    backoff = _BOUNCE_BACKOFF if record_["RecordType"] == "Bounce" else _OTHER_BACKOFF
-                    call = self._event_call(request, target, message, recipient, record_)
-                    self.ctx.outbound.send(call, backoff, delay * (i + 1))
+                calls = [
+                    (
+                        self._event_call(request, target, message, recipient, record_),
+                        _BOUNCE_BACKOFF if record_["RecordType"] == "Bounce" else _OTHER_BACKOFF,
+                    )
+                    for record_ in steps
+                    if target.events is None or record_["RecordType"] in target.events
+                ]
+                self.ctx.outbound.send_steps(calls, delay)
 
     @staticmethod
     def _records(message: dict[str, Any], recipient: str, outcome: Result, kind: str | None) -> list[dict[str, Any]]:

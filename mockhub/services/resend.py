@@ -25,6 +25,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +91,17 @@ _LAST_EVENT = {
 _BACKOFF = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 # Signs when a config names no secret (Resend gives every endpoint one: a test should pass its own).
 DEFAULT_SECRET = "whsec_" + base64.b64encode(b"mockhub-resend-webhook-secret").decode()
+
+
+def _svix_signer(secret: str | None) -> Callable[[Call], None]:
+    def sign(call: Call) -> None:
+        timestamp = str(int(time.time()))
+        call.headers["svix-timestamp"] = timestamp
+        call.headers["svix-signature"] = svix_signature(
+            secret or DEFAULT_SECRET, call.headers["svix-id"], timestamp, call.body
+        )
+
+    return sign
 
 
 def svix_signature(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
@@ -663,10 +675,12 @@ class ResendService(Service):
             steps.append(("email.failed", {"failed": {"reason": worst.diagnostic_code if worst else "failed"}}))
         delay = self.ctx.settings.webhook_delay_ms / 1000
         for target in targets:
-            for i, (event, extra) in enumerate(steps):
-                if target.events is None or event in target.events:
-                    call = self._event_call(request, target, email, sent, event, extra)
-                    self.ctx.outbound.send(call, _BACKOFF, delay * (i + 1))
+            calls = [
+                (self._event_call(request, target, email, sent, event, extra), _BACKOFF)
+                for event, extra in steps
+                if target.events is None or event in target.events
+            ]
+            self.ctx.outbound.send_steps(calls, delay, _svix_signer(target.secret))
 
     def _event_call(
         self,
@@ -696,14 +710,8 @@ class ResendService(Service):
             }
         body = orjson.dumps(payload)
         msg_id = "msg_" + base64.b32encode(os.urandom(15)).decode().lower()
-        timestamp = str(int(time.time()))
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "Svix-Webhooks/1.0",
-            "svix-id": msg_id,
-            "svix-timestamp": timestamp,
-            "svix-signature": svix_signature(target.secret or DEFAULT_SECRET, msg_id, timestamp, body),
-        }
+        # Signed per attempt (`_svix_signer`): the same svix-id, the attempt's own timestamp.
+        headers = {"content-type": "application/json", "user-agent": "Svix-Webhooks/1.0", "svix-id": msg_id}
         data = {"event": event, "email_id": email["id"], "recipients": email.get("to", []), "webhook": target.id}
         return outbound_call(self.name, request.namespace, target.url, body, headers, data)
 

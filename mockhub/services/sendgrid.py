@@ -228,10 +228,12 @@ class SendGridService(Service):
                     steps.append([self._event(data, recipient, "spamreport")])
         delay = self.ctx.settings.webhook_delay_ms / 1000
         for target in targets:
-            for i, batch in enumerate(steps):
+            calls = []
+            for batch in steps:
                 wanted = [e for e in batch if target.events is None or e["event"] in target.events]
                 if wanted:
-                    self.ctx.outbound.send(self._event_call(request, target, wanted), _BACKOFF, delay * (i + 1))
+                    calls.append((self._event_call(request, target, wanted), _BACKOFF))
+            self.ctx.outbound.send_steps(calls, delay, self._sign_call)
 
     def _event(self, data: dict[str, Any], recipient: str, event: str, **fields: Any) -> dict[str, Any]:
         message_id = data["message_id"]
@@ -262,15 +264,15 @@ class SendGridService(Service):
             out.setdefault(str(key), value)
         return out
 
+    def _sign_call(self, call: Call) -> None:
+        """Sign one attempt: the timestamp it is sent at, and the signature over it and the body."""
+        timestamp = str(int(time.time()))
+        call.headers["x-twilio-email-event-webhook-signature"] = self.sign(timestamp, call.body)
+        call.headers["x-twilio-email-event-webhook-timestamp"] = timestamp
+
     def _event_call(self, request: Request, target: WebhookConfig, events: list[dict[str, Any]]) -> Call:
         body = orjson.dumps(events)
-        timestamp = str(int(time.time()))
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "SendGrid Event API",
-            "x-twilio-email-event-webhook-signature": self.sign(timestamp, body),
-            "x-twilio-email-event-webhook-timestamp": timestamp,
-        }
+        headers = {"content-type": "application/json", "user-agent": "SendGrid Event API"}
         data = {
             "event": events[0]["event"] if len({e["event"] for e in events}) == 1 else "batch",
             "events": [e["event"] for e in events],
