@@ -27,6 +27,7 @@ from mockhub.journal import Call, Journal
 from mockhub.recording import jsonl_chunks, to_har
 from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, TooManyRules, check_reply_fields
 from mockhub.services.base import Attachment, ServiceInfo
+from mockhub.usage import Billed, PriceList, Prices, PriceTable, UsageOut, summarize
 
 __all__ = ["ApiState", "create_api"]
 
@@ -163,6 +164,9 @@ class ApiState:
     attachments: dict[str, Callable[[Call, int], Attachment | None]] = field(default_factory=dict)
     # Lets the fakes forget state of their own (stored messages) on POST /reset.
     on_reset: Callable[[str | None], None] = lambda namespace: None
+    # GET /usage: each fake's reader of what a call was billed for, and the price table.
+    usage_readers: dict[str, Callable[[Call], Billed | None]] = field(default_factory=dict)
+    prices: Prices = field(default_factory=lambda: Prices({}))
 
 
 # A stream's keep-alive comment costs a wake-up of the event loop: a tiny interval would spin it.
@@ -204,20 +208,35 @@ class _Exporting(_Filtering):
     limit: int | None = Field(None, ge=1)
 
 
+class _Usage(_Filtering):
+    model: str | None = Field(None, description="only this model (a name, or a glob such as gpt-4o*)")
+
+    def to_filter(self) -> CallFilter:
+        return CallFilter.of(self.model_dump(exclude_none=True, by_alias=False, exclude={"model"}))
+
+
 # Each model is its options plus every filter, added from the one definition in mockhub.filters.
 FilterQuery = with_filters(_Filtering)
 ListQuery = with_filters(_Listing)
 StreamQuery = with_filters(_Streaming)
 ExportQuery = with_filters(_Exporting)
+UsageQuery = with_filters(_Usage)
 
 
 QueryModel = TypeVar("QueryModel", bound=_Filtering)
+# Filters that may be repeated in a query string (the others take their last value, as before).
+_REPEATABLE = ("has",)
 
 
 def _parse(model: type[QueryModel], request: Request) -> QueryModel:
     """The request's query string as `model`; a bad value is the same 422 FastAPI would give."""
+    params: dict[str, Any] = dict(request.query_params)
+    for name in _REPEATABLE:
+        # `has=link&has=code`: every value (a plain dict keeps only the last one).
+        if name in params and len(values := request.query_params.getlist(name)) > 1:
+            params[name] = values
     try:
-        return model.model_validate(dict(request.query_params))
+        return model.model_validate(params)
     except ValidationError as exc:
         errors = [{**err, "loc": ("query", *err["loc"])} for err in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
@@ -493,6 +512,38 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     @api.delete("/stubs", response_model=DeletedOut, tags=["stubs"])
     async def clear_stubs(namespace: str | None = None) -> Response:
         return JSONOut({"deleted": rules.clear_stubs(namespace)})
+
+    # -- usage -------------------------------------------------------------------------------------
+
+    @api.get("/usage", response_model=UsageOut, tags=["usage"], openapi_extra=_documents(UsageQuery))
+    async def get_usage(request: Request) -> Response:
+        """LLM requests and tokens summed from the journal, per service and model, with an estimated cost."""
+        q = _filter(UsageQuery, request)
+        calls = journal.iter_matching(q.to_filter())
+        return JSONOut(summarize(calls, state.usage_readers, state.prices, q.model))
+
+    @api.get("/usage/prices", response_model=PriceList, tags=["usage"])
+    async def get_prices() -> Response:
+        """The price table in force (USD per million tokens): the fakes' own, `llm_prices`' and PUT's."""
+        return JSONOut(PriceList(prices=state.prices.table()))
+
+    @api.put("/usage/prices", response_model=PriceList, tags=["usage"])
+    async def put_prices(table: PriceTable) -> Response:
+        """Set your prices over the built-in ones (`{"openai": {"gpt-4o": {"input": 2.5, "output": 10}}}`).
+
+        A second PUT replaces the first; DELETE drops them.
+        """
+        _known_all(table)
+        return JSONOut(PriceList(prices=state.prices.replace(table)))
+
+    @api.delete("/usage/prices", response_model=PriceList, tags=["usage"])
+    async def delete_prices() -> Response:
+        """Drop the prices PUT set: the built-in ones (and `llm_prices`') are in force again."""
+        return JSONOut(PriceList(prices=state.prices.clear()))
+
+    def _known_all(table: PriceTable) -> None:
+        for service in table:
+            _known(service, where="prices")
 
     # -- reset and health --------------------------------------------------------------------------
 

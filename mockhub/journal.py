@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mockhub.filters import CallFilter, recipients_of, subjects_of, texts_of
+from mockhub.filters import MESSAGES, CallFilter, features_of, message_facts, recipients_of, subjects_of, texts_of
 
 __all__ = [
     "SUMMARIES",
@@ -105,6 +105,7 @@ class Call:
     _text: str | None = None
     _recipients: frozenset[str] | None = None
     _subjects: list[str] | None = None
+    _features: frozenset[str] | None = None
 
     @property
     def size(self) -> int:
@@ -129,6 +130,12 @@ class Call:
             self._subjects = subjects_of(self.service, self.data)
         return self._subjects
 
+    def features(self) -> frozenset[str]:
+        """What the `has` filter sees: `link`, `code`, `attachment`."""
+        if self._features is None:
+            self._features = features_of(self.service, self.data)
+        return self._features
+
     def summary(self) -> str:
         """One line telling what the call was, in its fake's words (the UI's list, the CLI, failure messages)."""
         summarize = SUMMARIES.get(self.service)
@@ -142,6 +149,7 @@ class Call:
         self._text = None
         self._recipients = None
         self._subjects = None
+        self._features = None
 
     def to_dict(self) -> dict[str, Any]:
         body, encoding = encode_body(self.body)
@@ -285,6 +293,9 @@ class Journal:
         call.seq = self._seq
         if not call.id:
             call.id = new_id("c_")
+        if call.service in MESSAGES:
+            # A message's links and codes, read once here so every reader (filters, API, record file) has them.
+            message_facts(call.service, call.data)
         try:
             for sink in self._sinks:
                 sink(call)
@@ -309,6 +320,8 @@ class Journal:
             self._seq = call.seq
             if not call.id:
                 call.id = new_id("c_")
+            if call.service in MESSAGES:
+                message_facts(call.service, call.data)  # a record written before links and codes were read
             self._store(call)
             loaded += 1
         return loaded

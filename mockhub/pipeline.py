@@ -327,6 +327,13 @@ class HttpPipeline:
                     log.exception("fake %s failed on %s %s", service.name, call.method, path)
                     reply = service.error(500, f"mockhub internal error: {exc!r}", code="mockhub_error")
         assert reply is not None
+        if reply.wait and reply.stream is None and await transport.hold(scope, receive, reply.wait):
+            # The client gave up while the answer was being "generated": record what it experienced.
+            call.duration_ms = (time.perf_counter() - started) * 1000
+            call.data["timing"] = f"the client left after {call.duration_ms:.0f} ms of the {reply.wait:.3f} s wait"
+            call.invalidate()
+            self.journal.append(call)
+            return
         service.finish(reply)
 
         call.duration_ms = (time.perf_counter() - started) * 1000

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mockhub.faults import HTTP, KINDS, PRESETS, FaultAction, FaultSpec, Headers, Preset, Stage
 from mockhub.filters import CallFilter, Match
 from mockhub.journal import Call, format_time, new_id
+from mockhub.settings import LlmJitter, LlmSeed, LlmTokensPerS, LlmTtftMs
 
 __all__ = [
     "Fault",
@@ -179,15 +180,29 @@ class StubSpec(BaseModel):
     )
     times: Annotated[int, Field(ge=1)] | None = None
     chunk_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+    # LLM timing for every reply of the stub (a reply's own fields win; unset: the llm_* settings).
+    ttft_ms: LlmTtftMs | None = None
+    tokens_per_s: LlmTokensPerS | None = None
+    jitter: LlmJitter | None = None
+    seed: LlmSeed = None
 
     @model_validator(mode="after")
     def _has_answer(self) -> StubSpec:
         given = sum(x is not None for x in (self.reply, self.response, self.sequence))
+        if given == 0 and self.timed:
+            # Timing alone: the default answer, paced (an LLM fake's reply without content scripts nothing).
+            self.reply = StubReply()
+            given = 1
         if given != 1:
             raise ValueError("a stub needs exactly one of 'reply', 'response' or 'sequence'")
         if self.sequence is not None and not self.sequence:
             raise ValueError("'sequence' needs at least one reply")
         return self
+
+    @property
+    def timed(self) -> bool:
+        """Whether the stub gives LLM timing of its own."""
+        return any(v is not None for v in (self.ttft_ms, self.tokens_per_s, self.jitter, self.seed))
 
 
 def reply_field_problems(stub: Mapping[str, Any], own_fields: Mapping[str, type[BaseModel] | None]) -> list[str]:

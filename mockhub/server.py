@@ -32,10 +32,13 @@ from mockhub.services.base import ServiceContext
 from mockhub.settings import Settings
 from mockhub.tls import Authority, local_names
 from mockhub.transport import MockhubProtocol
+from mockhub.usage import PriceError, Prices
 from mockhub.webhooks_config import WebhookBook, parse_setting
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from mockhub.simulate import Simulator
 
 __all__ = ["Hub", "MockhubServer", "bind_socket", "run"]
 
@@ -78,18 +81,22 @@ class Hub:
         ctx = ServiceContext(
             self.settings, self.journal, self.rules, self.spawn, self.authority, webhooks=self.webhooks
         )
-        self._ctx = ctx
         self.services = [cls(ctx) for cls in classes]
         names = [s.name for s in self.services]
         if len(set(names)) != len(names):
             raise FakesError(f"fakes: two fakes share a name: {sorted(n for n in names if names.count(n) > 1)}")
         self.router = Router(self.services)
         ctx.own_target = self._own_target
+        self.ctx = ctx
+        # `POST /simulate/...` (mockhub.simulate), made with the inspection API: it needs FastAPI.
+        self._simulator: Simulator | None = None
         # Stub files, replay and the JSONL sink; a bad file fails here, naming the file and entry.
         # Each fake's own stub reply fields: stub files (here) and POST /stubs are checked against them.
         self.stub_replies = {s.name: s.stub_reply for s in self.services}
         self.replay_skipped: list[str] = []
         self.recording = attach(self.settings, self.journal, self.rules, self.stub_replies, self.replay_skipped)
+        # GET /usage: each fake's prices and reader of billed calls; a bad price file fails here.
+        self.prices = Prices({s.name: s.prices for s in self.services}, self.settings.llm_prices)
         self.pipeline = HttpPipeline(
             self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
         )
@@ -133,6 +140,7 @@ class Hub:
         with self._api_lock:
             if self._api is None:
                 from mockhub.api import ApiState, create_api
+                from mockhub.simulate import Simulator, simulate_router
                 from mockhub.tls import tls_router
                 from mockhub.ui import ui_router
 
@@ -144,6 +152,8 @@ class Hub:
                     attachments={s.name: s.attachment for s in self.services},
                     stub_replies=self.stub_replies,
                     on_reset=self._reset_services,
+                    usage_readers={s.name: s.usage for s in self.services},
+                    prices=self.prices,
                 )
                 api = create_api(state, __version__)
                 for service in self.services:
@@ -153,6 +163,8 @@ class Hub:
                 from mockhub.webhooks_config import webhooks_router
 
                 api.include_router(webhooks_router(self.webhooks))
+                self._simulator = Simulator(self.services, self.ctx)
+                api.include_router(simulate_router(self._simulator))
                 api.include_router(ui_router())
                 api.include_router(tls_router(self.authority))
                 self._api = api
@@ -235,11 +247,13 @@ class Hub:
     async def shutdown(self) -> None:
         for service in reversed(self.services):
             await service.stop()
+        if self._simulator is not None:
+            await self._simulator.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._ctx.outbound.close()
+        await self.ctx.outbound.close()
         if self.recording is not None:
             self.recording.close()
 
@@ -483,7 +497,7 @@ def run(settings: Settings) -> None:
     """Serve until SIGTERM / SIGINT."""
     try:
         hub = Hub(settings)
-    except (RecordingError, FakesError) as exc:
+    except (RecordingError, FakesError, PriceError) as exc:
         print(f"mockhub: error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     # What is alive after start-up (modules, the app) never becomes garbage: keep it out of collections.

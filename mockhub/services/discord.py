@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from mockhub.filters import DataFields
 from mockhub.journal import Call, default_summary
 from mockhub.rules import Preset
 from mockhub.services.base import AppUrl, BadRequest, Reply, Request, Route, Service, json_reply, route
@@ -45,6 +46,8 @@ class DiscordService(Service):
     """Discord's execute-webhook endpoint."""
 
     name = "discord"
+    message = True
+    fields = DataFields(rich=("embeds", "components"))
     label = "Discord"
     color = "#4c6ef5"
     hosts = ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com")

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, Field
 
+from mockhub.filters import DataFields
 from mockhub.journal import Call, default_summary
 from mockhub.rules import Preset
 from mockhub.services.base import (
@@ -36,8 +37,17 @@ from mockhub.services.base import (
     Route,
     Service,
     ServiceContext,
+    Simulation,
     json_reply,
     route,
+)
+from mockhub.services.slack_inbound import (
+    EventBody,
+    InteractionBody,
+    SlashCommandBody,
+    event,
+    interaction,
+    slash_command,
 )
 
 __all__ = ["SlackService"]
@@ -149,6 +159,9 @@ class SlackService(Service):
     """Incoming webhooks and the Web API's chat methods, recorded with `text`, `blocks`, `channel`..."""
 
     name = "slack"
+    message = True
+    # Legacy `attachments` are message parts, not files.
+    fields = DataFields(rich=("blocks", "attachments"), files=())
     label = "Slack"
     color = "#7b2d83"
     hosts = ("hooks.slack.com", "slack.com")
@@ -204,6 +217,25 @@ class SlackService(Service):
         ):
             routes += [route(verb, f"/api/{method}", handler, self.parse_api) for verb in ("GET", "POST")]
         return routes
+
+    def simulations(self) -> dict[str, Simulation]:
+        return {
+            "interaction": Simulation(
+                "a block action, shortcut or modal submission (payload=), signed with the signing secret",
+                InteractionBody,
+                interaction,
+                aliases=("block-actions", "block-action", "interactivity", "action"),
+            ),
+            "slash-command": Simulation(
+                "a slash command's form POST, signed", SlashCommandBody, slash_command, aliases=("command", "slash")
+            ),
+            "event": Simulation(
+                "an Events API event_callback (or url_verification), signed",
+                EventBody,
+                event,
+                aliases=("events", "event-callback"),
+            ),
+        }
 
     def reset(self, namespace: str | None) -> None:
         if namespace is None:

@@ -24,7 +24,8 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mockhub.journal import Call, default_summary
+from mockhub.filters import DataFields
+from mockhub.journal import Call, ResponseRecord, default_summary
 from mockhub.rules import Preset
 from mockhub.services.base import (
     AppUrl,
@@ -35,11 +36,15 @@ from mockhub.services.base import (
     Route,
     Service,
     ServiceContext,
+    Simulated,
+    Simulation,
+    SimulationContext,
     json_reply,
     route,
 )
 from mockhub.services.outcomes import Outcome
 from mockhub.services.twilio_callbacks import API_VERSION, Message, MessageStore, callback_call
+from mockhub.services.twilio_inbound import InboundSms, inbound_sms, twiml_messages
 
 __all__ = ["TwilioService"]
 
@@ -117,6 +122,9 @@ class TwilioService(Service):
     """Messages.json create/fetch/list with Twilio's validation, errors, paging and status callbacks."""
 
     name = "twilio"
+    message = True
+    # An MMS carries its media as URLs.
+    fields = DataFields(files=("media_url",))
     label = "Twilio"
     color = "#e03131"
     hosts = ("api.twilio.com",)
@@ -330,6 +338,49 @@ class TwilioService(Service):
 
     def reset(self, namespace: str | None) -> None:
         self._messages.reset(namespace)
+
+    # -- inbound simulation --------------------------------------------------------------------
+    def simulations(self) -> dict[str, Simulation]:
+        return {
+            "inbound-sms": Simulation(
+                "an SMS to the application's Messaging webhook, signed; each TwiML <Message> answered is sent",
+                InboundSms,
+                self._inbound_sms,
+                self._twiml_reply,
+                aliases=("sms", "inbound-message", "incoming-sms"),
+            )
+        }
+
+    def _inbound_sms(self, body: InboundSms, where: SimulationContext) -> Simulated:
+        return inbound_sms(body, where, self.ctx.settings.twilio_auth_token)
+
+    def _twiml_reply(
+        self, body: InboundSms, where: SimulationContext, delivery: Call, answer: ResponseRecord
+    ) -> list[Call]:
+        """The TwiML's messages: recorded as outbound SMS, and stored so the Messages API lists them."""
+        sent = twiml_messages(self.name, body, where, delivery, answer)
+        now = time.time()
+        for call in sent:
+            data = call.data
+            self._messages.add(
+                Message(
+                    sid=data["message_sid"],
+                    account_sid=data["account_sid"],
+                    namespace=where.namespace,
+                    to=data["to"],
+                    from_=data["from"],
+                    body=data["body"],
+                    media_urls=data["media_url"],
+                    messaging_service_sid=None,
+                    status_callback=None,
+                    created=now,
+                    initial="queued",
+                    steps=[("sent", None), ("delivered", None)],
+                    delay=self.ctx.settings.twilio_callback_delay_ms / 1000,
+                    segments=str(num_segments(data["body"])),
+                )
+            )
+        return sent
 
     # -- status callbacks ----------------------------------------------------------------------
     async def _deliver(self, message: Message, token: str, wanted: list[str] | None = None) -> None:

@@ -128,6 +128,7 @@ class SnsService(Service):
     """Amazon SNS publishes (SMS, topics), validated like SNS, with topics kept per namespace."""
 
     name = "sns"
+    message = True
     label = "Amazon SNS"
     color = "#e8590c"
     hosts = ("sns.*.amazonaws.com", "sns.amazonaws.com")
@@ -138,7 +139,7 @@ class SnsService(Service):
     )
     secret_headers = ("authorization", "x-amz-security-token")
     # The form body is percent-encoded: `contains` reads the decoded message (and subject) instead.
-    fields = DataFields(to=("to",), text=("message", "subject"), subject=("subject",))
+    fields = DataFields(to=("to",), text=("message", "subject"), subject=("subject",), files=())
     stub_reply = SnsReply
 
     def __init__(self, ctx: ServiceContext) -> None:

@@ -65,6 +65,7 @@ class SmtpService(Service):
     """The SMTP (and optional SMTPS) listeners, and the email-specific inspection routes."""
 
     name = "smtp"
+    message = True
     label = "SMTP"
     transport = "smtp"
     view = "email"
