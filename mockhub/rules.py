@@ -12,7 +12,7 @@ import heapq
 import itertools
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -450,12 +450,20 @@ class RuleBook:
             self._live_stubs.discard(rule)
         return len(doomed)
 
-    def stub_for(self, call: Call, replies: bool = True) -> StubHit | None:
-        """The stub answering `call`, counted as a hit; `replies=False` considers raw `response` stubs only."""
+    def stub_for(
+        self, call: Call, replies: bool = True, wanted: Callable[[StubSpec], bool] | None = None
+    ) -> StubHit | None:
+        """The stub answering `call`, counted as a hit; `replies=False` considers raw `response` stubs only.
+
+        `wanted` skips stubs the caller cannot use (SMTP takes only stubs that name an outcome), so
+        they neither answer nor spend their `times` on its calls.
+        """
         if not self._stubs:
             return None
         for rule in self._live_stubs.candidates(call.service, call.namespace):
             if not replies and rule.spec.response is None:
+                continue
+            if wanted is not None and not wanted(rule.spec):
                 continue
             if rule.applies_to(call):
                 hit = rule.take()

@@ -38,6 +38,7 @@ from mockhub.store import StoreError, StoreUnavailable, open_store
 from mockhub.tls import Authority, local_names
 from mockhub.transport import MockhubProtocol
 from mockhub.usage import PriceError, Prices
+from mockhub.webhooks_config import WebhookBook, parse_setting
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -75,10 +76,25 @@ class Hub:
         # One CA for every TLS listener and proxy tunnel; it is made when first needed.
         extra_names = (self.settings.host,) if self.settings.host not in ("0.0.0.0", "::", "") else ()
         self.authority = Authority(local_names(self.settings.smtp_hostname, extra_names))
-        ctx = ServiceContext(self.settings, self.journal, self.rules, self.spawn, self.authority, store=self.store)
         extra = [load_fake(s) for s in (self.settings.fakes or "").split(",") if s.strip()]
         # A fake of the user's own comes first, so its routes win over a built-in fake's broader ones.
-        self.services = [cls(ctx) for cls in [*extra, *SERVICES]]
+        classes = [*extra, *SERVICES]
+        self.webhooks = WebhookBook({cls.name: cls.events for cls in classes if cls.events})
+        for spec in parse_setting(self.settings.webhooks) if self.settings.webhooks else []:
+            problem = self.webhooks.problem(spec)
+            if problem is not None:
+                raise FakesError(f"webhooks: {problem}")
+            self.webhooks.add(spec, source="settings")
+        ctx = ServiceContext(
+            self.settings,
+            self.journal,
+            self.rules,
+            self.spawn,
+            self.authority,
+            webhooks=self.webhooks,
+            store=self.store,
+        )
+        self.services = [cls(ctx) for cls in classes]
         names = [s.name for s in self.services]
         if len(set(names)) != len(names):
             raise FakesError(f"fakes: two fakes share a name: {sorted(n for n in names if names.count(n) > 1)}")
@@ -170,6 +186,9 @@ class Hub:
                     router = service.api_router()
                     if router is not None:
                         api.include_router(router)
+                from mockhub.webhooks_config import webhooks_router
+
+                api.include_router(webhooks_router(self.webhooks))
                 self._simulator = Simulator(self.services, self.ctx)
                 api.include_router(simulate_router(self._simulator))
                 api.include_router(ui_router())
@@ -191,6 +210,8 @@ class Hub:
     def _reset_services(self, namespace: str | None) -> None:
         for service in self.services:
             service.reset(namespace)
+        # Webhook configs posted to the API go with the stubs; those of the settings stay.
+        self.webhooks.clear(namespace, keep_settings=True)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run background work (callbacks) that must not delay an answer; kept until done."""
@@ -259,6 +280,7 @@ class Hub:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.ctx.outbound.close()
         if self.recording is not None:
             self.recording.close()
         await self.store.close()

@@ -83,6 +83,24 @@ class Settings(BaseSettings):
     callback_allow: str | None = Field(
         None, description="comma-separated host globs outbound callbacks may reach (any when unset)"
     )
+    webhooks: str | None = Field(
+        None,
+        description="event webhooks at start: a JSON list of {service, namespace, url, secret, events} "
+        "(as POST /webhooks-config takes them)",
+    )
+    webhook_delay_ms: int = Field(
+        50, ge=0, le=600_000, description="pause before each delivery event (processed, delivered, bounce, ...)"
+    )
+    webhook_backoff_scale: float = Field(
+        0.001,
+        ge=0,
+        le=1,
+        description="factor on the providers' documented retry back-off (1: real time; 0.001: 10 minutes is 0.6 s)",
+    )
+    webhook_max_attempts: int = Field(
+        4, ge=1, le=20, description="most attempts of one webhook delivery that answers 5xx or cannot connect"
+    )
+    webhook_timeout: float = Field(10.0, gt=0, le=300, description="seconds one webhook attempt may take to answer")
     seed: int | None = Field(None, description="seed for probabilistic faults, so runs repeat")
     store: str = Field(
         "memory",
@@ -176,6 +194,15 @@ class Settings(BaseSettings):
     smtp_max_connections: int = Field(
         1000, ge=1, description="SMTP: concurrent sessions per listener (421 and closed beyond)"
     )
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhooks_parse(cls, value: str | None) -> str | None:
+        if value is not None:
+            from mockhub.webhooks_config import parse_setting
+
+            parse_setting(value)  # a typo fails at start, naming the field
+        return value
 
     @field_validator("admin_token")
     @classmethod

@@ -26,11 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mockhub.faults import TRANSPORTS
 from mockhub.filters import FIELDS, MESSAGES, DataFields
 from mockhub.journal import SUMMARIES, Call, Journal, ResponseRecord, default_summary
+from mockhub.outbound import Outbound
 from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
 from mockhub.services.forms import FormPart, parse_multipart
 from mockhub.store import StateChannel, Store, StoreUnavailable
 from mockhub.tls import Authority
 from mockhub.usage import Billed, ModelPrice
+from mockhub.webhooks_config import WebhookBook, WebhookConfig
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -212,14 +214,23 @@ class ServiceContext:
     # Set by the server: whether a URL reaches one of mockhub's own listeners other than through a
     # fake's route (the inspection API: `POST /reset` would wipe everything). Returns why, or None.
     own_target: Callable[[str], Awaitable[str | None]] | None = None
+    # Where the fakes' event webhooks go (`POST /webhooks-config`, the `webhooks` setting).
+    webhooks: WebhookBook = field(default_factory=WebhookBook)
     # MOCKHUB_CREDENTIALS parsed once: the credentials the fakes accept, or None for "any non-empty one".
     pinned: frozenset[str] | None = field(init=False)
     # Where calls are recorded and rules counted when processes share them (None / memory: the journal).
     store: Store | None = None
+    # The one sender of outbound calls (callbacks, event webhooks, bounces): background, bounded, recorded.
+    outbound: Outbound = field(init=False)
 
     def __post_init__(self) -> None:
         entries = {c.strip() for c in (self.settings.credentials or "").split(",") if c.strip()}
         self.pinned = frozenset(entries) if entries else None
+        self.outbound = Outbound(self.settings, self.record, self.spawn, self.outbound_refusal)
+
+    def webhook_targets(self, service: str, namespace: str) -> list[WebhookConfig]:
+        """The event webhooks a message of `service` in `namespace` reports to (none: nothing to send)."""
+        return self.webhooks.targets(service, namespace)
 
     async def record(self, call: Call) -> None:
         """Record a call a fake makes itself (a status callback), in the shared store when there is one."""
@@ -434,6 +445,8 @@ class Service:
     raw_content_type: ClassVar[str | None] = None
     # What its models cost (USD per million tokens), by model or start of model names: `GET /usage`'s estimate.
     prices: ClassVar[Mapping[str, ModelPrice]] = {}
+    # The event webhooks this fake sends (`POST /webhooks-config`), in its provider's words.
+    events: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -27,7 +27,9 @@ from collections.abc import Callable
 from mockhub.journal import Call
 from mockhub.services.base import Attachment, EnvVar, Service, ServiceContext, email_summary
 from mockhub.services.limits import ParseLimits
+from mockhub.services.outcomes import OutcomeReply
 from mockhub.services.smtp.config import SmtpConfig
+from mockhub.services.smtp.dsn import Bounces
 from mockhub.services.smtp.faults import fault_outcome
 from mockhub.services.smtp.handler import SmtpHandler
 from mockhub.services.smtp.mime import attachment_content, parse_message
@@ -77,6 +79,9 @@ class SmtpService(Service):
         EnvVar(name="ALERT_EMAIL_SMTP_PASSWORD", value="mockhub", requires=["namespace"]),
     )
     raw_content_type = "message/rfc822"
+    stub_reply = OutcomeReply
+    # The DSN's Action: where a bounce (failed) or a delay notice (delayed) goes: the sender's bounce_to.
+    events = ("failed", "delayed")
 
     @classmethod
     def summarize(cls, call: Call) -> str:
@@ -92,6 +97,7 @@ class SmtpService(Service):
             ctx.store,
             ParseLimits(settings.max_parts, settings.max_mime_depth, settings.max_part_headers),
             settings.parse_thread_bytes,
+            Bounces(ctx, self.config.hostname),
         )
         self.tls: TlsMaterial | None = None
         self._servers: dict[str, asyncio.Server] = {}

@@ -17,6 +17,8 @@ from aiosmtpd.smtp import TLSSetupException
 from mockhub.journal import Call, Journal, ResponseRecord, new_id
 from mockhub.rules import FaultRule, RuleBook
 from mockhub.services.limits import LIMITS, ParseLimits
+from mockhub.services.outcomes import Result, record
+from mockhub.services.smtp.dsn import Bounces
 from mockhub.services.smtp.faults import Stage
 from mockhub.services.smtp.mime import _clean, parse_message
 from mockhub.store import Store, StoreUnavailable
@@ -89,6 +91,7 @@ class SmtpHandler:
         store: Store | None = None,
         limits: ParseLimits | None = None,
         thread_bytes: int = 64 * 1024,
+        bounces: Bounces | None = None,
     ) -> None:
         self.journal = journal
         self.rules = rules
@@ -97,6 +100,15 @@ class SmtpHandler:
         self.limits = limits or ParseLimits()
         # Messages above this size are parsed in a worker thread, so a big or hostile mail does not stall the loop.
         self.thread_bytes = thread_bytes
+        self.bounces = bounces
+
+    def outcomes(self, call: Call) -> dict[str, Result]:
+        """How a received message ends for each recipient (a stub's outcome, else delivered), recorded in `data`."""
+        results = self.bounces.outcomes(call) if self.bounces is not None else None
+        if results is None:
+            results = {rcpt: Result() for rcpt in call.data.get("rcpt_to") or []}
+        record(call.data, results)
+        return results
 
     def stage_call(self, conn: Conn, attempt: Attempt) -> Call:
         """The call for a command that was not (or not yet) a delivered message."""

@@ -390,8 +390,14 @@ class MockSMTP(SMTP):
         try:
             rule = await self.handler.fault_for_message(call)
             if rule is None:
-                await self.handler.deliver(call, accepted, None, started)
-                return accepted
+                # No fault: a stub may say how the delivery ends (rejected now, or a DSN after the 250).
+                results = self.handler.outcomes(call)
+                bounces = self.handler.bounces
+                rejection = bounces.rejection(results) if bounces is not None else None
+                await self.handler.deliver(call, rejection or accepted, None, started)
+                if bounces is not None and rejection is None:
+                    bounces.send(call, results)
+                return rejection or accepted
             outcome = fault_outcome(rule.spec, rule.id, "data")
             if outcome.delay:
                 await self._pause(outcome.delay)
