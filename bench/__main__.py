@@ -379,7 +379,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=["webhooks", "compare", "fakes", "intercept", "smtp", "journal", "startup", "llm"],
+        # `store` needs valkey-server or redis-server, so it runs only when asked for.
+        choices=["webhooks", "compare", "fakes", "intercept", "smtp", "journal", "startup", "llm", "store"],
     )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
@@ -405,6 +406,10 @@ def main() -> None:
             results[name] = bench_startup()
         elif name == "llm":
             results[name] = bench_llm(5 if args.quick else 20)
+        elif name == "store":
+            from bench.store import bench_store
+
+            results[name] = bench_store(seconds)
     print("\n".join(_table(results)))
     print(json.dumps(results, indent=2))
     if args.json:

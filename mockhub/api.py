@@ -6,6 +6,7 @@ Errors are always `{"error": {"code", "message"}}` with a 4xx status, including 
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from mockhub.limits import Limit, LimitSpec
 from mockhub.recording import jsonl_chunks, to_har
 from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, TooManyRules, check_reply_fields
 from mockhub.services.base import Attachment, ServiceInfo
+from mockhub.services.limits import LIMITS, ParseLimitExceeded, ParseLimits
+from mockhub.store import Store, StoreUnavailable
 from mockhub.usage import Billed, PriceList, Prices, PriceTable, UsageOut, summarize
 
 __all__ = ["ApiState", "create_api"]
@@ -87,6 +90,11 @@ class CallOut(BaseModel):
     body: str
     body_encoding: Literal["utf-8", "base64"] = Field(description="base64 when the body is not valid UTF-8")
     data: dict[str, Any]
+    data_truncated: bool = Field(
+        False,
+        description="data was cut at 64 levels or cleaned (keys made strings, huge integers and lone surrogates "
+        "made text) to stay readable; the body is byte-exact",
+    )
     response: ResponseOut | None
     fault: dict[str, Any] | None
     stub: dict[str, Any] | None
@@ -145,6 +153,11 @@ class HealthOut(BaseModel):
     evicted: int = Field(description="calls evicted from memory by the max_calls / byte bounds")
     last_seq: int
     body_bytes: int
+    store: Literal["memory", "ok", "unavailable"] = Field(
+        "memory", description="the store: memory (this process), ok (a shared store, reachable), unavailable"
+    )
+    connections: int = Field(0, description="HTTP connections open now (health is answered even at the limit)")
+    max_connections: int = Field(0, description="the max_connections setting: other requests get 503 beyond it")
     recorded: int | None = Field(None, description="calls written to the record file since start (when recording)")
     record_failures: int | None = Field(
         None, description="calls the record file refused (a full disk): answered 500, not acknowledged"
@@ -170,9 +183,14 @@ class ApiState:
     attachments: dict[str, Callable[[Call, int], Attachment | None]] = field(default_factory=dict)
     # Lets the fakes forget state of their own (stored messages) on POST /reset.
     on_reset: Callable[[str | None], None] = lambda namespace: None
+    # The parse limits and thread threshold the fakes parsed with: attachments are read the same way.
+    limits: ParseLimits = field(default_factory=ParseLimits)
+    parse_thread_bytes: int = 64 * 1024
     # GET /usage: each fake's reader of what a call was billed for, and the price table.
     usage_readers: dict[str, Callable[[Call], Billed | None]] = field(default_factory=dict)
     prices: Prices = field(default_factory=lambda: Prices({}))
+    # Where changes go (calls deleted, rules added and removed); None: the journal and rules above (memory).
+    store: Store | None = None
 
 
 # A stream's keep-alive comment costs a wake-up of the event loop: a tiny interval would spin it.
@@ -268,6 +286,7 @@ def _calls_body(calls: list[Call], timed_out: bool | None = None) -> dict[str, A
 
 def create_api(state: ApiState, version: str) -> FastAPI:
     journal, rules, services = state.journal, state.rules, state.services
+    store = state.store or Store(journal, rules)
 
     def _known(service: str | None, preset: str | None = None, where: str = "service") -> None:
         """422 for a service (or a preset of it) mockhub does not have: a typo must not pass silently."""
@@ -308,6 +327,10 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         if exc.status_code == 404 and code == "not_found" and exc.detail == "Not Found":
             message = f"no mockhub route for {request.method} {request.url.path}"
         return JSONOut({"error": {"code": code, "message": message}}, exc.status_code, headers=exc.headers)
+
+    @api.exception_handler(StoreUnavailable)
+    async def _store_lost(request: Request, exc: StoreUnavailable) -> Response:
+        return JSONOut({"error": {"code": "store_unavailable", "message": str(exc)}}, 503, headers={"retry-after": "1"})
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -429,9 +452,15 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         """A file the call carried (the `index`-th of `data.attachments`: an attachment, an upload), byte-exact."""
         call = _get(journal, call_id)
         reader = state.attachments.get(call.service)
+        LIMITS.set(state.limits)  # this request's own context (copied into the thread)
         try:
-            found = reader(call, index) if reader is not None else None
-        except (ValueError, RecursionError) as exc:
+            if reader is None:
+                found = None
+            elif len(call.body) > state.parse_thread_bytes:  # taking a big body apart stays off the event loop
+                found = await asyncio.to_thread(reader, call, index)
+            else:
+                found = reader(call, index)
+        except (ValueError, RecursionError, ParseLimitExceeded) as exc:
             # The client chose the bytes: a body that cannot be taken apart is the caller's answer, not a 500.
             raise ApiError(422, "unreadable_body", f"call {call_id}'s body cannot be taken apart: {exc}") from None
         if found is None:
@@ -445,7 +474,7 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     @api.delete("/calls", response_model=DeletedOut, tags=["calls"], openapi_extra=_documents(FilterQuery))
     async def delete_calls(request: Request) -> Response:
         """Forget the matching calls (all without filters). Faults and stubs stay."""
-        return JSONOut({"deleted": journal.clear(_filter(FilterQuery, request).to_filter())})
+        return JSONOut({"deleted": await store.clear_calls(_filter(FilterQuery, request).to_filter())})
 
     # -- faults ------------------------------------------------------------------------------------
 
@@ -461,7 +490,7 @@ def create_api(state: ApiState, version: str) -> FastAPI:
                 raise ApiError(422, "invalid_request", f"namespace: ?namespace={namespace} contradicts match.namespace")
             spec = spec.model_copy(update={"match": spec.match.model_copy(update={"namespace": namespace})})
         try:
-            return JSONOut(rules.add_fault(spec).model(), 201)
+            return JSONOut((await store.add_fault(spec)).model(), 201)
         except TooManyRules as exc:
             raise ApiError(409, "too_many_rules", str(exc)) from None
 
@@ -479,13 +508,13 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
     @api.delete("/faults/{fault_id}", response_model=DeletedOut, tags=["faults"])
     async def delete_fault(fault_id: str) -> Response:
-        if not rules.remove_fault(fault_id):
+        if not await store.remove_fault(fault_id):
             raise ApiError(404, "fault_not_found", f"no fault rule {fault_id}")
         return JSONOut({"deleted": 1})
 
     @api.delete("/faults", response_model=DeletedOut, tags=["faults"])
     async def clear_faults(namespace: str | None = None) -> Response:
-        return JSONOut({"deleted": rules.clear_faults(namespace)})
+        return JSONOut({"deleted": await store.clear_faults(namespace)})
 
     # -- stubs -------------------------------------------------------------------------------------
 
@@ -493,7 +522,7 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     async def add_stub(spec: StubSpec) -> Response:
         _check_stub(spec)
         try:
-            return JSONOut(rules.add_stub(spec).model(), 201)
+            return JSONOut((await store.add_stub(spec)).model(), 201)
         except TooManyRules as exc:
             raise ApiError(409, "too_many_rules", str(exc)) from None
 
@@ -511,13 +540,13 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
     @api.delete("/stubs/{stub_id}", response_model=DeletedOut, tags=["stubs"])
     async def delete_stub(stub_id: str) -> Response:
-        if not rules.remove_stub(stub_id):
+        if not await store.remove_stub(stub_id):
             raise ApiError(404, "stub_not_found", f"no stub {stub_id}")
         return JSONOut({"deleted": 1})
 
     @api.delete("/stubs", response_model=DeletedOut, tags=["stubs"])
     async def clear_stubs(namespace: str | None = None) -> Response:
-        return JSONOut({"deleted": rules.clear_stubs(namespace)})
+        return JSONOut({"deleted": await store.clear_stubs(namespace)})
 
     # -- limits ------------------------------------------------------------------------------------
 
@@ -598,10 +627,14 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     @api.post("/reset", response_model=ResetOut, tags=["admin"])
     async def reset(namespace: str | None = None) -> Response:
         """Forget calls, faults, stubs and limits (only those of `namespace` when given)."""
-        calls = journal.clear(CallFilter(namespace=namespace) if namespace else None)
-        state.on_reset(namespace)
+        calls = await store.clear_calls(CallFilter(namespace=namespace) if namespace else None)
+        if state.store is None:
+            state.on_reset(namespace)
+        else:
+            await store.reset_state(namespace)
         rules.limits.clear(namespace)
-        return JSONOut({"calls": calls, "faults": rules.clear_faults(namespace), "stubs": rules.clear_stubs(namespace)})
+        faults, stubs = await store.clear_faults(namespace), await store.clear_stubs(namespace)
+        return JSONOut({"calls": calls, "faults": faults, "stubs": stubs})
 
     # The dispatcher (Hub.__call__) answers GET /health, /livez and /readyz itself, so they work
     # before this API is built; these routes document them in /openapi.json with the same answers.

@@ -577,6 +577,7 @@ def simulate(
 def register(app: typer.Typer) -> None:
     """Add the client commands to the `mockhub` command."""
     from mockhub.cli_rules import fault_app, limit_app, stub_app
+    from mockhub.cli_webhooks import webhook_app
 
     app.command("calls")(calls)
     app.command("tail")(tail)
@@ -585,6 +586,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(fault_app, name="fault")
     app.add_typer(stub_app, name="stub")
     app.add_typer(limit_app, name="limit")
+    app.add_typer(webhook_app, name="webhook")
     app.command("usage")(usage)
     app.command("reset")(reset)
     app.command("export")(export)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mockhub.filters import MESSAGES, CallFilter, features_of, message_facts, recipients_of, subjects_of, texts_of
+from mockhub.safedata import safe_data
 
 __all__ = [
     "SUMMARIES",
@@ -101,6 +102,10 @@ class Call:
     time: float = field(default_factory=time.time)
     id: str = ""
     seq: int = 0
+    # True when `data` was cut or cleaned to stay readable (mockhub.safedata); the body is untouched.
+    data_truncated: bool = False
+    # The `data` object `check_data` last passed (the pipeline checks it before the fake answers).
+    _checked: dict[str, Any] | None = None
     # Caches for the filters; derived from body and data, filled on first use.
     _text: str | None = None
     _recipients: frozenset[str] | None = None
@@ -151,6 +156,21 @@ class Call:
         self._subjects = None
         self._features = None
 
+    def check_data(self, again: bool = False) -> None:
+        """Make `data` safe for every reader (cut at `MAX_DATA_DEPTH`, flagged) when it is not as it is.
+
+        Checked once per `data` object unless `again` (a finished stream rewrote it): what a handler
+        adds in place after the pipeline's check is mockhub's own and shallow.
+        """
+        if self.data is self._checked and not again:
+            return
+        safe = safe_data(self.data)
+        if safe is not None:
+            self.data = safe
+            self.data_truncated = True
+            self.invalidate()
+        self._checked = self.data
+
     def to_dict(self) -> dict[str, Any]:
         body, encoding = encode_body(self.body)
         response: dict[str, Any] | None = None
@@ -178,6 +198,7 @@ class Call:
             "body": body,
             "body_encoding": encoding,
             "data": self.data,
+            "data_truncated": self.data_truncated,
             "response": response,
             "fault": self.fault,
             "stub": self.stub,
@@ -289,6 +310,7 @@ class Journal:
         self._update_sinks.append(sink)
 
     def append(self, call: Call) -> Call:
+        call.check_data()  # before any sink or reader sees it: nothing a client sends poisons a read
         self._seq += 1
         call.seq = self._seq
         if not call.id:
@@ -303,13 +325,23 @@ class Journal:
             self._seq -= 1  # never acknowledged: the next call takes its number
             raise
         self._store(call)
+        self._publish(call)
+        return call
+
+    def accept(self, call: Call) -> None:
+        """Store a call numbered elsewhere (a shared store's log, in seq order): waiters and subscribers
+        wake as for `append`; sinks do not run (the process that took the call ran its own)."""
+        self._seq = max(self._seq, call.seq)
+        self._store(call)
+        self._publish(call)
+
+    def _publish(self, call: Call) -> None:
         if self._waiters:
             self._wake(call)
         if self._subscribers:
             for sub in tuple(self._subscribers):
                 if sub.filter.matches(call):
                     sub.offer(call)
-        return call
 
     def restore(self, calls: Iterable[Call]) -> int:
         """Load calls recorded earlier (replay), keeping their seq; new calls continue after them."""
@@ -353,11 +385,13 @@ class Journal:
         self._bytes -= call.size
         self.evicted += 1
 
-    def resized(self, call: Call, old_size: int) -> None:
+    def resized(self, call: Call, old_size: int, sinks: bool = True) -> None:
         """Account for a call whose bodies grew after it was appended (a finished stream)."""
+        call.check_data(again=True)
         self._bytes += call.size - old_size
-        for sink in self._update_sinks:
-            sink(call)
+        if sinks:
+            for sink in self._update_sinks:
+                sink(call)
 
     def _wake(self, call: Call) -> None:
         still: list[_Waiter] = []

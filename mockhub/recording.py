@@ -104,7 +104,7 @@ def call_from_dict(record: dict[str, Any], base: Path | None = None) -> Call:
             raise ValueError("data_is_body, but the body is not a JSON object")
     else:
         data = dict(record.get("data") or {})
-    return Call(
+    call = Call(
         service=_str(record, "service"),
         method=_str(record, "method"),
         path=_str(record, "path"),
@@ -123,7 +123,10 @@ def call_from_dict(record: dict[str, Any], base: Path | None = None) -> Call:
         time=_parse_time(record["time"]),
         id=_str(record, "id"),
         seq=int(record["seq"]),
+        data_truncated=bool(record.get("data_truncated")),
     )
+    call.check_data()  # a record file written by hand may hold what no reader can serve
+    return call
 
 
 # -- the sink: one line per call --------------------------------------------------------------------
@@ -298,7 +301,7 @@ class JsonlSink:
 def _data_is_body(call: Call) -> bool:
     """Whether `data` is exactly the JSON object the body holds (so a record line need not hold it twice)."""
     data, body = call.data, call.body
-    if not data or (body[:1] != b"{" and body.lstrip()[:1] != b"{"):
+    if not data or call.data_truncated or (body[:1] != b"{" and body.lstrip()[:1] != b"{"):
         return False
     try:
         return bool(orjson.loads(body) == data)

@@ -11,15 +11,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mockhub.faults import HTTP, KINDS, PRESETS, FaultAction, FaultSpec, Headers, Preset, Stage
-from mockhub.filters import CallFilter, Match
+from mockhub.filters import CallFilter, Match, compile_regex
 from mockhub.journal import Call, format_time, new_id
 from mockhub.limits import LimitBook, LimitRule, LimitSpec
 from mockhub.settings import LlmJitter, LlmSeed, LlmTokensPerS, LlmTtftMs
@@ -53,7 +52,7 @@ class _Rule:
         self.service = service
         self.namespace = match.scope()
         self.filter = CallFilter(service=service, **match.filters())
-        self.regex = re.compile(match.regex) if match.regex else None
+        self.regex = compile_regex(match.regex) if match.regex else None
         self.data = match.data
         self.created = time.time()
         # Creation order, global across faults and stubs: "newest first" when several buckets merge.
@@ -370,9 +369,9 @@ class RuleBook:
             )
 
     # -- faults --------------------------------------------------------------------------------
-    def add_fault(self, spec: FaultSpec) -> FaultRule:
+    def add_fault(self, spec: FaultSpec, rule_id: str | None = None) -> FaultRule:
         self._room()
-        rule = FaultRule(spec, seed=self.seed)
+        rule = FaultRule(spec, rule_id, seed=self.seed)
         self._faults[rule.id] = rule
         self._live_faults.add(rule)
         return rule
@@ -422,9 +421,9 @@ class RuleBook:
         return None
 
     # -- stubs ---------------------------------------------------------------------------------
-    def add_stub(self, spec: StubSpec) -> StubRule:
+    def add_stub(self, spec: StubSpec, rule_id: str | None = None) -> StubRule:
         self._room()
-        rule = StubRule(spec)
+        rule = StubRule(spec, rule_id)
         self._stubs[rule.id] = rule
         self._live_stubs.add(rule)
         return rule
@@ -454,12 +453,20 @@ class RuleBook:
             self._live_stubs.discard(rule)
         return len(doomed)
 
-    def stub_for(self, call: Call, replies: bool = True) -> StubHit | None:
-        """The stub answering `call`, counted as a hit; `replies=False` considers raw `response` stubs only."""
+    def stub_for(
+        self, call: Call, replies: bool = True, wanted: Callable[[StubSpec], bool] | None = None
+    ) -> StubHit | None:
+        """The stub answering `call`, counted as a hit; `replies=False` considers raw `response` stubs only.
+
+        `wanted` skips stubs the caller cannot use (SMTP takes only stubs that name an outcome), so
+        they neither answer nor spend their `times` on its calls.
+        """
         if not self._stubs:
             return None
         for rule in self._live_stubs.candidates(call.service, call.namespace):
             if not replies and rule.spec.response is None:
+                continue
+            if wanted is not None and not wanted(rule.spec):
                 continue
             if rule.applies_to(call):
                 hit = rule.take()
@@ -478,3 +485,27 @@ class RuleBook:
         self.clear_faults(namespace)
         self.clear_stubs(namespace)
         self.limits.clear(namespace)
+
+    # -- for a shared store, which counts hits itself (atomically, server-side) ----------------
+    def fault_candidates(self, call: Call, stage: str | None = None) -> Iterator[FaultRule]:
+        """The live fault rules matching `call` at `stage`, newest first, not counted."""
+        if not self._faults:
+            return
+        for rule in self._live_faults.candidates(call.service, call.namespace):
+            if rule.stage_applies(stage) and rule.applies_to(call):
+                yield rule
+
+    def stub_candidates(self, call: Call, replies: bool = True) -> Iterator[StubRule]:
+        """The live stubs matching `call`, newest first, not counted."""
+        if not self._stubs:
+            return
+        for rule in self._live_stubs.candidates(call.service, call.namespace):
+            if (replies or rule.spec.response is not None) and rule.applies_to(call):
+                yield rule
+
+    def retire(self, rule: FaultRule | StubRule) -> None:
+        """Take an exhausted rule out of the live index (it stays listed with its counters)."""
+        if isinstance(rule, FaultRule):
+            self._live_faults.discard(rule)
+        else:
+            self._live_stubs.discard(rule)

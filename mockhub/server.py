@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hmac
 import logging
+import os
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Coroutine
@@ -29,10 +32,13 @@ from mockhub.router import Router
 from mockhub.rules import RuleBook
 from mockhub.services import SERVICES, FakesError, load_fake
 from mockhub.services.base import ServiceContext
+from mockhub.services.limits import ParseLimits
 from mockhub.settings import Settings
+from mockhub.store import StoreError, StoreUnavailable, open_store
 from mockhub.tls import Authority, local_names
 from mockhub.transport import MockhubProtocol
 from mockhub.usage import PriceError, Prices
+from mockhub.webhooks_config import WebhookBook, parse_setting
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -64,20 +70,38 @@ class Hub:
         self.settings = settings or Settings()
         self.journal = Journal(self.settings.max_calls, self.settings.max_journal_bytes)
         self.rules = RuleBook(self.settings.seed, self.settings.max_rules)
+        # Memory (the default) or a store shared by several processes (redis://...): docs/store.md.
+        self.store = open_store(self.settings.store, self.journal, self.rules)
         self._tasks: set[asyncio.Task[None]] = set()
         # One CA for every TLS listener and proxy tunnel; it is made when first needed.
         extra_names = (self.settings.host,) if self.settings.host not in ("0.0.0.0", "::", "") else ()
         self.authority = Authority(local_names(self.settings.smtp_hostname, extra_names))
-        ctx = ServiceContext(self.settings, self.journal, self.rules, self.spawn, self.authority)
         extra = [load_fake(s) for s in (self.settings.fakes or "").split(",") if s.strip()]
         # A fake of the user's own comes first, so its routes win over a built-in fake's broader ones.
-        self.services = [cls(ctx) for cls in [*extra, *SERVICES]]
+        classes = [*extra, *SERVICES]
+        self.webhooks = WebhookBook({cls.name: cls.events for cls in classes if cls.events})
+        for spec in parse_setting(self.settings.webhooks) if self.settings.webhooks else []:
+            problem = self.webhooks.problem(spec)
+            if problem is not None:
+                raise FakesError(f"webhooks: {problem}")
+            self.webhooks.add(spec, source="settings")
+        ctx = ServiceContext(
+            self.settings,
+            self.journal,
+            self.rules,
+            self.spawn,
+            self.authority,
+            webhooks=self.webhooks,
+            store=self.store,
+        )
+        self.services = [cls(ctx) for cls in classes]
         names = [s.name for s in self.services]
         if len(set(names)) != len(names):
             raise FakesError(f"fakes: two fakes share a name: {sorted(n for n in names if names.count(n) > 1)}")
         self.router = Router(self.services)
         for service in self.services:
             self.rules.limits.register(service.name, service.limit_facts())
+        self.store.on_reset = self._reset_services
         ctx.own_target = self._own_target
         self.ctx = ctx
         # `POST /simulate/...` (mockhub.simulate), made with the inspection API: it needs FastAPI.
@@ -90,7 +114,14 @@ class Hub:
         # GET /usage: each fake's prices and reader of billed calls; a bad price file fails here.
         self.prices = Prices({s.name: s.prices for s in self.services}, self.settings.llm_prices)
         self.pipeline = HttpPipeline(
-            self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
+            self.journal,
+            self.rules,
+            self.settings.max_body_bytes,
+            self.spawn,
+            self.settings.body_timeout,
+            self.store,
+            limits=ParseLimits(self.settings.max_parts, self.settings.max_mime_depth, self.settings.max_part_headers),
+            thread_bytes=self.settings.parse_thread_bytes,
         )
         self._api: FastAPI | None = None
         self._api_lock = threading.Lock()
@@ -98,6 +129,8 @@ class Hub:
         self.http_port = 0
         self.https_port: int | None = None
         self.ready = False
+        # The open HTTP connections (the server's own set, once `MockhubServer` serves this hub).
+        self.connections: set[Any] = set()
         self.startup_error: str | None = None
         # Printable ASCII (Settings checks it), so its bytes are the same in every encoding.
         self._token = None if self.settings.admin_token is None else self.settings.admin_token.encode("ascii")
@@ -144,14 +177,20 @@ class Hub:
                     attachments={s.name: s.attachment for s in self.services},
                     stub_replies=self.stub_replies,
                     on_reset=self._reset_services,
+                    limits=self.pipeline.limits,
+                    parse_thread_bytes=self.settings.parse_thread_bytes,
                     usage_readers={s.name: s.usage for s in self.services},
                     prices=self.prices,
+                    store=self.store,
                 )
                 api = create_api(state, __version__)
                 for service in self.services:
                     router = service.api_router()
                     if router is not None:
                         api.include_router(router)
+                from mockhub.webhooks_config import webhooks_router
+
+                api.include_router(webhooks_router(self.webhooks))
                 self._simulator = Simulator(self.services, self.ctx)
                 api.include_router(simulate_router(self._simulator))
                 api.include_router(ui_router())
@@ -173,6 +212,8 @@ class Hub:
     def _reset_services(self, namespace: str | None) -> None:
         for service in self.services:
             service.reset(namespace)
+        # Webhook configs posted to the API go with the stubs; those of the settings stay.
+        self.webhooks.clear(namespace, keep_settings=True)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run background work (callbacks) that must not delay an answer; kept until done."""
@@ -212,10 +253,10 @@ class Hub:
             "status": "ok" if self.ready else "starting",
             "version": __version__,
             **self.listeners(),
-            "calls": len(self.journal),
-            "evicted": self.journal.evicted,
-            "last_seq": self.journal.last_seq,
-            "body_bytes": self.journal.body_bytes,
+            **self.store.counts(),
+            "store": self.store.status(),
+            "connections": len(self.connections),
+            "max_connections": self.settings.max_connections,
         }
         if self.recording is not None:
             info["recorded"] = self.recording.written
@@ -226,6 +267,7 @@ class Hub:
         return info
 
     async def startup(self) -> None:
+        await self.store.start()
         for service in self.services:
             await service.start()
         if self._api is None:
@@ -240,8 +282,10 @@ class Hub:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.ctx.outbound.close()
         if self.recording is not None:
             self.recording.close()
+        await self.store.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -274,6 +318,14 @@ class Hub:
                 # Answered here, not by the inspection API: health checks work from the first moment.
                 await self._health_check(path, send)
                 return
+            if self.store.shared:
+                # Every call acknowledged anywhere is seen by this read (the rule counters only when listed).
+                try:
+                    await self.store.sync(rules=path.startswith(("/faults", "/stubs")))
+                except StoreUnavailable as exc:
+                    body = orjson.dumps({"error": {"code": "store_unavailable", "message": str(exc)}})
+                    await _send_json(send, 503, body)
+                    return
             limited = await limited_body(
                 scope, receive, send, self.settings.max_api_body_bytes, self.settings.body_timeout
             )
@@ -287,10 +339,16 @@ class Hub:
         await api(scope, receive, send)
 
     async def _health_check(self, path: str, send: Send) -> None:
+        if self.store.shared and path != "/livez" and self.ready:
+            # Cluster-wide counts; a store that is away shows as "store": "unavailable" (not ready).
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.sync()
         if path == "/health":
             await _send_json(send, 200, orjson.dumps(self.health()))
-        elif path == "/livez" or self.ready:
+        elif path == "/livez" or (self.ready and self.store.status() != "unavailable"):
             await _send_json(send, 200, b'{"status":"ok"}')
+        elif self.ready:
+            await _send_json(send, 503, b'{"status":"store_unavailable"}')
         else:
             await _send_json(send, 503, b'{"status":"starting"}')
 
@@ -313,6 +371,8 @@ class Hub:
 
 
 def _startup_error(exc: Exception) -> str:
+    if isinstance(exc, StoreUnavailable):
+        return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return f"a listener could not start: {exc.strerror}"
     return f"start-up failed: {exc!r}"
@@ -361,6 +421,8 @@ class MockhubServer(uvicorn.Server):
     ) -> None:
         super().__init__(config)
         self.hub = hub
+        # /health reports how many connections are open (uvicorn's own set of them) against the limit.
+        hub.connections = self.server_state.connections
         self.announce = announce
         self.https_socket = https_socket
 
@@ -404,10 +466,12 @@ class MockhubServer(uvicorn.Server):
         self.servers.append(server)
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:  # --workers: every process listens on the same port, the kernel spreads connections
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.setblocking(False)
@@ -417,11 +481,11 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def make_server(hub: Hub, announce: bool = True) -> tuple[MockhubServer, socket.socket]:
     """A server for `hub` with its HTTP socket already bound (so port 0 is resolved before start)."""
     settings = hub.settings
-    sock = bind_socket(settings.host, settings.http_port)
+    sock = bind_socket(settings.host, settings.http_port, settings.reuse_port)
     hub.http_port = sock.getsockname()[1]
     https_sock: socket.socket | None = None
     if settings.https_port is not None:
-        https_sock = bind_socket(settings.host, settings.https_port)
+        https_sock = bind_socket(settings.host, settings.https_port, settings.reuse_port)
         hub.https_port = https_sock.getsockname()[1]
     try:
         import uvloop  # noqa: F401
@@ -480,10 +544,13 @@ class GcFreezer:
 
 
 def run(settings: Settings) -> None:
-    """Serve until SIGTERM / SIGINT."""
+    """Serve until SIGTERM / SIGINT (with `workers` > 1: this process and workers - 1 more)."""
+    if settings.workers > 1:
+        _run_workers(settings)
+        return
     try:
         hub = Hub(settings)
-    except (RecordingError, FakesError, PriceError) as exc:
+    except (RecordingError, FakesError, PriceError, StoreError) as exc:
         print(f"mockhub: error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     # What is alive after start-up (modules, the app) never becomes garbage: keep it out of collections.
@@ -544,3 +611,48 @@ class ThreadedHub:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _run_workers(settings: Settings) -> None:
+    """`--workers N`: N processes on the same ports (SO_REUSEPORT), one event loop each, one shared store.
+
+    The other N - 1 are `mockhub serve` started again with the same settings (by environment) as
+    single workers; this process serves too, once they are ready, so its ready line means all are.
+    """
+
+    def fail(message: str) -> None:
+        print(f"mockhub: error: {message}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+    if settings.store in ("", "memory", "memory://"):
+        fail(
+            "--workers needs a shared store (--store redis://host:6379/0, MOCKHUB_STORE): with `memory` "
+            "each process would keep a journal of its own"
+        )
+    ports = [settings.http_port, settings.smtp_port, settings.https_port, settings.smtps_port]
+    if any(port == 0 for port in ports):
+        fail("--workers needs fixed ports (port 0 would give each process a port of its own)")
+    env = {**os.environ}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            env[f"MOCKHUB_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    env.update(MOCKHUB_WORKERS="1", MOCKHUB_REUSE_PORT="true", MOCKHUB_READY_JSON="true")
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(settings.workers - 1):
+            children.append(
+                subprocess.Popen([sys.executable, "-m", "mockhub", "serve"], env=env, stdout=subprocess.PIPE)
+            )
+        for child in children:
+            assert child.stdout is not None
+            if not child.stdout.readline():  # it printed its error and exited
+                fail("a worker process did not start (see above)")
+        run(settings.model_copy(update={"workers": 1, "reuse_port": True}))
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()

@@ -58,7 +58,23 @@ class Settings(BaseSettings):
     max_rules: int = Field(
         100_000, ge=1, description="most fault rules and stubs held at once, together (409 too_many_rules beyond)"
     )
-    max_connections: int = Field(2048, ge=1, description="concurrent connections and requests (503 beyond)")
+    max_connections: int = Field(
+        2048,
+        ge=1,
+        description="concurrent connections and requests (503 beyond); /health, /livez and /readyz are always answered",
+    )
+    max_parts: int = Field(
+        1000, ge=1, description="most parts a multipart body or a MIME message is parsed into (413 beyond)"
+    )
+    max_mime_depth: int = Field(
+        64, ge=1, le=500, description="deepest MIME nesting parsed; a message nested deeper is read headers-only"
+    )
+    max_part_headers: int = Field(
+        1000, ge=1, description="most header lines in one multipart or MIME part (413 beyond)"
+    )
+    parse_thread_bytes: int = Field(
+        64 * 1024, ge=0, description="request bodies larger than this are parsed in a worker thread, off the event loop"
+    )
     admin_token: str | None = Field(
         None,
         description="when set, the inspection API and UI require it (Bearer, X-Mockhub-Token or ?token=); "
@@ -67,7 +83,39 @@ class Settings(BaseSettings):
     callback_allow: str | None = Field(
         None, description="comma-separated host globs outbound callbacks may reach (any when unset)"
     )
+    webhooks: str | None = Field(
+        None,
+        description="event webhooks at start: a JSON list of {service, namespace, url, secret, events} "
+        "(as POST /webhooks-config takes them)",
+    )
+    webhook_delay_ms: int = Field(
+        50, ge=0, le=600_000, description="pause before each delivery event (processed, delivered, bounce, ...)"
+    )
+    webhook_backoff_scale: float = Field(
+        0.001,
+        ge=0,
+        le=1,
+        description="factor on the providers' documented retry back-off (1: real time; 0.001: 10 minutes is 0.6 s)",
+    )
+    webhook_max_attempts: int = Field(
+        4, ge=1, le=20, description="most attempts of one webhook delivery that answers 5xx or cannot connect"
+    )
+    webhook_timeout: float = Field(10.0, gt=0, le=300, description="seconds one webhook attempt may take to answer")
     seed: int | None = Field(None, description="seed for probabilistic faults, so runs repeat")
+    store: str = Field(
+        "memory",
+        description="where calls, rules and their counters live: memory (this process), or a Valkey/Redis 7+ "
+        "that any number of mockhub processes share: redis://host:6379/0, rediss://..., unix:///path?db=0",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="processes serving the same ports (SO_REUSEPORT), each its own event loop; needs a shared store",
+    )
+    reuse_port: bool = Field(
+        False, description="bind every listener with SO_REUSEPORT (set for each process of --workers)"
+    )
     fakes: str | None = Field(
         None,
         description="comma-separated extra fakes to serve, each `package.module:ServiceClass`",
@@ -146,6 +194,15 @@ class Settings(BaseSettings):
     smtp_max_connections: int = Field(
         1000, ge=1, description="SMTP: concurrent sessions per listener (421 and closed beyond)"
     )
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhooks_parse(cls, value: str | None) -> str | None:
+        if value is not None:
+            from mockhub.webhooks_config import parse_setting
+
+            parse_setting(value)  # a typo fails at start, naming the field
+        return value
 
     @field_validator("admin_token")
     @classmethod

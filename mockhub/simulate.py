@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import difflib
+import inspect
 import time
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
@@ -196,7 +197,7 @@ class Simulator:
             call.data["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if refusal is not None:
             call.data["error"] = refusal
-            self.ctx.journal.append(call)
+            await self.ctx.record(call)
             raise ApiError(403, "target_refused", f"{refusal} (recorded as call {call.id})")
         if truncated:
             call.data["answer_truncated"] = True
@@ -204,7 +205,8 @@ class Simulator:
         caused: list[Call] = []
         if call.response is not None and simulation.answered is not None:
             try:
-                caused = simulation.answered(body, where, call, call.response)
+                answered = simulation.answered(body, where, call, call.response)
+                caused = await answered if inspect.isawaitable(answered) else answered
             except Exception as exc:  # the answer is the application's: a fake must not fail on it
                 call.data["answer_error"] = f"{type(exc).__name__}: {exc}"
         for follow in caused:
@@ -212,9 +214,10 @@ class Simulator:
             follow.data.setdefault("caused_by", call.id)
         if caused:
             call.data["caused"] = [c.id for c in caused]
-        self.ctx.journal.append(call)
+        # Through the store when processes share one, so every replica lists the delivery.
+        await self.ctx.record(call)
         for follow in caused:
-            self.ctx.journal.append(follow)
+            await self.ctx.record(follow)
         answer = None
         if call.response is not None:
             text, encoding = _text(call.response.body)

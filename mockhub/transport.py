@@ -85,6 +85,10 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
+HEALTH_PATHS = frozenset({b"/health", b"/livez", b"/readyz"})
+"""Answered even at `max_connections` (the probes of an orchestrator)."""
+
+
 class MockhubProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, exposing the transport to the app for transport faults.
 
@@ -151,6 +155,17 @@ class MockhubProtocol(HttpToolsProtocol):
         if self.parser.get_method() == b"CONNECT":
             # Answered once the parser stops at the end of the head (data_received, below).
             self._connect = True
+            return
+        limit = self.limit_concurrency
+        at_limit = limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit)
+        if at_limit and self.url.split(b"?", 1)[0] in HEALTH_PATHS:
+            # At the connection limit, health is still answered: an orchestrator that got 503
+            # from /health would restart a server that is only busy. The limit is for the rest.
+            self.limit_concurrency = None
+            try:
+                super().on_headers_complete()
+            finally:
+                self.limit_concurrency = limit
             return
         super().on_headers_complete()
         if self.url[:1] != b"/" and self.url[:4].lower() == b"http":

@@ -291,16 +291,20 @@ _NETWORK_CALL = re.compile(r"\b(?:open_connection|create_connection|sock_connect
 
 
 def test_every_fake_that_can_call_out_asks_the_allowlist() -> None:
-    """A fake that can open a connection must ask `ctx.outbound_refusal` (MOCKHUB_CALLBACK_ALLOW, and never
-    mockhub's own inspection API)."""
+    """Outbound calls live in `mockhub/outbound.py` (`Outbound`), which asks the refusal (MOCKHUB_CALLBACK_ALLOW,
+    and never mockhub's own inspection API) before every delivery; a fake that opens a connection itself
+    must ask `ctx.outbound_refusal` too."""
+    from mockhub import outbound
+
     folder = Path(mockhub.services.__file__).parent
-    calling_out = []
-    for module in sorted(folder.glob("*.py")):
+    for module in sorted(folder.rglob("*.py")):
         source = module.read_text()
         if _NETWORK_IMPORT.search(source) or _NETWORK_CALL.search(source):
-            calling_out.append(module.name)
             assert "outbound_refusal(" in source, f"{module.name} can call out but never asks outbound_refusal"
-    assert "twilio.py" in calling_out  # the check sees the one fake known to call out
+    sender = Path(outbound.__file__).read_text()
+    assert _NETWORK_IMPORT.search(sender)  # the check sees the one module known to call out
+    deliver = sender[sender.index("    async def deliver(") : sender.index("    async def _attempt(")]
+    assert "await self._refusal(call.path)" in deliver
 
 
 # -- cross-site requests ----------------------------------------------------------------------------

@@ -393,6 +393,30 @@ def test_secret_headers_are_masked_and_bodies_pretty_printed(
 
 @pytest.mark.browser
 @browser_test
+def test_a_call_whose_data_was_cut_shows_in_the_detail_view(
+    watched: Watched, server: ThreadedHub, api: httpx.Client
+) -> None:
+    """Issue 22: a body nested past every reader's limit neither breaks the list nor the detail view."""
+    page = watched.open_ui(server.url)
+    deep = '{"a":' * 300 + '"bottom"' + "}" * 300
+    api.post("/webhooks/deep", content=deep, headers={"content-type": "application/json"})
+    api.post("/webhooks/after", json={"text": "still listed"})
+    expect(rows(page).filter(has_text="/webhooks/after")).to_have_count(1)
+    rows(page).filter(has_text="/webhooks/deep").click()
+    detail = page.locator("#detail")
+    expect(detail.locator("p.truncated")).to_contain_text("cut to stay readable")
+    expect(detail.locator("details.section", has_text="Parsed data")).to_contain_text(
+        "truncated, nested deeper than 64 levels"
+    )
+    # The whole list reloads with it (GET /calls), and the other calls still open.
+    page.reload()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    rows(page).filter(has_text="/webhooks/after").click()
+    expect(detail).to_contain_text("still listed")
+
+
+@pytest.mark.browser
+@browser_test
 def test_filters_pause_and_clear(watched: Watched, server: ThreadedHub, api: httpx.Client) -> None:
     api.post("/webhooks/a", json={"text": "alpha"})
     api.post("/ns/team-b/webhooks/b", json={"text": "beta"})

@@ -32,6 +32,7 @@ from mockhub.client.urls import (
 from mockhub.limits import Limit, LimitSpec
 from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
 from mockhub.usage import ModelPrice, PriceList, PriceTable, UsageOut
+from mockhub.webhooks_config import WebhookConfig, WebhookSpec
 
 # What `set_prices` takes: per service, per model, a ModelPrice or its JSON form `{"input": 2.5, "output": 10}`.
 Prices = Mapping[str, Mapping[str, ModelPrice | Mapping[str, float]]]
@@ -205,6 +206,27 @@ class _Base:
     @staticmethod
     def _rule_path(kind: Literal["faults", "stubs", "limits"], rule_id: str) -> str:
         return f"/{kind}/{quote(rule_id, safe='')}"
+
+    def _webhook_body(
+        self, service: str, url: str, secret: str | None, events: list[str] | None, namespace: str | None
+    ) -> dict[str, Any]:
+        """A `POST /webhooks-config` body: this client's namespace unless one is named."""
+        spec = WebhookSpec(
+            service=service, namespace=namespace or self.namespace, url=url, secret=secret, events=events
+        )
+        return spec.model_dump(exclude_none=True)
+
+    @staticmethod
+    def _webhook_path(config_id: str) -> str:
+        return f"/webhooks-config/{quote(config_id, safe='')}"
+
+    @staticmethod
+    def _webhook_of(body: Any) -> WebhookConfig:
+        return _lenient(WebhookConfig, body)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _webhooks_of(body: Any) -> list[WebhookConfig]:
+        return [_lenient(WebhookConfig, w) for w in body["webhooks"]]
 
     def _fault_spec(self, service: str | None, options: FaultOptions) -> FaultSpec:
         return fault_spec(service, self.namespace, options)

@@ -102,6 +102,9 @@ class Call(BaseModel):
     data: dict[str, Any] = Field(
         {}, description="the fake's parsed fields (types per fake: each fake's page, 'Recorded data')"
     )
+    data_truncated: bool = Field(
+        False, description="`data` was cut at 64 levels or cleaned to stay readable (`content` is byte-exact)"
+    )
     response: CallResponse | None = Field(None, description="what mockhub answered (None: it never answered)")
     fault: FaultHit | None = Field(None, description="the fault rule that hit it, if any")
     stub: StubHit | None = Field(None, description="the stub that answered it, if any")
@@ -165,6 +168,9 @@ class Health(BaseModel):
     evicted: int = 0
     last_seq: int = 0
     body_bytes: int = 0
+    store: Literal["memory", "ok", "unavailable"] = "memory"
+    connections: int = 0
+    max_connections: int = 0
 
 
 class ResetResult(BaseModel):

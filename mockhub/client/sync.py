@@ -34,6 +34,7 @@ from mockhub.client.options import FaultOptions, LimitOptions, StubOptions
 from mockhub.limits import Limit, LimitSpec
 from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
 from mockhub.usage import PriceTable, UsageOut
+from mockhub.webhooks_config import WebhookConfig
 
 __all__ = ["MockHub"]
 
@@ -335,6 +336,39 @@ class MockHub(_Base):
                 return False
             raise
         return True
+
+    # -- event webhooks ----------------------------------------------------------------------------------
+    def webhook(
+        self,
+        service: str,
+        url: str,
+        *,
+        secret: str | None = None,
+        events: list[str] | None = None,
+        namespace: str | None = None,
+    ) -> WebhookConfig:
+        """Send a fake's event webhooks (deliveries, bounces, complaints; docs/delivery.md) to `url`.
+
+        `secret`: Mailgun's signing key, Resend's `whsec_...` (SendGrid signs with mockhub's key pair).
+        Scoped to this client's namespace unless `namespace` names one.
+        """
+        body = self._webhook_body(service, url, secret, events, namespace)
+        return self._webhook_of(self._request("POST", "/webhooks-config", json=body))
+
+    def webhooks(self) -> list[WebhookConfig]:
+        return self._webhooks_of(self._request("GET", "/webhooks-config", params=self._params()))
+
+    def delete_webhook(self, config_id: str, *, missing_ok: bool = False) -> bool:
+        try:
+            self._request("DELETE", self._webhook_path(config_id))
+        except MockHubError as exc:
+            if self._missing(exc, missing_ok):
+                return False
+            raise
+        return True
+
+    def clear_webhooks(self) -> int:
+        return self._number(self._request("DELETE", "/webhooks-config", params=self._params()), "deleted")
 
     # -- inbound simulation ------------------------------------------------------------------------------
     def simulate(

@@ -13,6 +13,7 @@ steps: parse, rules, answer, record.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -26,10 +27,13 @@ from mockhub.faults import TRANSPORTS
 from mockhub.filters import FIELDS, MESSAGES, DataFields
 from mockhub.journal import SUMMARIES, Call, Journal, ResponseRecord, default_summary
 from mockhub.limits import COMMON_KEYS, KeyReader, LimitFacts, Verdict, retry_ms, retry_seconds
+from mockhub.outbound import Outbound
 from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
 from mockhub.services.forms import FormPart, parse_multipart
+from mockhub.store import StateChannel, Store, StoreUnavailable
 from mockhub.tls import Authority
 from mockhub.usage import Billed, ModelPrice
+from mockhub.webhooks_config import WebhookBook, WebhookConfig
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -213,12 +217,37 @@ class ServiceContext:
     # Set by the server: whether a URL reaches one of mockhub's own listeners other than through a
     # fake's route (the inspection API: `POST /reset` would wipe everything). Returns why, or None.
     own_target: Callable[[str], Awaitable[str | None]] | None = None
+    # Where the fakes' event webhooks go (`POST /webhooks-config`, the `webhooks` setting).
+    webhooks: WebhookBook = field(default_factory=WebhookBook)
     # MOCKHUB_CREDENTIALS parsed once: the credentials the fakes accept, or None for "any non-empty one".
     pinned: frozenset[str] | None = field(init=False)
+    # Where calls are recorded and rules counted when processes share them (None / memory: the journal).
+    store: Store | None = None
+    # The one sender of outbound calls (callbacks, event webhooks, bounces): background, bounded, recorded.
+    outbound: Outbound = field(init=False)
 
     def __post_init__(self) -> None:
         entries = {c.strip() for c in (self.settings.credentials or "").split(",") if c.strip()}
         self.pinned = frozenset(entries) if entries else None
+        self.outbound = Outbound(self.settings, self.record, self.spawn, self.outbound_refusal)
+
+    def webhook_targets(self, service: str, namespace: str) -> list[WebhookConfig]:
+        """The event webhooks a message of `service` in `namespace` reports to (none: nothing to send)."""
+        return self.webhooks.targets(service, namespace)
+
+    async def record(self, call: Call) -> None:
+        """Record a call a fake makes itself (a status callback), in the shared store when there is one."""
+        if self.store is None or not self.store.shared:
+            self.journal.append(call)
+            return
+        try:
+            await self.store.append(call)
+        except StoreUnavailable as exc:  # background work: nobody to answer, so say it in the log
+            logging.getLogger("mockhub").warning("a %s call was not recorded: %s", call.service, exc)
+
+    def channel(self, owner: str, apply: Callable[[dict[str, Any]], None]) -> StateChannel:
+        """How a fake changes state of its own so every process sharing a store holds it (`StateChannel`)."""
+        return self.store.channel(owner, apply) if self.store is not None else StateChannel(apply)
 
     async def outbound_refusal(self, url: str) -> str | None:
         """Why a fake must not call `url` (a status callback), or None when it may.
@@ -298,7 +327,8 @@ class Simulation:
     description: str
     body: type[SimulationBody]
     build: Callable[[Any, SimulationContext], Simulated]
-    answered: Callable[[Any, SimulationContext, Call, ResponseRecord], list[Call]] | None = None
+    # May be a coroutine function: Twilio stores the messages it sends through its state channel.
+    answered: Callable[[Any, SimulationContext, Call, ResponseRecord], list[Call] | Awaitable[list[Call]]] | None = None
     # Other names the event answers to (`inbound` for an email fake's one inbound event).
     aliases: tuple[str, ...] = ()
 
@@ -438,6 +468,8 @@ class Service:
     counts_tokens: ClassVar[bool] = False
     # What its models cost (USD per million tokens), by model or start of model names: `GET /usage`'s estimate.
     prices: ClassVar[Mapping[str, ModelPrice]] = {}
+    # The event webhooks this fake sends (`POST /webhooks-config`), in its provider's words.
+    events: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

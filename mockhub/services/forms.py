@@ -10,8 +10,11 @@ import email
 import email.message
 import email.policy
 import email.utils
+import re
 import secrets
 from dataclasses import dataclass
+
+from mockhub.services.limits import LIMITS, too_many_headers, too_many_parts
 
 __all__ = ["FormPart", "MultipartError", "encode_multipart", "parse_multipart"]
 
@@ -43,9 +46,86 @@ def _boundary(content_type: str) -> bytes:
     return boundary.encode("latin-1")
 
 
+def _email_head(head: bytes) -> tuple[str, str | None, str]:
+    """A part's name, filename and content type, read by the stdlib parser (RFC 2231, folding, escapes)."""
+    try:
+        headers = email.message_from_bytes(head.lstrip(b"\r\n") + b"\r\n\r\n", policy=email.policy.HTTP)
+        name = headers.get_param("name", header="content-disposition")
+        if isinstance(name, tuple):
+            name = email.utils.collapse_rfc2231_value(name)
+        filename, content_type = headers.get_filename(), headers.get_content_type()
+    except (IndexError, ValueError, TypeError) as exc:  # the stdlib trips on some broken parameter lists
+        raise MultipartError(f"unreadable part head: {exc!r}") from None
+    if not isinstance(name, str):
+        raise MultipartError("part without a name")
+    return name, filename, content_type
+
+
+_PARAMS = re.compile(r'(?:;\s*([!#$%&\'+.^_`|~0-9A-Za-z-]+)\s*=\s*("[^"\\]*"|[!#$%&\'+.^_`|~0-9A-Za-z-]+)\s*)*;?\s*')
+_TOKEN = re.compile(r"[!#$%&'+.^_`|~0-9A-Za-z-]+")
+_MEDIA_TYPE = re.compile(r"[!#$%&'+.^_`|~0-9A-Za-z-]+/[!#$%&'+.^_`|~0-9A-Za-z-]+")
+_PARAM = re.compile(r';\s*([!#$%&\'+.^_`|~0-9A-Za-z-]+)\s*=\s*("[^"\\]*"|[!#$%&\'+.^_`|~0-9A-Za-z-]+)')
+
+
+def _params(value: str) -> tuple[str, dict[str, str]] | None:
+    """`form-data; name="a"` as ("form-data", {"name": "a"}), or None when it is not that plain."""
+    main, sep, rest = value.partition(";")
+    if not _PARAMS.fullmatch(sep + rest):
+        return None
+    params: dict[str, str] = {}
+    for key, raw in _PARAM.findall(sep + rest):
+        # The first of a repeated parameter wins, as in the stdlib's get_param.
+        params.setdefault(key.lower(), raw[1:-1] if raw[:1] == '"' else raw)
+    return main.strip(), params
+
+
+def _simple_head(head: bytes) -> tuple[str, str | None, str] | None:
+    """A part's name, filename and content type when its head is plain ASCII `Name: value` lines with
+    plain parameters; None leaves it to the stdlib parser, which costs ~0.3 ms a part."""
+    if not head.startswith(b"\r\n") or not head.isascii() or b"\\" in head or b"*" in head:
+        return None
+    disposition = content_type = None
+    for line in head[2:].decode("ascii").split("\r\n"):
+        key, sep, value = line.partition(":")
+        if not sep or not key or key != key.strip() or "\n" in line or "\r" in line:
+            return None  # folded, bare CR/LF, or not a header line: the stdlib's rules apply
+        key = key.lower()
+        if key == "content-disposition" and disposition is None:
+            disposition = value
+        elif key == "content-type" and content_type is None:
+            content_type = value
+    if disposition is None:
+        return None
+    found = _params(disposition)
+    if found is None or not _TOKEN.fullmatch(found[0]) or "name" not in found[1]:
+        return None
+    params = found[1]
+    filename = params.get("filename")
+    ctype, type_params = "text/plain", {}
+    if content_type is not None:
+        typed = _params(content_type)
+        if typed is None:
+            return None
+        if not _MEDIA_TYPE.fullmatch(typed[0]):
+            return None
+        type_params = typed[1]
+        ctype = typed[0].lower()
+    if filename is None:
+        filename = type_params.get("name")
+    return params["name"], None if filename is None else filename.strip(), ctype
+
+
 def parse_multipart(content_type: str, body: bytes) -> list[FormPart]:
-    """The parts of a `multipart/form-data` body, in order; raises MultipartError when it is broken."""
+    """The parts of a `multipart/form-data` body, in order; raises MultipartError when it is broken.
+
+    Raises ParseLimitExceeded past `max_parts` parts or `max_part_headers` header lines in a part,
+    counted on the bytes before any part is parsed (the stdlib parser costs ~0.3 ms a part).
+    """
     delimiter = b"--" + _boundary(content_type)
+    limits = LIMITS.get()
+    # Each part opens with a delimiter, and one more closes the body.
+    if body.count(delimiter) > limits.max_parts + 1:
+        raise too_many_parts()
     # The first delimiter may open the body without a preceding CRLF.
     start = body.find(delimiter)
     if start < 0:
@@ -60,14 +140,11 @@ def parse_multipart(content_type: str, body: bytes) -> list[FormPart]:
         head, sep, value = chunk.partition(b"\r\n\r\n")
         if not sep:
             raise MultipartError("part without a header block")
-        headers = email.message_from_bytes(head.lstrip(b"\r\n") + b"\r\n\r\n", policy=email.policy.HTTP)
-        name = headers.get_param("name", header="content-disposition")
-        if isinstance(name, tuple):
-            name = email.utils.collapse_rfc2231_value(name)
-        if not isinstance(name, str):
-            raise MultipartError("part without a name")
-        filename = headers.get_filename()
-        parts.append(FormPart(name, value, filename, headers.get_content_type()))
+        if head.count(b"\n") > limits.max_headers:
+            raise too_many_headers()
+        simple = _simple_head(head)
+        name, filename, content_type = simple if simple is not None else _email_head(head)
+        parts.append(FormPart(name, value, filename, content_type))
     if not closed:
         raise MultipartError("multipart body is not closed")
     return parts

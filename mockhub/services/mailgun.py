@@ -4,6 +4,11 @@ Takes `application/x-www-form-urlencoded` or `multipart/form-data` (attachments)
 `{"id": "<...@domain>", "message": "Queued. Thank you."}`, errors as `{"message": ...}` (401 is the
 plain text `Forbidden`, as Mailgun sends it). The email lands in `data` with the same keys as an
 SMTP message, so the `to` / `subject` / `contains` filters find it.
+
+A stub's `outcome` (docs/delivery.md) says how the delivery ends; with a webhook config, Mailgun's
+webhooks post `{"signature": {timestamp, token, signature}, "event-data": {...}}` (`delivered`,
+`failed` with its severity, `complained`), signed with HMAC-SHA256 of timestamp + token under the
+config's `secret`, the webhook signing key.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import os
 import re
 import secrets
 import time
-from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,6 +32,7 @@ from pydantic import AliasChoices, Field
 
 from mockhub.filters import DataFields
 from mockhub.journal import Call
+from mockhub.outbound import outbound_call
 from mockhub.rules import Preset
 from mockhub.services.base import (
     AppUrl,
@@ -47,11 +52,24 @@ from mockhub.services.base import (
 )
 from mockhub.services.forms import FormPart, MultipartError, encode_multipart, parse_multipart
 from mockhub.services.inbound_email import InboundEmail, mime_message, recorded
+from mockhub.services.outcomes import OutcomeReply, Result, outcomes_for, record
+from mockhub.services.smtp.mime import read_message
+from mockhub.webhooks_config import WebhookConfig
 
 __all__ = ["MailgunService"]
 
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _FORBIDDEN = text_reply("Forbidden", 401)
+# Mailgun retries a webhook that fails "during 8 hours at the following intervals": 10 min, 10 min,
+# 15 min, 30 min, 1 hour, 2 hours and 4 hours.
+_BACKOFF = (600.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0)
+# Signs when a config names no signing key (Mailgun always has one; a test should give its own).
+DEFAULT_SIGNING_KEY = "mockhub-webhook-signing-key"
+
+
+def signature(key: str, timestamp: str, token: str) -> str:
+    """Mailgun's webhook signature: HMAC-SHA256 of timestamp + token under the signing key, hex."""
+    return hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
 
 
 def _addresses(values: list[str]) -> list[str] | None:
@@ -146,6 +164,19 @@ class MailgunService(Service):
     color = "#c92a2a"
     hosts = ("api.mailgun.net", "api.eu.mailgun.net")
     urls = {"mailgun_base": AppUrl(path="", description="the API base: messages go to /v3/{domain}/messages")}
+    stub_reply = OutcomeReply
+    # event-data's `event` names, and the webhook names Mailgun registers them under.
+    events = (
+        "accepted",
+        "delivered",
+        "failed",
+        "complained",
+        "opened",
+        "clicked",
+        "unsubscribed",
+        "permanent_fail",
+        "temporary_fail",
+    )
 
     @classmethod
     def summarize(cls, call: Call) -> str:
@@ -290,8 +321,7 @@ class MailgunService(Service):
         message = fields.get("message")
         if not message:
             raise _bad("'message' parameter is missing", data, "missing_message")
-        msg = email.message_from_bytes(message[0].value, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
+        msg = read_message(message[0].value)  # within the parse limits: a hostile nesting is a 413
         data["from"] = str(msg.get("from", ""))
         data["subject"] = str(msg.get("subject", ""))
         for kind, subtype in (("text", "plain"), ("html", "html")):
@@ -306,7 +336,112 @@ class MailgunService(Service):
         return f"<{time.strftime('%Y%m%d%H%M%S', time.gmtime())}.{os.urandom(8).hex()}@{domain}>"
 
     async def send(self, request: Request) -> Reply:
-        return json_reply({"id": request.data["message_id"], "message": "Queued. Thank you."})
+        data = request.data
+        results = outcomes_for([*data["to"], *data.get("cc", []), *data.get("bcc", [])], request.stub)
+        record(data, results)
+        self._report(request, results)
+        return json_reply({"id": data["message_id"], "message": "Queued. Thank you."})
+
+    # -- webhooks ----------------------------------------------------------------------------------
+    def _report(self, request: Request, results: dict[str, Result]) -> None:
+        """Post one webhook per recipient and event to each config: accepted, then how it ended."""
+        targets = self.ctx.webhook_targets(self.name, request.namespace)
+        if not targets:
+            return
+        delay = self.ctx.settings.webhook_delay_ms / 1000
+        for recipient, result in results.items():
+            steps: list[tuple[str, dict[str, Any]]] = [
+                ("accepted", self._event(request, recipient, "accepted", result))
+            ]
+            if result.outcome == "delivered" or result.outcome == "complained":
+                steps.append(("delivered", self._event(request, recipient, "delivered", result)))
+                if result.outcome == "complained":
+                    steps.append(("complained", self._event(request, recipient, "complained", result)))
+            else:
+                hook = "temporary_fail" if result.transient else "permanent_fail"
+                steps.append((hook, self._event(request, recipient, "failed", result)))
+            for target in targets:
+                calls = [
+                    (self._event_call(request, target, event, recipient), _BACKOFF)
+                    for hook, event in steps
+                    if target.events is None or hook in target.events or event["event"] in target.events
+                ]
+                self.ctx.outbound.send_steps(calls, delay)
+
+    def _event(self, request: Request, recipient: str, event: str, result: Result) -> dict[str, Any]:
+        data = request.data
+        now = time.time()
+        out: dict[str, Any] = {
+            "event": event,
+            "id": base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="),
+            "timestamp": now,
+            "log-level": "info",
+            "recipient": recipient,
+            "recipient-domain": recipient.rpartition("@")[2],
+            "tags": data.get("tags", []),
+            "user-variables": data.get("variables", {}),
+            "envelope": {
+                "sender": data.get("from_address") or data.get("from"),
+                "transport": "smtp",
+                "targets": recipient,
+            },
+            "message": {
+                "headers": {
+                    "to": ", ".join(data["to"]),
+                    "message-id": str(data["message_id"]).strip("<>"),
+                    "from": data.get("from", ""),
+                    "subject": data.get("subject", ""),
+                },
+                "attachments": [],
+                "size": len(request.body),
+            },
+            "flags": {"is-authenticated": True, "is-test-mode": False},
+        }
+        if event == "delivered":
+            out["delivery-status"] = {
+                "code": 250,
+                "message": "OK",
+                "description": "",
+                "tls": True,
+                "attempt-no": 1,
+                "session-seconds": 0.1,
+            }
+        elif event == "failed":
+            out["log-level"] = "warn" if result.transient else "error"
+            out["severity"] = "temporary" if result.transient else "permanent"
+            out["reason"] = "generic" if result.outcome in ("deferred", "rejected") else "bounce"
+            out["delivery-status"] = {
+                "code": result.smtp_code,
+                "message": result.diagnostic_code,
+                "description": result.diagnostic_code,
+                "attempt-no": 1,
+                "session-seconds": 0.1,
+            }
+        elif event == "complained":
+            out["log-level"] = "warn"
+        return out
+
+    def _event_call(self, request: Request, target: WebhookConfig, event: dict[str, Any], recipient: str) -> Call:
+        timestamp = str(int(time.time()))
+        token = os.urandom(25).hex()
+        body = orjson.dumps(
+            {
+                "signature": {
+                    "timestamp": timestamp,
+                    "token": token,
+                    "signature": signature(target.secret or DEFAULT_SIGNING_KEY, timestamp, token),
+                },
+                "event-data": event,
+            }
+        )
+        headers = {"content-type": "application/json", "user-agent": "mailgun/treq-16.12.0"}
+        data = {
+            "event": event["event"],
+            "recipient": recipient,
+            "message_id": request.data["message_id"],
+            "webhook": target.id,
+        }
+        return outbound_call(self.name, request.namespace, target.url, body, headers, data)
 
     def error(self, status: int, message: str, code: str | None = None) -> Reply:
         return json_reply({"message": message}, status)

@@ -11,6 +11,10 @@ Recipients at `inactive.postmark.test`, or that hard-bounced at Postmark's `boun
 (a per-namespace suppression list), are inactive.
 Each email lands in `data` with the same keys as an SMTP message (`from`, `to`, `cc`, `bcc`,
 `subject`, `text`, `html`, `attachments`), so the `to` / `subject` / `contains` filters find it.
+
+A stub's `outcome` (docs/delivery.md), or the bounce-testing domain, says how the delivery ends;
+with a webhook config, Postmark's webhooks post its `Delivery`, `Bounce` and `SpamComplaint`
+records (Postmark signs nothing: put Basic auth credentials in the URL, as Postmark lets you).
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from pydantic import ConfigDict, Field
 
 from mockhub.journal import Call
+from mockhub.outbound import outbound_call
 from mockhub.rules import Preset
 from mockhub.services.base import (
     AppUrl,
@@ -39,6 +45,8 @@ from mockhub.services.base import (
     json_reply,
     route,
 )
+from mockhub.services.outcomes import OutcomeReply, Result, outcomes_for, record, result
+from mockhub.webhooks_config import WebhookConfig
 
 __all__ = ["PostmarkReply", "PostmarkService"]
 
@@ -118,15 +126,42 @@ _KNOWN = {
 }
 
 
-class PostmarkReply(BaseModel):
-    """Postmark's own fields of a stub's `reply`: answer an API error instead of accepting the email."""
+class PostmarkReply(OutcomeReply):
+    """Postmark's own fields of a stub's `reply`: answer an API error instead of accepting the email, or an outcome."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     error_code: int | None = Field(
         None, description="a Postmark ErrorCode to answer (10: HTTP 401; 406 names the call's recipients; others 422)"
     )
     message: str | None = Field(None, description="the error's Message (default: Postmark's text for the code)")
+
+
+# Postmark retries a Bounce webhook at 1, 5, 10, 10, 10, 15, 30 minutes, 1, 2 and 6 hours; the
+# others (Delivery, SpamComplaint, ...) at 1, 5 and 15 minutes.
+_BOUNCE_BACKOFF = (60.0, 300.0, 600.0, 600.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0)
+_OTHER_BACKOFF = (60.0, 300.0, 900.0)
+# Bounce types of Postmark's bounce API: (TypeCode, Name, Description).
+_BOUNCE_RECORDS = {
+    "HardBounce": (
+        1,
+        "Hard bounce",
+        "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
+    ),
+    "Transient": (
+        2,
+        "Message delayed",
+        "The server could not temporarily deliver your message (ex: Message is delayed due to network troubles).",
+    ),
+    "SoftBounce": (
+        4096,
+        "Soft bounce",
+        "Unable to temporarily deliver this email. This is usually a temporary failure.",
+    ),
+    "Blocked": (100000, "ISP block", "Your message was blocked by the receiving server."),
+    "DnsError": (2048, "DNS error", "A temporary DNS error."),
+    "AutoResponder": (32, "Auto responder", 'Automatic email responder (ex: "Out of Office" or "On Vacation").'),
+}
 
 
 class Rejected(Exception):
@@ -200,6 +235,35 @@ _DEFAULT_MESSAGES = {
 }
 
 
+def _bounce_record(
+    common: dict[str, Any], message: dict[str, Any], recipient: str, kind: str, now: str, outcome: Result
+) -> dict[str, Any]:
+    """A Bounce (or SpamComplaint) webhook record, as Postmark posts it."""
+    if kind == "SpamComplaint":
+        code, name, description = 512, "Spam complaint", "The subscriber explicitly marked this email as spam."
+    else:
+        code, name, description = _BOUNCE_RECORDS.get(kind, (1, kind, outcome.diagnostic_code))
+    hard = kind in ("HardBounce", "SpamComplaint", "Blocked")
+    return {
+        "RecordType": "SpamComplaint" if kind == "SpamComplaint" else "Bounce",
+        "ID": int.from_bytes(uuid.uuid4().bytes[:6], "big"),
+        "Type": kind,
+        "TypeCode": code,
+        "Name": name,
+        **common,
+        "Description": description,
+        "Details": f"smtp;{outcome.diagnostic_code}",
+        "Email": recipient,
+        "From": message.get("from", ""),
+        "BouncedAt": now,
+        "DumpAvailable": False,
+        "Inactive": hard,
+        "CanActivate": True,
+        "Subject": message.get("subject", ""),
+        "Content": "",
+    }
+
+
 class PostmarkService(Service):
     """Validates a send like Postmark's Email API and records the email it describes."""
 
@@ -219,6 +283,7 @@ class PostmarkService(Service):
     )
     secret_headers = ("x-postmark-server-token", "x-postmark-account-token")
     stub_reply = PostmarkReply
+    events = ("Delivery", "Bounce", "SpamComplaint", "Open", "Click", "SubscriptionChange")
 
     @classmethod
     def summarize(cls, call: Call) -> str:
@@ -564,6 +629,8 @@ class PostmarkService(Service):
             reply = self._answer_batch(data, forced)
             for message in data["messages"]:
                 self._note_bounces(request.namespace, message)
+                if "error_code" not in message:
+                    self._outcome(request, message)
             return reply
         if forced.error_code is not None:
             code = forced.error_code
@@ -575,7 +642,81 @@ class PostmarkService(Service):
                 _reply(status, code, message), {"error": "stubbed", "error_code": code, "error_message": message}
             )
         self._note_bounces(request.namespace, data)
+        self._outcome(request, data)
         return json_reply(self._accepted(data, forced.message))
+
+    # -- outcomes and webhooks -------------------------------------------------------------------
+    def _outcome(self, request: Request, message: dict[str, Any]) -> None:
+        """Record how `message` (one email's `data`) ends, and post its webhooks to each config."""
+        inactive = set(message.get("inactive", []))
+        recipients = [a for key in ("to", "cc", "bcc") for a in message.get(key, []) if a.lower() not in inactive]
+        results = outcomes_for(recipients, request.stub)
+        bounces: dict[str, str] = message.get("bounces", {})
+        for address, kind in bounces.items():
+            for recipient in results:
+                if recipient.lower() == address and results[recipient].outcome == "delivered":
+                    transient = kind in ("SoftBounce", "Transient", "DnsError")
+                    fields = OutcomeReply(outcome="bounced", bounce_type="transient" if transient else "permanent")
+                    results[recipient] = result(fields, address)
+        record(message, results)
+        if message.get("test_mode"):
+            return  # the test token sends nothing: nothing is delivered, nothing reports
+        targets = self.ctx.webhook_targets(self.name, request.namespace)
+        delay = self.ctx.settings.webhook_delay_ms / 1000
+        for recipient, outcome in results.items():
+            steps = self._records(message, recipient, outcome, bounces.get(recipient.lower()))
+            for target in targets:
+                calls = [
+                    (
+                        self._event_call(request, target, message, recipient, record_),
+                        _BOUNCE_BACKOFF if record_["RecordType"] == "Bounce" else _OTHER_BACKOFF,
+                    )
+                    for record_ in steps
+                    if target.events is None or record_["RecordType"] in target.events
+                ]
+                self.ctx.outbound.send_steps(calls, delay)
+
+    @staticmethod
+    def _records(message: dict[str, Any], recipient: str, outcome: Result, kind: str | None) -> list[dict[str, Any]]:
+        """The webhook records Postmark posts for one recipient: Delivery, Bounce or SpamComplaint."""
+        common: dict[str, Any] = {
+            "ServerID": 1,
+            "MessageStream": message.get("message_stream", "outbound"),
+            "MessageID": message["message_id"],
+            "Tag": message.get("tag", ""),
+            "Metadata": message.get("metadata", {}),
+        }
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        if outcome.outcome in ("delivered", "complained"):
+            records: list[dict[str, Any]] = [
+                {
+                    "RecordType": "Delivery",
+                    **common,
+                    "Recipient": recipient,
+                    "DeliveredAt": now,
+                    "Details": f"smtp;{outcome.diagnostic_code}",
+                }
+            ]
+            if outcome.outcome == "complained":
+                records.append(_bounce_record(common, message, recipient, "SpamComplaint", now, outcome))
+            return records
+        if kind is None:
+            kind = {"deferred": "Transient", "rejected": "Blocked"}.get(outcome.outcome) or (
+                "SoftBounce" if outcome.transient else "HardBounce"
+            )
+        return [_bounce_record(common, message, recipient, kind, now, outcome)]
+
+    def _event_call(
+        self, request: Request, target: WebhookConfig, message: dict[str, Any], recipient: str, record_: dict[str, Any]
+    ) -> Call:
+        headers = {"content-type": "application/json", "user-agent": "Postmark"}
+        data = {
+            "event": record_["RecordType"],
+            "recipient": recipient,
+            "message_id": message["message_id"],
+            "webhook": target.id,
+        }
+        return outbound_call(self.name, request.namespace, target.url, orjson.dumps(record_), headers, data)
 
     def _note_bounces(self, namespace: str, data: dict[str, Any]) -> None:
         """A message sent (not refused, not in test mode) whose recipient hard-bounced makes it inactive."""

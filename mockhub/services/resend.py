@@ -6,6 +6,12 @@ the emails sent per namespace so `GET /emails/{id}` returns them as Resend does,
 `{"statusCode", "name", "message"}`, one problem at a time. The email lands in `data` with the same
 keys as an SMTP message (`from`, `to`, `cc`, `bcc`, `subject`, `text`, `html`, `attachments`), so
 the `to` / `subject` / `contains` filters find it.
+
+A stub's `outcome` (docs/delivery.md), or Resend's test addresses (`bounced@resend.dev`, ...), say
+how the delivery ends; with a webhook config, Resend's webhooks post `email.sent` and then
+`email.delivered` / `email.bounced` / `email.delivery_delayed` / `email.failed` /
+`email.complained`, signed with Svix headers (`svix-id`, `svix-timestamp`, `svix-signature`) under
+the config's `whsec_...` secret.
 """
 
 from __future__ import annotations
@@ -13,19 +19,23 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
+import os
 import re
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mockhub.filters import DataFields
 from mockhub.journal import Call, default_summary
+from mockhub.outbound import outbound_call
 from mockhub.rules import Preset
 from mockhub.services.base import (
     AppUrl,
@@ -39,12 +49,14 @@ from mockhub.services.base import (
     json_reply,
     route,
 )
+from mockhub.services.outcomes import RESEND_TEST_ADDRESSES, OutcomeReply, Result, outcomes_for, record
+from mockhub.webhooks_config import WebhookConfig
 
 __all__ = ["ResendReply", "ResendService"]
 
 
-class ResendReply(BaseModel):
-    """Resend's field of a stub's `reply`: what became of the emails the call sent."""
+class ResendReply(OutcomeReply):
+    """Resend's fields of a stub's `reply`: what became of the emails the call sent."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -64,7 +76,45 @@ _IDEMPOTENCY_TTL_S = 24 * 3600
 # Emails kept per namespace for GET /emails/{id}; the oldest are forgotten first.
 _MAX_STORED = 10_000
 # Resend's own test addresses (https://resend.com/docs/dashboard/emails/send-test-emails).
-_TEST_OUTCOMES = {"bounced@resend.dev": "bounced", "complained@resend.dev": "complained"}
+# The last_event each outcome leaves (GET /emails/{id}).
+_LAST_EVENT = {
+    "delivered": "delivered",
+    "bounced": "bounced",
+    "complained": "complained",
+    "deferred": "delivery_delayed",
+    "rejected": "failed",
+    "undelivered": "failed",
+    "failed": "failed",
+}
+# Svix (Resend's webhook sender) retries "immediately, 5 seconds, 5 minutes, 30 minutes, 2 hours,
+# 5 hours, 10 hours, 10 hours" after a failure.
+_BACKOFF = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+# Signs when a config names no secret (Resend gives every endpoint one: a test should pass its own).
+DEFAULT_SECRET = "whsec_" + base64.b64encode(b"mockhub-resend-webhook-secret").decode()
+
+
+def _svix_signer(secret: str | None) -> Callable[[Call], None]:
+    def sign(call: Call) -> None:
+        timestamp = str(int(time.time()))
+        call.headers["svix-timestamp"] = timestamp
+        call.headers["svix-signature"] = svix_signature(
+            secret or DEFAULT_SECRET, call.headers["svix-id"], timestamp, call.body
+        )
+
+    return sign
+
+
+def svix_signature(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
+    """Svix's signature: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body` under the base64 secret after `whsec_`."""
+    raw = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        key = raw.encode()
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
 _FORMAT = "The email address needs to follow the `email@example.com` or `Name <email@example.com>` format."
 # Every answer carries the rate-limit headers Resend sends (IETF draft 6), as an SDK may read them.
 _RATE_HEADERS = [
@@ -364,6 +414,16 @@ class ResendService(Service):
         subject=("subjects", "subject"),
     )
     stub_reply = ResendReply
+    events = (
+        "email.sent",
+        "email.delivered",
+        "email.delivery_delayed",
+        "email.bounced",
+        "email.complained",
+        "email.failed",
+        "email.opened",
+        "email.clicked",
+    )
 
     @classmethod
     def summarize(cls, call: Call) -> str:
@@ -547,24 +607,25 @@ class ResendService(Service):
         return data
 
     # -- answering ---------------------------------------------------------------------------
-    def _last_event(self, request: Request, email: dict[str, Any]) -> str:
+    def _last_event(self, request: Request, email: dict[str, Any], results: dict[str, Result]) -> str:
         reply = request.stub.reply if request.stub is not None else None
         chosen = ResendReply.model_validate(reply.model_extra or {}).last_event if reply is not None else None
         if chosen:
             return chosen
         if email.get("scheduled_at"):
             return "scheduled"
-        for address in email["to"]:
-            outcome = _TEST_OUTCOMES.get(re.sub(r"\+[^@]*@", "@", address.lower()))
-            if outcome:
-                return outcome
-        return "delivered"
+        return _LAST_EVENT.get(email.get("outcome", "delivered"), "delivered")
 
     def _deliver(self, request: Request, email: dict[str, Any], sent: dict[str, Any]) -> str:
         """Give `email` (one email's `data`) an id and keep it, as `sent`, for GET; returns the id."""
         email_id = str(uuid.uuid4())
         email["id"] = email_id
-        email["last_event"] = self._last_event(request, email)
+        recipients = [*email.get("to", []), *email.get("cc", []), *email.get("bcc", [])]
+        results = outcomes_for(recipients, request.stub, RESEND_TEST_ADDRESSES)
+        record(email, results)
+        email["last_event"] = self._last_event(request, email, results)
+        if not email.get("scheduled_at"):
+            self._report(request, email, sent, results)
         self._store.add(
             request.namespace,
             {
@@ -586,6 +647,74 @@ class ResendService(Service):
             },
         )
         return email_id
+
+    # -- webhooks ----------------------------------------------------------------------------------
+    def _report(
+        self, request: Request, email: dict[str, Any], sent: dict[str, Any], results: dict[str, Result]
+    ) -> None:
+        """Post `email.sent` and how the delivery ended to each config, signed with Svix headers."""
+        targets = self.ctx.webhook_targets(self.name, request.namespace)
+        if not targets:
+            return
+        steps: list[tuple[str, dict[str, Any]]] = [("email.sent", {})]
+        outcome = email.get("outcome", "delivered")
+        worst = next((r for r in results.values() if r.outcome != "delivered"), None)
+        if outcome in ("delivered", "complained"):
+            steps.append(("email.delivered", {}))
+            if outcome == "complained":
+                steps.append(("email.complained", {}))
+        elif outcome == "deferred":
+            steps.append(("email.delivery_delayed", {}))
+        elif outcome == "bounced" and worst is not None:
+            bounce = {
+                "message": worst.diagnostic_code,
+                "subType": "MailboxFull" if worst.transient else "General",
+                "type": "Transient" if worst.transient else "Permanent",
+            }
+            steps.append(("email.bounced", {"bounce": bounce}))
+        else:
+            steps.append(("email.failed", {"failed": {"reason": worst.diagnostic_code if worst else "failed"}}))
+        delay = self.ctx.settings.webhook_delay_ms / 1000
+        for target in targets:
+            calls = [
+                (self._event_call(request, target, email, sent, event, extra), _BACKOFF)
+                for event, extra in steps
+                if target.events is None or event in target.events
+            ]
+            self.ctx.outbound.send_steps(calls, delay, _svix_signer(target.secret))
+
+    def _event_call(
+        self,
+        request: Request,
+        target: WebhookConfig,
+        email: dict[str, Any],
+        sent: dict[str, Any],
+        event: str,
+        extra: dict[str, Any],
+    ) -> Call:
+        payload: dict[str, Any] = {
+            "type": event,
+            "created_at": _created_at(),
+            "data": {
+                "created_at": _created_at(),
+                "email_id": email["id"],
+                "from": sent.get("from"),
+                "to": _as_list(sent.get("to")),
+                "subject": sent.get("subject"),
+                **extra,
+            },
+        }
+        tags = sent.get("tags")
+        if isinstance(tags, list) and tags:
+            payload["data"]["tags"] = {
+                t["name"]: t.get("value") for t in tags if isinstance(t, dict) and isinstance(t.get("name"), str)
+            }
+        body = orjson.dumps(payload)
+        msg_id = "msg_" + base64.b32encode(os.urandom(15)).decode().lower()
+        # Signed per attempt (`_svix_signer`): the same svix-id, the attempt's own timestamp.
+        headers = {"content-type": "application/json", "user-agent": "Svix-Webhooks/1.0", "svix-id": msg_id}
+        data = {"event": event, "email_id": email["id"], "recipients": email.get("to", []), "webhook": target.id}
+        return outbound_call(self.name, request.namespace, target.url, body, headers, data)
 
     def _answer(self, request: Request, payload: Any, body: dict[str, Any], ids: list[str]) -> Reply:
         raw = orjson.dumps(body)

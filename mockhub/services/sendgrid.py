@@ -4,6 +4,12 @@ Answers 202 with an empty body and `X-Message-Id` (200 in sandbox mode), or Send
 `{"errors": [{"message", "field", "help"}]}` naming every problem at once, like the real API.
 The email lands in `data` with the same keys as an SMTP message (`from`, `to`, `cc`, `bcc`,
 `subject`, `text`, `html`, `attachments`), so the `to` / `subject` / `contains` filters find it.
+
+A stub's `outcome` (docs/delivery.md) says how the delivery ends; with a webhook config, the Event
+Webhook posts `processed` and then `delivered` / `bounce` / `deferred` / `dropped` / `spamreport`
+events, signed with ECDSA P-256 like SendGrid (`X-Twilio-Email-Event-Webhook-Signature` over the
+timestamp and body). The public key is served where SendGrid serves it,
+`GET /v3/user/webhooks/event/settings/signed`.
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ import binascii
 import os
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import Field
 
 from mockhub.journal import Call
+from mockhub.outbound import outbound_call
 from mockhub.rules import Preset
 from mockhub.services.base import (
     AppUrl,
@@ -36,6 +43,11 @@ from mockhub.services.base import (
 )
 from mockhub.services.forms import FormPart, encode_multipart
 from mockhub.services.inbound_email import InboundEmail, header_block, mime_message, recorded
+from mockhub.services.outcomes import OutcomeReply, Result, outcomes_for, record
+from mockhub.webhooks_config import WebhookConfig, WebhookSpec
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
 __all__ = ["SendGridService"]
 
@@ -48,6 +60,22 @@ def _errors(status: int, *errors: tuple[str | None, str, str | None]) -> Reply:
     return json_reply(
         {"errors": [{"message": message, "field": field, "help": help_} for field, message, help_ in errors]}, status
     )
+
+
+# SendGrid retries a failing Event Webhook "at increasing intervals for up to 24 hours"; these are its steps.
+_BACKOFF = (60.0, 300.0, 900.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0)
+# The Event Webhook settings' switches and the events they turn on.
+_SETTING_EVENTS = {
+    "processed": "processed",
+    "delivered": "delivered",
+    "bounce": "bounce",
+    "dropped": "dropped",
+    "deferred": "deferred",
+    "spam_report": "spamreport",
+    "open": "open",
+    "click": "click",
+}
+_BOUNCE_CLASS = {"permanent": "Invalid Address", "transient": "Mailbox Unavailable"}
 
 
 def _message_id() -> str:
@@ -120,6 +148,8 @@ class SendGridService(Service):
     color = "#1098ad"
     hosts = ("api.sendgrid.com",)
     urls = {"sendgrid_base": AppUrl(path="", description="the API host (`SendGridAPIClient(host=...)`)")}
+    stub_reply = OutcomeReply
+    events = ("processed", "delivered", "bounce", "dropped", "deferred", "spamreport", "open", "click")
 
     @classmethod
     def summarize(cls, call: Call) -> str:
@@ -128,9 +158,202 @@ class SendGridService(Service):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._keys = self.ctx.pinned
+        self._signing_key: EllipticCurvePrivateKey | None = None
 
     def routes(self) -> list[Route]:
-        return [route("POST", "/v3/mail/send", self.send, self.parse)]
+        settings = "/v3/user/webhooks/event/settings"
+        return [
+            route("POST", "/v3/mail/send", self.send, self.parse),
+            route("GET PATCH", settings + "/signed", self.public_key, self.parse_settings),
+            route("GET PATCH", settings, self.event_settings, self.parse_event_settings),
+        ]
+
+    # -- the Event Webhook's signing key ---------------------------------------------------------
+    def _key(self) -> EllipticCurvePrivateKey:
+        # Made on first use: one key pair per server, as a SendGrid account has one.
+        if self._signing_key is None:
+            from cryptography.hazmat.primitives.asymmetric import ec
+
+            self._signing_key = ec.generate_private_key(ec.SECP256R1())
+        return self._signing_key
+
+    def public_key_b64(self) -> str:
+        """The verification key as SendGrid shows it: base64 DER SubjectPublicKeyInfo, no PEM armour."""
+        from cryptography.hazmat.primitives import serialization
+
+        der = (
+            self._key()
+            .public_key()
+            .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+        return base64.b64encode(der).decode()
+
+    def sign(self, timestamp: str, payload: bytes) -> str:
+        """SendGrid's signature: ECDSA P-256 / SHA-256 over timestamp + payload, DER, base64."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        signature = self._key().sign(timestamp.encode() + payload, ec.ECDSA(hashes.SHA256()))
+        return base64.b64encode(signature).decode()
+
+    def parse_settings(self, request: Request) -> dict[str, Any]:
+        self._authorize(request)
+        data: dict[str, Any] = {"action": "signed_webhook_settings"}
+        if request.method == "PATCH":
+            try:
+                body = request.json()
+            except ValueError as exc:
+                raise BadRequest(_errors(400, (None, "Bad Request", None)), {**data, "error": "invalid_json"}) from exc
+            if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
+                raise BadRequest(
+                    _errors(400, ("enabled", "enabled must be a boolean", None)), {**data, "error": "invalid_enabled"}
+                )
+            data["enabled"] = body["enabled"]
+        return data
+
+    async def public_key(self, request: Request) -> Reply:
+        return json_reply({"public_key": self.public_key_b64()})
+
+    # -- the Event Webhook's settings (SendGrid's own way to set its URL) ------------------------
+    def parse_event_settings(self, request: Request) -> dict[str, Any]:
+        self._authorize(request)
+        data: dict[str, Any] = {"action": "event_webhook_settings"}
+        if request.method == "PATCH":
+            try:
+                body = request.json()
+            except ValueError as exc:
+                raise BadRequest(_errors(400, (None, "Bad Request", None)), {**data, "error": "invalid_json"}) from exc
+            if not isinstance(body, dict):
+                raise BadRequest(_errors(400, (None, "Bad Request", None)), {**data, "error": "invalid_json"})
+            problems = [
+                (name, f"{name} must be a boolean", None)
+                for name in ("enabled", *_SETTING_EVENTS)
+                if name in body and not isinstance(body[name], bool)
+            ]
+            url = body.get("url")
+            if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+                problems.append(("url", "url must be a valid http or https URL", None))
+            elif body.get("enabled") and not url:
+                problems.append(("url", "a url is required to enable the Event Webhook", None))
+            if problems:
+                data["errors"] = [message for _, message, _ in problems]
+                raise BadRequest(_errors(400, *problems), data)
+            data["settings"] = body
+        return data
+
+    def _settings_of(self, namespace: str) -> dict[str, Any]:
+        config = next((c for c in self.ctx.webhooks.all(namespace, self.name) if c.source == "provider"), None)
+        answer: dict[str, Any] = {"enabled": config is not None, "url": config.url if config else ""}
+        for name, event in _SETTING_EVENTS.items():
+            answer[name] = config is not None and (config.events is None or event in config.events)
+        answer.update({"group_resubscribe": False, "group_unsubscribe": False, "unsubscribe": False})
+        answer.update({"oauth_client_id": "", "oauth_token_url": ""})
+        return answer
+
+    async def event_settings(self, request: Request) -> Reply:
+        """GET/PATCH the Event Webhook: a PATCH is a webhook config of this namespace (`source: provider`)."""
+        namespace = request.namespace
+        wanted = request.data.get("settings")
+        if wanted is not None:
+            current = self._settings_of(namespace)
+            merged = {**current, **{k: v for k, v in wanted.items() if k in current}}
+            for config in self.ctx.webhooks.all(namespace, self.name):
+                if config.source == "provider":
+                    self.ctx.webhooks.remove(config.id)
+            if merged["enabled"] and merged["url"]:
+                events = [event for name, event in _SETTING_EVENTS.items() if merged[name]]
+                spec = WebhookSpec(service=self.name, namespace=namespace, url=merged["url"], events=events)
+                self.ctx.webhooks.add(spec, source="provider")
+        return json_reply(self._settings_of(namespace))
+
+    # -- the Event Webhook -----------------------------------------------------------------------
+    def _report(self, request: Request, results: dict[str, Result]) -> None:
+        """Post the message's events to each configured Event Webhook, one batch per step."""
+        targets = self.ctx.webhook_targets(self.name, request.namespace)
+        if not targets:
+            return
+        data = request.data
+        steps: list[list[dict[str, Any]]] = [[], []]
+        for recipient, result in results.items():
+            steps[0].append(self._event(data, recipient, "processed"))
+            if result.outcome in ("bounced", "undelivered", "failed"):
+                bounce_type = "blocked" if result.transient else "bounce"
+                steps[1].append(
+                    self._event(
+                        data,
+                        recipient,
+                        "bounce",
+                        type=bounce_type,
+                        reason=result.diagnostic_code,
+                        status=result.status,
+                        bounce_classification=_BOUNCE_CLASS.get(result.bounce_type or "permanent"),
+                    )
+                )
+            elif result.outcome == "rejected":
+                steps[1].append(
+                    self._event(data, recipient, "dropped", reason=result.diagnostic_code, status=result.status)
+                )
+            elif result.outcome == "deferred":
+                steps[1].append(self._event(data, recipient, "deferred", response=result.diagnostic_code, attempt="1"))
+            else:
+                steps[1].append(self._event(data, recipient, "delivered", response="250 OK", tls=1))
+                if result.outcome == "complained":
+                    steps.append([self._event(data, recipient, "spamreport")])
+        delay = self.ctx.settings.webhook_delay_ms / 1000
+        for target in targets:
+            calls = []
+            for batch in steps:
+                wanted = [e for e in batch if target.events is None or e["event"] in target.events]
+                if wanted:
+                    calls.append((self._event_call(request, target, wanted), _BACKOFF))
+            self.ctx.outbound.send_steps(calls, delay, self._sign_call)
+
+    def _event(self, data: dict[str, Any], recipient: str, event: str, **fields: Any) -> dict[str, Any]:
+        message_id = data["message_id"]
+        out: dict[str, Any] = {
+            "email": recipient,
+            "timestamp": int(time.time()),
+            "smtp-id": f"<{message_id}@geopod-ismtpd-1>",
+            "event": event,
+            "sg_event_id": _message_id(),
+            "sg_message_id": f"{message_id}.recvd-mockhub-1-0",
+        }
+        categories = data.get("categories")
+        if isinstance(categories, list) and categories:
+            out["category"] = categories
+        elif isinstance(categories, str):
+            out["category"] = [categories]
+        out.update({k: v for k, v in fields.items() if v is not None})
+        # custom_args come back as top-level fields of every event (the personalization's win).
+        args = dict(data.get("custom_args") or {}) if isinstance(data.get("custom_args"), dict) else {}
+        for person in data.get("personalizations") or []:
+            if isinstance(person, dict) and isinstance(person.get("custom_args"), dict):
+                targets = [
+                    w.get("email") for k in ("to", "cc", "bcc") for w in person.get(k) or [] if isinstance(w, dict)
+                ]
+                if recipient in targets:
+                    args.update(person["custom_args"])
+        for key, value in args.items():
+            out.setdefault(str(key), value)
+        return out
+
+    def _sign_call(self, call: Call) -> None:
+        """Sign one attempt: the timestamp it is sent at, and the signature over it and the body."""
+        timestamp = str(int(time.time()))
+        call.headers["x-twilio-email-event-webhook-signature"] = self.sign(timestamp, call.body)
+        call.headers["x-twilio-email-event-webhook-timestamp"] = timestamp
+
+    def _event_call(self, request: Request, target: WebhookConfig, events: list[dict[str, Any]]) -> Call:
+        body = orjson.dumps(events)
+        headers = {"content-type": "application/json", "user-agent": "SendGrid Event API"}
+        data = {
+            "event": events[0]["event"] if len({e["event"] for e in events}) == 1 else "batch",
+            "events": [e["event"] for e in events],
+            "recipients": [e["email"] for e in events],
+            "message_id": request.data["message_id"],
+            "webhook": target.id,
+        }
+        return outbound_call(self.name, request.namespace, target.url, body, headers, data)
 
     def simulations(self) -> dict[str, Simulation]:
         return {
@@ -351,7 +574,11 @@ class SendGridService(Service):
         # Sandbox mode validates without sending: 200 instead of 202, and no message id.
         if request.data.get("sandbox"):
             return Reply(200, b"", [])
-        return Reply(202, b"", [("x-message-id", request.data["message_id"])])
+        data = request.data
+        results = outcomes_for([*data["to"], *data["cc"], *data["bcc"]], request.stub)
+        record(data, results)
+        self._report(request, results)
+        return Reply(202, b"", [("x-message-id", data["message_id"])])
 
     def error(self, status: int, message: str, code: str | None = None) -> Reply:
         return _errors(status, (None, message, None))

@@ -17,8 +17,6 @@ import binascii
 import hashlib
 import time
 from collections import OrderedDict
-from email.parser import BytesParser
-from email.policy import HTTP
 from functools import lru_cache
 from typing import Any
 
@@ -43,6 +41,7 @@ from mockhub.services.base import (
     recipients_key,
     route,
 )
+from mockhub.services.forms import MultipartError, parse_multipart
 from mockhub.services.slack_inbound import (
     EventBody,
     InteractionBody,
@@ -143,18 +142,16 @@ def _channel_id(channel: str) -> str:
 
 
 def _multipart(body: bytes, content_type: str) -> dict[str, str]:
-    """Fields of a multipart/form-data body (slack_sdk sends `data=` arguments this way)."""
-    head = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
-    message = BytesParser(policy=HTTP).parsebytes(head + body)
-    fields: dict[str, str] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        payload = part.get_payload(decode=True)
-        if isinstance(payload, bytes):
-            fields[name] = payload.decode("utf-8", "replace")
-    return fields
+    """Fields of a multipart/form-data body (slack_sdk sends `data=` arguments this way).
+
+    Read flat, within the parse limits (`max_parts`: 413 beyond); a body that is not the multipart
+    it announces yields no fields, as the stdlib parser it replaced did.
+    """
+    try:
+        parts = parse_multipart(content_type, body)
+    except MultipartError:
+        return {}
+    return {part.name: part.text for part in parts}
 
 
 def _channel_key(call: Call) -> str | None:
@@ -216,6 +213,8 @@ class SlackService(Service):
         self._last_ts = 0.0
         # namespace -> (channel id, ts) -> message as Slack answers it, oldest first (ts only grows).
         self._messages: dict[str, OrderedDict[tuple[str, str], dict[str, Any]]] = {}
+        # Stored messages change only through the channel, so every process sharing a store holds them.
+        self._state = ctx.channel(self.name, self._apply)
 
     def routes(self) -> list[Route]:
         routes = [
@@ -422,6 +421,17 @@ class SlackService(Service):
                 self._messages[namespace] = store
         return store
 
+    def _apply(self, event: dict[str, Any]) -> None:
+        if "put" in event:
+            namespace, channel, ts, message = event["put"]
+            store = self._store(namespace, create=True)
+            store[(channel, ts)] = message
+            if len(store) > _MAX_MESSAGES:
+                store.popitem(last=False)
+        else:
+            namespace, channel, ts = event["delete"]
+            self._store(namespace).pop((channel, ts), None)
+
     def _not_found(self, request: Request, word: str) -> Reply:
         request.data["error"] = word
         return self._api_error(word)
@@ -431,11 +441,12 @@ class SlackService(Service):
         if failed is not None:
             return failed
         data = request.data
+        await self._state.fresh()
         ts = self._next_ts()
         data["ts"] = ts
         channel = _channel_id(data["channel"])
         message = self._message(data, ts)
-        store = self._store(request.namespace, create=True)
+        store = self._store(request.namespace)
         thread_ts = message.get("thread_ts")
         if isinstance(thread_ts, str) and thread_ts:
             parent = store.get((channel, thread_ts))
@@ -447,9 +458,7 @@ class SlackService(Service):
                 if _truthy(data.get("reply_broadcast")):
                     message["subtype"] = "thread_broadcast"
                     message["reply_broadcast"] = True
-        store[(channel, ts)] = message
-        if len(store) > _MAX_MESSAGES:
-            store.popitem(last=False)
+        await self._state.publish({"put": [request.namespace, channel, ts, message]})
         return json_reply({"ok": True, "channel": channel, "ts": ts, "message": message})
 
     async def update_message(self, request: Request) -> Reply:
@@ -459,9 +468,11 @@ class SlackService(Service):
         data = request.data
         ts = str(data["ts"])
         channel = _channel_id(data["channel"])
-        message = self._store(request.namespace).get((channel, ts))
-        if message is None:
+        await self._state.fresh()
+        stored = self._store(request.namespace).get((channel, ts))
+        if stored is None:
             return self._not_found(request, "message_not_found")
+        message = dict(stored)
         # Slack keeps the previous blocks/attachments unless the update sends them ([] removes them).
         if "text" in data and data["text"] is not None:
             message["text"] = data["text"]
@@ -472,6 +483,7 @@ class SlackService(Service):
                 else:
                     message.pop(key, None)
         message["edited"] = {"user": _USER_ID, "ts": self._next_ts()}
+        await self._state.publish({"put": [request.namespace, channel, ts, message]})
         body = {"ok": True, "channel": channel, "ts": ts, "text": message["text"]}
         return json_reply({**body, "message": message})
 
@@ -482,8 +494,10 @@ class SlackService(Service):
         data = request.data
         ts = str(data["ts"])
         channel = _channel_id(data["channel"])
-        if self._store(request.namespace).pop((channel, ts), None) is None:
+        await self._state.fresh()
+        if (channel, ts) not in self._store(request.namespace):
             return self._not_found(request, "message_not_found")
+        await self._state.publish({"delete": [request.namespace, channel, ts]})
         return json_reply({"ok": True, "channel": channel, "ts": ts})
 
     async def get_permalink(self, request: Request) -> Reply:
@@ -493,6 +507,7 @@ class SlackService(Service):
         data = request.data
         ts = str(data["message_ts"])
         channel = _channel_id(data["channel"])
+        await self._state.fresh()
         message = self._store(request.namespace).get((channel, ts))
         if message is None:
             return self._not_found(request, "message_not_found")
@@ -584,6 +599,7 @@ class SlackService(Service):
         failed = self._stub_error(request)
         if failed is not None:
             return failed
+        await self._state.fresh()
         messages, threads = self._threads(request.namespace, _channel_id(request.data["channel"]))
         # Replies stay in their thread unless they were also sent to the channel.
         top = [
@@ -597,6 +613,7 @@ class SlackService(Service):
             return failed
         ts = str(request.data["ts"])
         channel = _channel_id(request.data["channel"])
+        await self._state.fresh()
         message = self._store(request.namespace).get((channel, ts))
         if message is None:
             return self._not_found(request, "thread_not_found")

@@ -19,7 +19,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,11 +42,9 @@ from mockhub.services.base import (
     json_reply,
     route,
 )
+from mockhub.services.outcomes import Outcome
 from mockhub.services.twilio_callbacks import API_VERSION, Message, MessageStore, callback_call
 from mockhub.services.twilio_inbound import InboundSms, inbound_sms, twiml_messages
-
-if TYPE_CHECKING:
-    import httpx
 
 __all__ = ["TwilioService"]
 
@@ -56,15 +54,25 @@ class TwilioReply(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+    outcome: Outcome | None = Field(
+        None, description="the common outcome (docs/delivery.md): delivered, undelivered, failed, rejected, ..."
+    )
     status: str | None = Field(None, description="final message status, e.g. undelivered, failed, delivered")
     error_code: int | None = Field(None, description="ErrorCode of a failed delivery, e.g. 30003")
 
 
-_CALLBACK_TIMEOUT_S = 10.0
-# Bodies of callback targets' answers kept in the journal; a callback target is not the thing under test.
-_MAX_RECORDED_ANSWER = 64 * 1024
-# The whole exchange (connect, send, read the bounded answer): a trickling target cannot hold it longer.
-_CALLBACK_TOTAL_S = 30.0
+# The common outcomes in Twilio's statuses: an SMS cannot bounce or be deferred, it ends undelivered.
+_OUTCOME_STATUS = {
+    "delivered": "delivered",
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "rejected": "failed",
+    "bounced": "undelivered",
+    "deferred": "undelivered",
+    "complained": "delivered",
+}
+_STATUS_OUTCOME = {"delivered": "delivered", "read": "delivered", "sent": "delivered", "undelivered": "undelivered"}
+
 
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _CHANNEL = re.compile(r"^(whatsapp|messenger|rcs):(.+)$")
@@ -148,6 +156,8 @@ class TwilioService(Service):
     secret_headers = ("x-twilio-signature",)
     stub_reply = TwilioReply
     limit_keys = {"from": _from_key, "to": _to_key, "api_key": _account_key}
+    # Status callbacks (the StatusCallback of a message, else a webhook config's URL).
+    events = ("sent", "delivered", "undelivered", "failed", "read")
 
     @classmethod
     def summarize(cls, call: Call) -> str:
@@ -161,7 +171,8 @@ class TwilioService(Service):
         settings = ctx.settings
         self._pinned = ctx.pinned
         self._messages = MessageStore(settings.twilio_max_messages)
-        self._client: httpx.AsyncClient | None = None
+        # Messages are added through the channel, so every process sharing a store can fetch and list them.
+        self._state = ctx.channel(self.name, self._apply)
         self._last_auth: tuple[str, tuple[str, str] | None] = ("", None)
 
     def routes(self) -> list[Route]:
@@ -171,19 +182,6 @@ class TwilioService(Service):
             route("GET", base + ".json", self.list, self.parse_list),
             route("GET", base + "/{message}.json", self.fetch, self.parse_fetch),
         ]
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    @staticmethod
-    def _new_client() -> httpx.AsyncClient:
-        # Made on the first callback, not at start: httpx and its TLS context cost ~100 ms of start-up.
-        import httpx
-
-        # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback callbacks.
-        return httpx.AsyncClient(timeout=_CALLBACK_TIMEOUT_S, follow_redirects=False, trust_env=False)
 
     # -- errors --------------------------------------------------------------------------------
     def twilio_error(self, status: int, code: int, message: str) -> Reply:
@@ -302,8 +300,8 @@ class TwilioService(Service):
         final, code = settings.twilio_final_status, settings.twilio_error_code
         reply = request.stub.reply if request.stub is not None else None
         outcome = TwilioReply.model_validate(reply.model_extra or {}) if reply is not None else TwilioReply()
-        if outcome.status or outcome.error_code:
-            final = outcome.status or "undelivered"
+        if outcome.status or outcome.error_code or outcome.outcome:
+            final = outcome.status or _OUTCOME_STATUS.get(outcome.outcome or "", "undelivered")
             code = outcome.error_code
         code = (code or 30003) if final in ("undelivered", "failed") else None
         if final in ("failed", "canceled"):
@@ -336,11 +334,24 @@ class TwilioService(Service):
             segments=str(num_segments(data["body"] or "")),
         )
         data["message_sid"] = message.sid
-        self._messages.add(message)
+        final, code = message.steps[-1]
+        data["outcome"] = _STATUS_OUTCOME.get(final, "failed")
+        if code:
+            data["error_code"] = code
+        await self._state.publish({"add": message.to_dict()})
         reply = json_reply(message.resource(now), 201)
+        token = self._signing_token(account, user, password)
+        wanted: list[str] | None = None
+        if not message.status_callback:
+            # A webhook config stands for a Messaging Service's status callback URL: used when the
+            # message names none; its `secret`, when given, is the auth token that signs.
+            targets = self.ctx.webhook_targets(self.name, request.namespace)
+            if targets:
+                message.status_callback = targets[0].url
+                token = targets[0].secret or token
+                wanted = targets[0].events
         if message.status_callback:
-            token = self._signing_token(account, user, password)
-            reply.after = lambda: self._deliver(message, token)
+            reply.after = lambda: self._deliver(message, token, wanted)
         return reply
 
     def reset(self, namespace: str | None) -> None:
@@ -361,7 +372,7 @@ class TwilioService(Service):
     def _inbound_sms(self, body: InboundSms, where: SimulationContext) -> Simulated:
         return inbound_sms(body, where, self.ctx.settings.twilio_auth_token)
 
-    def _twiml_reply(
+    async def _twiml_reply(
         self, body: InboundSms, where: SimulationContext, delivery: Call, answer: ResponseRecord
     ) -> list[Call]:
         """The TwiML's messages: recorded as outbound SMS, and stored so the Messages API lists them."""
@@ -369,68 +380,36 @@ class TwilioService(Service):
         now = time.time()
         for call in sent:
             data = call.data
-            self._messages.add(
-                Message(
-                    sid=data["message_sid"],
-                    account_sid=data["account_sid"],
-                    namespace=where.namespace,
-                    to=data["to"],
-                    from_=data["from"],
-                    body=data["body"],
-                    media_urls=data["media_url"],
-                    messaging_service_sid=None,
-                    status_callback=None,
-                    created=now,
-                    initial="queued",
-                    steps=[("sent", None), ("delivered", None)],
-                    delay=self.ctx.settings.twilio_callback_delay_ms / 1000,
-                    segments=str(num_segments(data["body"])),
-                )
+            message = Message(
+                sid=data["message_sid"],
+                account_sid=data["account_sid"],
+                namespace=where.namespace,
+                to=data["to"],
+                from_=data["from"],
+                body=data["body"],
+                media_urls=data["media_url"],
+                messaging_service_sid=None,
+                status_callback=None,
+                created=now,
+                initial="queued",
+                steps=[("sent", None), ("delivered", None)],
+                delay=self.ctx.settings.twilio_callback_delay_ms / 1000,
+                segments=str(num_segments(data["body"])),
             )
+            await self._state.publish({"add": message.to_dict()})
         return sent
 
+    def _apply(self, event: dict[str, Any]) -> None:
+        self._messages.add(Message.from_dict(event["add"]))
+
     # -- status callbacks ----------------------------------------------------------------------
-    async def _deliver(self, message: Message, token: str) -> None:
+    async def _deliver(self, message: Message, token: str, wanted: list[str] | None = None) -> None:
         for status, code in message.steps:
             await asyncio.sleep(message.delay)
-            await self._callback(message, status, code, token)
-
-    async def _callback(self, message: Message, status: str, code: int | None, token: str) -> None:
-        call = callback_call(self.name, message, status, code, token)
-        url = call.path
-        started = time.perf_counter()
-        refusal = await self.ctx.outbound_refusal(url)
-        if refusal is not None:
-            call.data["error"] = refusal
-            self.ctx.journal.append(call)
-            return
-        try:
-            if self._client is None:  # made on the first callback (httpx is slow to import)
-                self._client = self._new_client()
-            async with asyncio.timeout(_CALLBACK_TOTAL_S):
-                call.response = await self._post(url, call)
-        except Exception as exc:  # an unreachable or broken target is recorded, never raised
-            call.data["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        call.duration_ms = (time.perf_counter() - started) * 1000
-        self.ctx.journal.append(call)
-
-    async def _post(self, url: str, call: Call) -> ResponseRecord:
-        """POST the callback; read at most `_MAX_RECORDED_ANSWER` bytes of the answer, then hang up.
-
-        The answer is the target's to choose: a huge (or endless) one must not be read whole.
-        """
-        assert self._client is not None
-        async with self._client.stream("POST", url, content=call.body, headers=call.headers) as answer:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in answer.aiter_raw():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size >= _MAX_RECORDED_ANSWER:
-                    call.data["answer_truncated"] = True
-                    break
-            body = b"".join(chunks)[:_MAX_RECORDED_ANSWER]
-            return ResponseRecord(answer.status_code, dict(answer.headers.items()), body)
+            if wanted is not None and status not in wanted:
+                continue
+            # Twilio does not retry a status callback that fails: one attempt each, recorded.
+            await self.ctx.outbound.deliver(callback_call(self.name, message, status, code, token))
 
     # -- fetch and list ------------------------------------------------------------------------
     def parse_fetch(self, request: Request) -> dict[str, Any]:
@@ -439,6 +418,7 @@ class TwilioService(Service):
         return data
 
     async def fetch(self, request: Request) -> Reply:
+        await self._state.fresh()
         message = self._messages.get(request.namespace, request.path_params["account"], request.path_params["message"])
         if message is None:
             return self.twilio_error(404, 20404, f"The requested resource {request.path} was not found")
@@ -467,6 +447,7 @@ class TwilioService(Service):
         on, before, after = query.get("DateSent"), query.get("DateSent<"), query.get("DateSent>")
 
         matching: list[Message] = []
+        await self._state.fresh()
         for message in self._messages.newest_first(request.namespace, account):
             if (to is not None and message.to != to) or (from_ is not None and message.from_ != from_):
                 continue

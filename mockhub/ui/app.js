@@ -603,7 +603,9 @@
         query.length ? [el("h4", { text: "query" }), kvTable(query, { secrets: isSecretParam })] : null,
         el("h4", { text: "headers" }), kvTable(Object.entries(call.headers || {}), { secrets: true }),
         el("h4", { text: "body" }), bodyView(call.body, call.body_encoding, contentType, callUrl(call.id, "/raw"))),
-      section("Parsed data", true, jsonView(call.data || {})),
+      section("Parsed data", true,
+        call.data_truncated ? el("p", { class: "muted truncated", text: "cut to stay readable (nested too deep, or values no reader can hold): the body above is complete" }) : null,
+        jsonView(call.data || {})),
       responseSection(call),
     ];
   }

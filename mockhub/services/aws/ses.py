@@ -23,8 +23,10 @@ from contextvars import ContextVar
 from typing import Any
 
 import orjson
+from pydantic import ConfigDict
 
 from mockhub.journal import Call
+from mockhub.outbound import outbound_call
 from mockhub.rules import Preset
 from mockhub.services.aws import query as q
 from mockhub.services.aws import sigv4
@@ -41,7 +43,9 @@ from mockhub.services.base import (
     route,
     scope_header,
 )
+from mockhub.services.outcomes import OutcomeReply, Result, result, stub_outcome
 from mockhub.services.smtp.mime import parse_message
+from mockhub.webhooks_config import WebhookConfig
 
 __all__ = ["SesService"]
 
@@ -57,6 +61,27 @@ _SIMULATED = {
     "suppressionlist": "suppressed",
     "ooto": "auto_replied",
 }
+# What each simulated outcome is in a common Result (docs/delivery.md).
+_SIMULATED_RESULTS = {
+    "bounced": result(OutcomeReply(outcome="bounced", diagnostic_code="550 5.1.1 user unknown")),
+    "suppressed": result(
+        OutcomeReply(outcome="bounced", diagnostic_code="550 5.1.1 Address is on the account's suppression list")
+    ),
+    "complained": Result("complained"),
+    "auto_replied": Result("delivered"),
+    "delivered": Result("delivered"),
+}
+# SNS's delivery policy for HTTP endpoints: 3 immediate retries, then 2 more 1-20 s apart, then
+# back-off up to 20 s (the default policy's numRetries is 3; its minDelayTarget/maxDelayTarget 20 s).
+_BACKOFF = (0.0, 0.0, 0.0, 1.0, 20.0)
+
+
+class SesReply(q.AwsReply, OutcomeReply):
+    """SES's fields of a stub's `reply`: an AWS error or MessageId, or how the delivery ends."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
 _TEMPLATE_TAG = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 _ACTIONS = ("SendEmail", "SendRawEmail", "SendTemplatedEmail", "GetSendQuota")
 # The sending quota answered by GetSendQuota (v1) and GetAccount (v2): a production account's defaults.
@@ -166,7 +191,9 @@ class SesService(Service):
         *q.CREDENTIAL_ENV,
     )
     secret_headers = ("authorization", "x-amz-security-token")
-    stub_reply = q.AwsReply
+    stub_reply = SesReply
+    # The notification types SES publishes to an SNS topic (here POSTed as SNS HTTP notifications).
+    events = ("Delivery", "Bounce", "Complaint", "DeliveryDelay", "Reject")
 
     @classmethod
     def summarize(cls, call: Call) -> str:
@@ -509,9 +536,86 @@ class SesService(Service):
             return q.query_result("GetSendQuota", NAMESPACE, _QUOTA)
         if stubbed.message_id:
             data["message_id"] = stubbed.message_id
+        self._outcome(request)
         if api == "v1":
             return q.query_result(data["action"], NAMESPACE, {"MessageId": data["message_id"]})
         return json_reply({"MessageId": data["message_id"]}, headers=[("x-amzn-requestid", q.request_id())])
+
+    # -- outcomes and notifications ------------------------------------------------------------
+    def _outcome(self, request: Request) -> None:
+        """A stub's outcome overrides the simulator's; then each config gets SES's notifications."""
+        data = request.data
+        if "outcomes" not in data:
+            return  # GetSendQuota and the like: no message
+        stubbed = stub_outcome(request.stub)
+        results: dict[str, Result]
+        if stubbed is not None:
+            shared = result(stubbed)
+            results = {address: shared for address in data["outcomes"]}
+            data["outcomes"] = {address: shared.outcome for address in data["outcomes"]}
+            data["outcome"] = shared.outcome
+            data.update({k: v for k, v in shared.as_data().items() if k != "outcome"})
+        else:
+            results = {address: _SIMULATED_RESULTS.get(o, Result()) for address, o in data["outcomes"].items()}
+        targets = self.ctx.webhook_targets(self.name, request.namespace)
+        if not targets:
+            return
+        mail = {
+            "timestamp": _iso_now(),
+            "source": data.get("source") or data.get("from") or "",
+            "sourceArn": f"arn:aws:ses:{data.get('region') or 'us-east-1'}:000000000000:identity/"
+            + _bare(str(data.get("source") or data.get("from") or "")).rpartition("@")[2],
+            "sendingAccountId": "000000000000",
+            "messageId": data["message_id"],
+            "destination": list(data["outcomes"]),
+            "headersTruncated": False,
+            "commonHeaders": {
+                "from": [str(data.get("from") or "")],
+                "to": list(data.get("to") or []),
+                "subject": data.get("subject") or "",
+            },
+        }
+        notifications: list[dict[str, Any]] = []
+        for address, outcome in results.items():
+            notifications.append(_notification(address, outcome, data["outcomes"][address], mail))
+        delay = self.ctx.settings.webhook_delay_ms / 1000
+        region = data.get("region") or "us-east-1"
+        for target in targets:
+            for notification in notifications:
+                kind = notification["notificationType"]
+                if target.events is None or kind in target.events:
+                    call = self._sns_call(request, target, notification, region)
+                    self.ctx.outbound.send(call, _BACKOFF, delay)
+
+    def _sns_call(self, request: Request, target: WebhookConfig, notification: dict[str, Any], region: str) -> Call:
+        topic = f"arn:aws:sns:{region}:000000000000:mockhub-ses-notifications"
+        message_id = str(uuid.uuid4())
+        envelope = {
+            "Type": "Notification",
+            "MessageId": message_id,
+            "TopicArn": topic,
+            "Message": orjson.dumps(notification).decode(),
+            "Timestamp": _iso_now(),
+            # Not signed: mockhub has no certificate at sns.amazonaws.com for a verifier to fetch.
+            "SignatureVersion": "1",
+            "Signature": "",
+            "SigningCertURL": "",
+            "UnsubscribeURL": "",
+        }
+        headers = {
+            "content-type": "text/plain; charset=UTF-8",
+            "user-agent": "Amazon Simple Notification Service Agent",
+            "x-amz-sns-message-type": "Notification",
+            "x-amz-sns-message-id": message_id,
+            "x-amz-sns-topic-arn": topic,
+        }
+        data = {
+            "event": notification["notificationType"],
+            "recipients": _recipients_of(notification),
+            "message_id": notification["mail"]["messageId"],
+            "webhook": target.id,
+        }
+        return outbound_call(self.name, request.namespace, target.url, orjson.dumps(envelope), headers, data)
 
     def error(self, status: int, message: str, code: str | None = None) -> Reply:
         aws_code = {
@@ -547,6 +651,90 @@ class SesService(Service):
             "overloaded": ("ServiceUnavailable", _UNAVAILABLE, 503),
         }[name]
         return self._v2_error(code, message, status) if v2 else self._v1_error(code, message, status)
+
+
+def _iso_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+def _notification(address: str, outcome: Result, simulated: str, mail: dict[str, Any]) -> dict[str, Any]:
+    """SES's notification for one recipient (Amazon SES notification contents, docs.aws.amazon.com)."""
+    now = _iso_now()
+    feedback = f"0100{int(time.time() * 1000):012x}-{uuid.uuid4()}-000000"
+    if outcome.outcome == "bounced" or outcome.outcome in ("undelivered", "failed"):
+        sub_type = "OnAccountSuppressionList" if simulated == "suppressed" else "General"
+        bounce_type = "Transient" if outcome.transient else "Permanent"
+        return {
+            "notificationType": "Bounce",
+            "bounce": {
+                "bounceType": bounce_type,
+                "bounceSubType": "MailboxFull" if outcome.transient else sub_type,
+                "bouncedRecipients": [
+                    {
+                        "emailAddress": address,
+                        "action": "failed",
+                        "status": outcome.status,
+                        "diagnosticCode": f"smtp; {outcome.diagnostic_code}",
+                    }
+                ],
+                "timestamp": now,
+                "feedbackId": feedback,
+                "reportingMTA": "dsn; mockhub.amazonses.com",
+            },
+            "mail": mail,
+        }
+    if outcome.outcome == "complained":
+        return {
+            "notificationType": "Complaint",
+            "complaint": {
+                "complainedRecipients": [{"emailAddress": address}],
+                "timestamp": now,
+                "feedbackId": feedback,
+                "complaintFeedbackType": "abuse",
+                "userAgent": "mockhub",
+            },
+            "mail": mail,
+        }
+    if outcome.outcome == "deferred":
+        return {
+            "notificationType": "DeliveryDelay",
+            "deliveryDelay": {
+                "timestamp": now,
+                "delayType": "TransientCommunicationFailure",
+                "delayedRecipients": [
+                    {
+                        "emailAddress": address,
+                        "status": outcome.status,
+                        "diagnosticCode": f"smtp; {outcome.diagnostic_code}",
+                    }
+                ],
+                "expirationTime": now,
+            },
+            "mail": mail,
+        }
+    if outcome.outcome == "rejected":
+        return {"notificationType": "Reject", "reject": {"reason": "Bad content"}, "mail": mail}
+    return {
+        "notificationType": "Delivery",
+        "delivery": {
+            "timestamp": now,
+            "processingTimeMillis": 50,
+            "recipients": [address],
+            "smtpResponse": "250 2.6.0 Message received",
+            "reportingMTA": "mockhub.amazonses.com",
+        },
+        "mail": mail,
+    }
+
+
+def _recipients_of(notification: dict[str, Any]) -> list[str]:
+    body = notification.get("bounce") or notification.get("complaint") or notification.get("deliveryDelay") or {}
+    for key in ("bouncedRecipients", "complainedRecipients", "delayedRecipients"):
+        if key in body:
+            return [r["emailAddress"] for r in body[key]]
+    delivery = notification.get("delivery") or {}
+    return list(delivery.get("recipients") or notification["mail"]["destination"])
 
 
 def _recipients(data: Mapping[str, Any]) -> list[str]:

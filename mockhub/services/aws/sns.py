@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from pydantic import ConfigDict
 
 from mockhub.filters import DataFields
 from mockhub.journal import Call, default_summary
@@ -38,6 +39,7 @@ from mockhub.services.base import (
     route,
     scope_header,
 )
+from mockhub.services.outcomes import OutcomeReply, stub_outcome
 
 __all__ = ["SnsService"]
 
@@ -116,6 +118,12 @@ class Account:
         return topic if topic is not None and topic.created else None
 
 
+class SnsReply(q.AwsReply, OutcomeReply):
+    """SNS's fields of a stub's `reply`: an AWS error or MessageId, or how an SMS's delivery ends."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
 class SnsService(Service):
     """Amazon SNS publishes (SMS, topics), validated like SNS, with topics kept per namespace."""
 
@@ -132,7 +140,7 @@ class SnsService(Service):
     secret_headers = ("authorization", "x-amz-security-token")
     # The form body is percent-encoded: `contains` reads the decoded message (and subject) instead.
     fields = DataFields(to=("to",), text=("message", "subject"), subject=("subject",), files=())
-    stub_reply = q.AwsReply
+    stub_reply = SnsReply
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
@@ -469,6 +477,12 @@ class SnsService(Service):
         if action == "Publish":
             if stubbed.message_id:
                 data["message_id"] = stubbed.message_id
+            if data.get("phone_number"):
+                # An SMS: how its delivery ends (what SNS's delivery status logs would report).
+                outcome = stub_outcome(request.stub)
+                data["outcome"] = outcome.outcome if outcome is not None else "delivered"
+                if outcome is not None and outcome.error_code is not None:
+                    data["error_code"] = outcome.error_code
             result = {"MessageId": data["message_id"], "SequenceNumber": data.get("sequence_number")}
         elif action == "CreateTopic":
             arn = data["topic_arn"]

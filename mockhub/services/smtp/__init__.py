@@ -26,7 +26,10 @@ from collections.abc import Callable
 
 from mockhub.journal import Call
 from mockhub.services.base import Attachment, EnvVar, Service, ServiceContext, email_summary, recipients_key
+from mockhub.services.limits import ParseLimits
+from mockhub.services.outcomes import OutcomeReply
 from mockhub.services.smtp.config import SmtpConfig
+from mockhub.services.smtp.dsn import Bounces
 from mockhub.services.smtp.faults import fault_outcome
 from mockhub.services.smtp.handler import SmtpHandler
 from mockhub.services.smtp.mime import attachment_content, parse_message
@@ -87,6 +90,9 @@ class SmtpService(Service):
     )
     raw_content_type = "message/rfc822"
     limit_keys = {"from": _from_key, "to": recipients_key, "user": _user_key}
+    stub_reply = OutcomeReply
+    # The DSN's Action: where a bounce (failed) or a delay notice (delayed) goes: the sender's bounce_to.
+    events = ("failed", "delayed")
 
     @classmethod
     def summarize(cls, call: Call) -> str:
@@ -95,7 +101,15 @@ class SmtpService(Service):
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
         self.config = SmtpConfig.from_settings(ctx.settings)
-        self.handler = SmtpHandler(ctx.journal, ctx.rules)
+        settings = ctx.settings
+        self.handler = SmtpHandler(
+            ctx.journal,
+            ctx.rules,
+            ctx.store,
+            ParseLimits(settings.max_parts, settings.max_mime_depth, settings.max_part_headers),
+            settings.parse_thread_bytes,
+            Bounces(ctx, self.config.hostname),
+        )
         self.tls: TlsMaterial | None = None
         self._servers: dict[str, asyncio.Server] = {}
         self._connections: set[MockSMTP] = set()
@@ -117,11 +131,15 @@ class SmtpService(Service):
             return lambda: MockSMTP(self.handler, self.config, context, implicit_tls, self._connections, loop)
 
         self._servers["smtp_port"] = await loop.create_server(
-            factory(False), host=settings.host, port=settings.smtp_port
+            factory(False), host=settings.host, port=settings.smtp_port, reuse_port=settings.reuse_port or None
         )
         if settings.smtps_port is not None:
             self._servers["smtps_port"] = await loop.create_server(
-                factory(True), host=settings.host, port=settings.smtps_port, ssl=context
+                factory(True),
+                host=settings.host,
+                port=settings.smtps_port,
+                ssl=context,
+                reuse_port=settings.reuse_port or None,
             )
 
     async def stop(self) -> None:

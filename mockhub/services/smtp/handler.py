@@ -17,15 +17,17 @@ from aiosmtpd.smtp import TLSSetupException
 from mockhub.journal import Call, Journal, ResponseRecord, new_id
 from mockhub.limits import Verdict, retry_seconds
 from mockhub.rules import FaultRule, FaultSpec, RuleBook
+from mockhub.services.limits import LIMITS, ParseLimits
+from mockhub.services.outcomes import Result, record
+from mockhub.services.smtp.dsn import Bounces
 from mockhub.services.smtp.faults import Stage
 from mockhub.services.smtp.mime import _clean, parse_message
+from mockhub.store import Store, StoreUnavailable
 
 __all__ = ["Attempt", "Conn", "SmtpHandler", "namespace_for"]
 
 log = logging.getLogger("mockhub.smtp")
 
-# Messages above this size are parsed in a worker thread, so a 50 MiB mail does not stall the loop.
-_PARSE_IN_THREAD_BYTES = 1024 * 1024
 _NS_RECIPIENT = re.compile(r"\+ns-([^@\s+]+)@")
 # `ns-team42`, `app+ns-team42`, `app+ns-team42@example.com`: the whole name, not any `ns-` inside it.
 _NS_USER = re.compile(r"(?:^|\+)ns-([^@\s+]+)(?:@[^@\s]*)?$")
@@ -104,9 +106,31 @@ _METHODS: dict[str, str] = {
 class SmtpHandler:
     """The aiosmtpd handler: builds call records, asks the rule book, appends to the journal."""
 
-    def __init__(self, journal: Journal, rules: RuleBook) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        rules: RuleBook,
+        store: Store | None = None,
+        limits: ParseLimits | None = None,
+        thread_bytes: int = 64 * 1024,
+        bounces: Bounces | None = None,
+    ) -> None:
         self.journal = journal
         self.rules = rules
+        # A shared store records and counts; without one (memory) the journal and rules are called directly.
+        self.store = store if store is not None and store.shared else None
+        self.limits = limits or ParseLimits()
+        # Messages above this size are parsed in a worker thread, so a big or hostile mail does not stall the loop.
+        self.thread_bytes = thread_bytes
+        self.bounces = bounces
+
+    def outcomes(self, call: Call) -> dict[str, Result]:
+        """How a received message ends for each recipient (a stub's outcome, else delivered), recorded in `data`."""
+        results = self.bounces.outcomes(call) if self.bounces is not None else None
+        if results is None:
+            results = {rcpt: Result() for rcpt in call.data.get("rcpt_to") or []}
+        record(call.data, results)
+        return results
 
     def stage_call(self, conn: Conn, attempt: Attempt) -> Call:
         """The call for a command that was not (or not yet) a delivered message."""
@@ -125,10 +149,18 @@ class SmtpHandler:
         namespace = namespace_for(data["auth_user"], data["rcpt_to"])
         return Call(service="smtp", method=_METHODS[attempt.stage], path="/", namespace=namespace, data=data)
 
-    def fault_at(self, conn: Conn, attempt: Attempt) -> FaultRule | None:
+    async def fault_at(self, conn: Conn, attempt: Attempt) -> FaultRule | None:
         """The fault rule for this command at its stage (counted as fired), or None."""
         call = self.stage_call(conn, attempt)
-        return self._limited(call, attempt.stage) or self.rules.fault_for(call, stage=attempt.stage)
+        limited = self._limited(call, attempt.stage)
+        if limited is not None:
+            return limited
+        if self.store is None:
+            return self.rules.fault_for(call, stage=attempt.stage)
+        try:
+            return await self.store.fault_for(call, stage=attempt.stage)
+        except StoreUnavailable:
+            return None  # the message itself is refused (451) when it cannot be recorded
 
     def _limited(self, call: Call, stage: Stage) -> FaultRule | None:
         """The limit rule refusing this command at its stage, as a fault to carry out; None when it passes."""
@@ -141,6 +173,17 @@ class SmtpHandler:
         return self.record(self.stage_call(conn, attempt), reply, attempt.rule, attempt.stage, attempt.started)
 
     def record(self, call: Call, reply: str | None, rule: FaultRule | None, stage: Stage, started: float) -> Call:
+        self.record_fields(call, reply, rule, stage, started)
+        if self.store is None:
+            return self.journal.append(call)
+        # A refused command: no acknowledgement waits on this record.
+        self.store.append_soon(call)
+        return call
+
+    def record_fields(
+        self, call: Call, reply: str | None, rule: FaultRule | None, stage: Stage, started: float
+    ) -> None:
+        """Fill in what the client got: the reply, the fault, the duration."""
         if reply is not None:
             try:
                 status = int(reply[:3])
@@ -150,11 +193,19 @@ class SmtpHandler:
         if rule is not None:
             call.fault = {**rule.summary(), "stage": stage}
         call.duration_ms = (time.perf_counter() - started) * 1000
-        return self.journal.append(call)
+
+    async def deliver(self, call: Call, reply: str | None, rule: FaultRule | None, started: float) -> None:
+        """Record a message before its reply is sent (in the shared store when there is one)."""
+        if self.store is None:
+            self.record(call, reply, rule, "data", started)
+            return
+        self.record_fields(call, reply, rule, "data", started)
+        await self.store.append(call)
 
     async def message_call(self, conn: Conn, mail_from: str, rcpt_tos: list[str], raw: bytes) -> Call:
         """The call for a message received by DATA (not yet recorded; its id is already set)."""
-        if len(raw) > _PARSE_IN_THREAD_BYTES:
+        LIMITS.set(self.limits)  # read by the parser (in this task's context, copied into the thread)
+        if len(raw) > self.thread_bytes:
             parsed = await asyncio.to_thread(parse_message, raw)
         else:
             parsed = parse_message(raw)
@@ -181,8 +232,13 @@ class SmtpHandler:
         call.id = new_id("c_")
         return call
 
-    def fault_for_message(self, call: Call) -> FaultRule | None:
-        return self._limited(call, "data") or self.rules.fault_for(call, stage="data")
+    async def fault_for_message(self, call: Call) -> FaultRule | None:
+        limited = self._limited(call, "data")
+        if limited is not None:
+            return limited
+        if self.store is None:
+            return self.rules.fault_for(call, stage="data")
+        return await self.store.fault_for(call, stage="data")
 
     async def handle_exception(self, error: Exception) -> str:
         """aiosmtpd's hook for an exception while handling a command: log it, answer 451, go on."""

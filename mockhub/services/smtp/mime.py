@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import email
+import email.feedparser
 import email.parser
 import email.policy
 import functools
@@ -14,7 +15,9 @@ from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "MimeTooDeep", "attachment_content", "parse_message"]
+from mockhub.services.limits import LIMITS, ParseLimitExceeded, ParseLimits, too_deep, too_many_headers, too_many_parts
+
+__all__ = ["MAX_DEPTH", "MimeTooDeep", "attachment_content", "parse_message", "read_message"]
 
 _UNFOLD = re.compile(r"\r?\n[ \t]+")
 
@@ -47,10 +50,10 @@ def _addresses(msg: Message, name: str) -> list[str]:
     return out
 
 
-MAX_DEPTH = 64
-"""Deepest MIME nesting read: parts inside more containers than this are not listed (a defect says so).
-
-Real mail nests a few levels; a message nested thousands deep would otherwise exhaust the stack."""
+MAX_DEPTH = ParseLimits().max_depth
+"""Deepest MIME nesting read by default (setting `max_mime_depth`): a message nested deeper is read
+headers-only (a defect says so). Real mail nests a few levels; a message nested thousands deep would
+otherwise exhaust the stack, and the stdlib parser's time grows with the square of the depth."""
 
 
 class MimeTooDeep(ValueError):
@@ -152,27 +155,72 @@ class _CachedHeaders(HeaderRegistry):
 _POLICY = email.policy.default.clone(header_factory=_CachedHeaders())
 
 
-def _parse(raw: bytes) -> tuple[EmailMessage, bool]:
-    """The message, and whether it nests too deep to parse its parts (then only its headers are read).
+class _LimitedParser(email.feedparser.BytesFeedParser):
+    """The stdlib parser, stopping at the parse limits (`LIMITS`) as soon as a part passes one.
 
-    The stdlib parser recurses once per nesting level: a message nested a few hundred deep exhausts
-    the stack. Such a message is read again headers-only (subject, addresses), with no parts.
+    It keeps a stack of the messages it is inside (`_msgstack`) and opens each part with
+    `_new_message`, so depth and part count are checked exactly, before the costly nesting is read.
+    """
+
+    def __init__(self, limits: ParseLimits) -> None:
+        super().__init__(policy=_POLICY)
+        self._limits = limits
+        self._parts = 0
+
+    def _new_message(self) -> None:
+        self._parts += 1
+        if self._parts > self._limits.max_parts:
+            raise too_many_parts()
+        if len(self._msgstack) > self._limits.max_depth:  # type: ignore[attr-defined]
+            raise too_deep()
+        super()._new_message()  # type: ignore[misc]
+
+    def _parse_headers(self, lines: list[str]) -> None:
+        if len(lines) > self._limits.max_headers:
+            raise too_many_headers()
+        super()._parse_headers(lines)  # type: ignore[misc]
+
+
+def read_message(raw: bytes) -> EmailMessage:
+    """A message parsed within the parse limits (`LIMITS`); raises ParseLimitExceeded past one."""
+    parser = _LimitedParser(LIMITS.get())
+    parser.feed(raw)
+    msg = parser.close()
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+_DEFECTS = {"too_deep": "MimeTooDeep", "too_many_parts": "MimeTooManyParts", "too_many_headers": "MimeTooManyHeaders"}
+
+
+def _parse(raw: bytes) -> tuple[EmailMessage, tuple[str, str] | None]:
+    """The message, and why its parts could not be read (a parse limit passed: defect, message), else None.
+
+    A message past a limit (nested deeper than `max_mime_depth`, more than `max_parts` parts, a
+    part with more than `max_part_headers` header lines) is read again headers-only (subject,
+    addresses), with no parts; so is one that exhausts the stack anyway.
     """
     # SMTP carries CRLF line ends; as LF the decoded text is what the sender wrote (Python's own
     # smtpd did the same). The stored source stays byte-exact.
     text = raw.replace(b"\r\n", b"\n")
+    limits = LIMITS.get()
     try:
-        msg = email.message_from_bytes(text, policy=_POLICY)
-        too_deep = False
+        parser = _LimitedParser(limits)
+        parser.feed(text)
+        msg = parser.close()
+        why = None
+    except ParseLimitExceeded as exc:
+        msg = email.parser.BytesParser(policy=_POLICY).parsebytes(text, headersonly=True)
+        why = _DEFECTS[exc.error], exc.message
     except RecursionError:
         msg = email.parser.BytesParser(policy=_POLICY).parsebytes(text, headersonly=True)
-        too_deep = True
+        why = MimeTooDeep.__name__, _too_deep_message(limits.max_depth)
     assert isinstance(msg, EmailMessage)
-    return msg, too_deep
+    return msg, why
 
 
-def _too_deep_message() -> str:
-    return f"MIME parts nested too deep to read (more than {MAX_DEPTH} levels are not listed)"
+def _too_deep_message(depth: int) -> str:
+    return f"MIME parts nested too deep to read (more than {depth} levels are not listed)"
 
 
 def parse_message(raw: bytes) -> dict[str, Any]:
@@ -191,7 +239,7 @@ def parse_message(raw: bytes) -> dict[str, Any]:
         "unparsable": False,
     }
     try:
-        msg, too_deep = _parse(raw)
+        msg, cut = _parse(raw)
     except Exception as exc:  # pragma: no cover - the stdlib parser is lenient; belt and braces
         data.update(unparsable=True, parse_error=f"{type(exc).__name__}: {exc}")
         return data
@@ -221,8 +269,8 @@ def parse_message(raw: bytes) -> dict[str, Any]:
             data[name] = found[0] if isinstance(found, list) else found
     data["to"] = _addresses(msg, "to")
     data["cc"] = _addresses(msg, "cc")
-    if too_deep:  # headers only: no part of it can be told apart
-        data.update(unparsable=True, parse_error=_too_deep_message(), defects=[MimeTooDeep.__name__])
+    if cut is not None:  # headers only: no part of it can be told apart
+        data.update(unparsable=True, parse_error=cut[1], defects=[cut[0]])
         return data
     text_part, html_part = _body_parts(msg)
     if text_part is not None:
@@ -255,7 +303,7 @@ def parse_message(raw: bytes) -> dict[str, Any]:
         data["parse_error"] = f"{type(exc).__name__}: {exc}"
     if deeper:
         defects.append(MimeTooDeep.__name__)
-        data["parse_error"] = _too_deep_message()
+        data["parse_error"] = _too_deep_message(MAX_DEPTH)
     data["attachments"] = attachments
     data["defects"] = defects
     return data
@@ -265,9 +313,9 @@ def attachment_content(raw: bytes, index: int) -> tuple[bytes, str, str | None] 
     """The bytes, content type and filename of the `index`-th attachment of a message, or None.
 
     Raises `MimeTooDeep` when the message nests too deep to list its parts."""
-    msg, too_deep = _parse(raw)
-    if too_deep:
-        raise MimeTooDeep(_too_deep_message())
+    msg, cut = _parse(raw)
+    if cut is not None:
+        raise MimeTooDeep(cut[1])
     parts = _attachment_parts(msg)
     if not 0 <= index < len(parts):
         return None
