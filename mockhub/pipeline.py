@@ -389,10 +389,10 @@ class HttpPipeline:
         except OSError:
             cut = True  # the client went away mid-stream
         finally:
-            old = call.size
+            old, old_body = call.size, call.body_size
             call.response.body = b"".join(sent)
             call.invalidate()
-            self.journal.resized(call, old)
+            self.journal.resized(call, old, old_body)
         if cut:
             if call.fault is not None:
                 call.fault["reason"] = f"stream cut after {len(sent)} chunks"

@@ -201,6 +201,7 @@ class Hub:
             "evicted": self.journal.evicted,
             "last_seq": self.journal.last_seq,
             "body_bytes": self.journal.body_bytes,
+            "held_bytes": self.journal.held_bytes,
         }
         if self.recording is not None:
             info["recorded"] = self.recording.written

@@ -148,6 +148,7 @@ class Health(BaseModel):
     evicted: int = 0
     last_seq: int = 0
     body_bytes: int = 0
+    held_bytes: int = 0
 
 
 class ResetResult(BaseModel):
