@@ -204,7 +204,7 @@ class _Listing(_Filtering):
         None,
         ge=1,
         le=1_000_000,
-        description=f"calls in a page (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}; a long poll's at least `min`)",
+        description=f"calls in a page (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})",
     )
     cursor: str | None = Field(
         None, pattern=r"^[0-9]{1,18}$", description="the `next` of the previous page: where this page starts"
@@ -268,6 +268,16 @@ def _calls_body(calls: list[Call], next_cursor: str | None, timed_out: bool | No
     return body
 
 
+def _next(calls: list[Call], more: bool, desc: bool, f: CallFilter) -> str | None:
+    """The cursor of the page after `calls` (None: it is the last page)."""
+    if not more:
+        return None
+    if calls:
+        return str(calls[-1].seq)
+    # What a long poll kept was forgotten meanwhile: the next page starts where this one did.
+    return None if desc else str(f.after or 0)
+
+
 def _from(f: CallFilter, after: int | None) -> CallFilter:
     """`f` narrowed to calls with a seq greater than `after`."""
     if after is None or (f.after is not None and f.after >= after):
@@ -297,6 +307,8 @@ async def _batches(journal: Journal, f: CallFilter, limit: int | None) -> AsyncI
 
 def create_api(state: ApiState, version: str) -> FastAPI:
     journal, rules, services = state.journal, state.rules, state.services
+    # Long-poll answers rendered during this turn of the event loop (list_calls), by content.
+    woken: dict[tuple[Any, ...], bytes] = {}
 
     def _known(service: str | None, preset: str | None = None, where: str = "service") -> None:
         """422 for a service (or a preset of it) mockhub does not have: a typo must not pass silently."""
@@ -382,25 +394,24 @@ def create_api(state: ApiState, version: str) -> FastAPI:
                 before = cursor if before is None else min(before, cursor)
             else:
                 f = _from(f, cursor)
-        limit = q.limit or (max(DEFAULT_LIMIT, q.min) if q.wait is not None else DEFAULT_LIMIT)
-        limit = min(limit, MAX_LIMIT)
-        timed_out: bool | None = None
-        if q.wait is not None:
-            # The long poll hands back what it matched: no second scan of the journal after waking.
-            calls, arrived, more = await journal.wait_page(f, q.min, q.wait, limit, newest_first=desc)
-            timed_out = not arrived
-            if before is not None:
-                calls = [c for c in calls if c.seq < before]
-        else:
+        limit = min(q.limit or DEFAULT_LIMIT, MAX_LIMIT)
+        if q.wait is None:
             calls, more = journal.page(f, limit, newest_first=desc, before=before)
-        next_cursor: str | None = None
-        if more:
-            if calls:
-                next_cursor = str(calls[-1].seq)
-            elif not desc:
-                # What the long poll kept was forgotten meanwhile: the next page starts where this one did.
-                next_cursor = str(f.after or 0)
-        return JSONOut(_calls_body(calls, next_cursor, timed_out))
+            return JSONOut(_calls_body(calls, _next(calls, more, desc, f)))
+        # The long poll hands back what it matched: no second scan of the journal after waking.
+        calls, arrived, more = await journal.wait_page(f, q.min, q.wait, limit, newest_first=desc)
+        if before is not None:
+            calls = [c for c in calls if c.seq < before]
+        next_cursor = _next(calls, more, desc, f)
+        # Long polls on one filter wake together on the same call, most with the same answer: it is
+        # rendered once for all of them (until the event loop's next turn), not once per poll.
+        key = (next_cursor, arrived, *(c.id for c in calls))
+        rendered = woken.get(key)
+        if rendered is None:
+            if not woken:
+                asyncio.get_running_loop().call_soon(woken.clear)
+            rendered = woken[key] = orjson.dumps(_calls_body(calls, next_cursor, not arrived))
+        return Response(rendered, media_type="application/json")
 
     @api.get("/calls/count", response_model=CountOut, tags=["calls"], openapi_extra=_documents(FilterQuery))
     async def count_calls(request: Request) -> Response:

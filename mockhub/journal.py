@@ -22,6 +22,7 @@ from mockhub.filters import CallFilter, recipients_of, subjects_of, texts_of
 
 __all__ = [
     "CALL_OVERHEAD",
+    "SUBSCRIBER_MAX_BYTES",
     "SUMMARIES",
     "Call",
     "CallFilter",
@@ -44,6 +45,9 @@ checks the whole estimate against the server's RSS)."""
 # object header, a dict or list slot. A separator (`,` in JSON, `&` in a form) marks one element.
 _ELEMENT_OVERHEAD = 64
 _HEADER_OVERHEAD = 120  # a header's two str objects and its dict slot, beyond the name's and value's text
+SUBSCRIBER_MAX_BYTES = 64 * 1024 * 1024
+"""A live feed is cut off once this many bytes of calls (by `Call.size`; at most the journal's
+budget) wait unread: a reader that far behind would be sent what memory cannot keep."""
 
 
 def _seq(call: Call) -> int:
@@ -254,7 +258,7 @@ class Subscription:
         self.filter = call_filter
         self.queue: asyncio.Queue[tuple[str, int] | None] = asyncio.Queue(maxsize)
         self._journal = journal
-        self.max_bytes = max_bytes if max_bytes is not None else journal.max_bytes
+        self.max_bytes = max_bytes if max_bytes is not None else min(journal.max_bytes, SUBSCRIBER_MAX_BYTES)
         self.pending_bytes = 0
         self.overflowed = False
 
@@ -594,7 +598,7 @@ class Journal:
 
     def subscribe(self, f: CallFilter, maxsize: int = 10_000, max_bytes: int | None = None) -> Subscription:
         """A live feed of the calls matching `f`, cut off past `maxsize` calls or `max_bytes` bytes
-        (by `Call.size`; default: the journal's `max_bytes`) waiting unread."""
+        (by `Call.size`; default: SUBSCRIBER_MAX_BYTES or the journal's `max_bytes`, the smaller) unread."""
         sub = Subscription(self, f, maxsize, max_bytes)
         self._subscribers.add(sub)
         return sub
