@@ -179,8 +179,13 @@ class ApiState:
 # size bounds how long one listing can keep every other client waiting (~15 µs a call).
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-# Exports are streamed a batch at a time, yielding to the event loop between batches.
+# A page also ends early past PAGE_BYTES of calls (by the journal's `Call.size`): a page of 100 calls of
+# 10 MiB each would be a gigabyte to render in one go.
+PAGE_BYTES = 8 * 1024 * 1024
+# Exports are streamed a batch at a time (EXPORT_BATCH calls or EXPORT_BATCH_BYTES, whichever comes
+# first), yielding to the event loop between batches.
 EXPORT_BATCH = 200
+EXPORT_BATCH_BYTES = 1024 * 1024
 
 # A stream's keep-alive comment costs a wake-up of the event loop: a tiny interval would spin it.
 MIN_HEARTBEAT_S = 0.05
@@ -294,7 +299,7 @@ async def _batches(journal: Journal, f: CallFilter, limit: int | None) -> AsyncI
     left = limit
     while left is None or left > 0:
         size = EXPORT_BATCH if left is None else min(EXPORT_BATCH, left)
-        batch, more = journal.page(f, size)
+        batch, more = journal.page(f, size, max_bytes=EXPORT_BATCH_BYTES)
         if batch:
             yield batch
         if not more or not batch:
@@ -396,12 +401,19 @@ def create_api(state: ApiState, version: str) -> FastAPI:
                 f = _from(f, cursor)
         limit = min(q.limit or DEFAULT_LIMIT, MAX_LIMIT)
         if q.wait is None:
-            calls, more = journal.page(f, limit, newest_first=desc, before=before)
+            calls, more = journal.page(f, limit, newest_first=desc, before=before, max_bytes=PAGE_BYTES)
             return JSONOut(_calls_body(calls, _next(calls, more, desc, f)))
         # The long poll hands back what it matched: no second scan of the journal after waking.
         calls, arrived, more = await journal.wait_page(f, q.min, q.wait, limit, newest_first=desc)
         if before is not None:
             calls = [c for c in calls if c.seq < before]
+        held = 0
+        for i, call in enumerate(calls):
+            held += call.held
+            if i and held > PAGE_BYTES:  # big calls make a short page, as without `wait`
+                del calls[i:]
+                more = True
+                break
         next_cursor = _next(calls, more, desc, f)
         # Long polls on one filter wake together on the same call, most with the same answer: it is
         # rendered once for all of them (until the event loop's next turn), not once per poll.

@@ -122,6 +122,8 @@ class Call:
     time: float = field(default_factory=time.time)
     id: str = ""
     seq: int = 0
+    # What the journal counted for this call (`size` when stored), so eviction takes back the same.
+    _held: int = 0
     # Caches for the filters; derived from body and data, filled on first use.
     _text: str | None = None
     _recipients: frozenset[str] | None = None
@@ -147,8 +149,13 @@ class Call:
             held += len(self.response.body) + _headers_size(self.response.headers)
         held += _headers_size(self.headers)
         if self.data:
-            held += len(body) + _ELEMENT_OVERHEAD * (body.count(b",") + body.count(b"&") + len(self.data))
+            held += len(body) + _ELEMENT_OVERHEAD * (_elements(body) + len(self.data))
         return held
+
+    @property
+    def held(self) -> int:
+        """What the journal counted for this call when it stored it (its `size` then; 0 before)."""
+        return self._held
 
     def search_text(self) -> str:
         """The text `contains` searches: the body, plus decoded text fields (an email's MIME parts)."""
@@ -222,6 +229,18 @@ class Call:
         return record
 
 
+_SAMPLE = 64 * 1024
+
+
+def _elements(body: bytes) -> int:
+    """About how many elements (`,` or `&` separated) a body holds: counted in its first 64 KiB,
+    extrapolated beyond, so a 10 MiB body costs what a 64 KiB one does."""
+    if len(body) <= _SAMPLE:
+        return body.count(b",") + body.count(b"&")
+    seen = body.count(b",", 0, _SAMPLE) + body.count(b"&", 0, _SAMPLE)
+    return seen * len(body) // _SAMPLE
+
+
 def _headers_size(headers: dict[str, str]) -> int:
     return sum(len(k) + len(v) + _HEADER_OVERHEAD for k, v in headers.items())
 
@@ -263,7 +282,7 @@ class Subscription:
         self.overflowed = False
 
     def offer(self, call: Call) -> None:
-        size = call.size
+        size = call._held
         if self.pending_bytes + size > self.max_bytes and not self.queue.empty():
             self._overflow()
             return
@@ -394,7 +413,8 @@ class Journal:
         self._calls.append(call)
         self._by_id[call.id] = call
         self._index(call)
-        self._bytes += call.size
+        call._held = call.size
+        self._bytes += call._held
         self._body_bytes += call.body_size
         while len(self._calls) > self.max_calls or (self._bytes > self.max_bytes and len(self._calls) > 1):
             self._evict_oldest()
@@ -415,7 +435,7 @@ class Journal:
         # The oldest call overall is also the oldest in its own views.
         self._by_service[call.service].popleft()
         self._by_namespace[call.namespace].popleft()
-        self._bytes -= call.size
+        self._bytes -= call._held
         self._body_bytes -= call.body_size
         self.evicted += 1
 
@@ -425,7 +445,9 @@ class Journal:
         `old_size` is `call.size` before the change (`old_body_size` its `body_size`).
         """
         if self._by_id.get(call.id) is call:  # an evicted or forgotten call no longer counts
-            self._bytes += call.size - old_size
+            held = call.size
+            self._bytes += held - call._held
+            call._held = held
             if old_body_size is not None:
                 self._body_bytes += call.body_size - old_body_size
         for sink in self._update_sinks:
@@ -468,7 +490,7 @@ class Journal:
             self._index(call)
         for cid in doomed_ids:
             del self._by_id[cid]
-        self._bytes = sum(c.size for c in remaining)
+        self._bytes = sum(c._held for c in remaining)
         self._body_bytes = sum(c.body_size for c in remaining)
         return len(doomed_ids)
 
@@ -527,14 +549,26 @@ class Journal:
         return list(islice(self.iter_matching(f, newest_first, before), limit))
 
     def page(
-        self, f: CallFilter, limit: int, newest_first: bool = False, before: int | None = None
+        self,
+        f: CallFilter,
+        limit: int,
+        newest_first: bool = False,
+        before: int | None = None,
+        max_bytes: int | None = None,
     ) -> tuple[list[Call], bool]:
-        """At most `limit` matching calls, and whether more follow them (the next page)."""
-        calls = list(islice(self.iter_matching(f, newest_first, before), limit + 1))
-        more = len(calls) > limit
-        if more:
-            del calls[limit:]
-        return calls, more
+        """At most `limit` matching calls, and whether more follow them (the next page).
+
+        With `max_bytes`, the page also ends before the call that would take it past that many
+        bytes (by `Call.size`; a page holds one call at least): big calls make short pages.
+        """
+        calls: list[Call] = []
+        held = 0
+        for call in self.iter_matching(f, newest_first, before):
+            if len(calls) >= limit or (max_bytes is not None and calls and held + call._held > max_bytes):
+                return calls, True
+            calls.append(call)
+            held += call._held
+        return calls, False
 
     def count(self, f: CallFilter) -> int:
         if f.empty:
