@@ -123,7 +123,7 @@ def test_listing_and_exports_of_100k_calls_do_not_stall_other_clients(big_journa
     # What the probe sees of an idle server on this (shared, maybe busy) machine: the allowance's base.
     with Probe(url) as idle:
         time.sleep(1)
-    allowance = 2 * idle.p99_ms()
+    allowance = max(3 * idle.p99_ms(), 25.0)
     figures: dict[str, tuple[float, float]] = {}
     with httpx.Client(base_url=url, timeout=120) as c:
         with Probe(url) as probe:
