@@ -14,7 +14,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY mockhub ./mockhub
 RUN python -m venv /opt/mockhub \
- && /opt/mockhub/bin/pip install --no-compile . \
+ && /opt/mockhub/bin/pip install --no-compile . 'redis>=5' \
  && /opt/mockhub/bin/python -m compileall -q /opt/mockhub/lib
 
 # ---- runtime: the virtual environment only, run by an unprivileged user -----------------------------

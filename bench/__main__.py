@@ -299,6 +299,70 @@ def bench_startup(runs: int = 5) -> Results:
     }
 
 
+def bench_llm(concurrent: int = 20) -> Results:
+    """A streamed OpenAI answer of 100 tokens at `ttft_ms: 200, tokens_per_s: 50`: about 0.2 + 99/50 = 2.2 s.
+
+    Measured with the openai SDK: time to the first content chunk, to the end, the tokens the usage
+    reported; then `concurrent` such streams at once (the pacing sleeps: they overlap, not queue),
+    and a plain answer, which waits what its stream would take.
+    """
+    import openai
+
+    content = " ".join(["word"] * 100)  # 100 tokens in cl100k_base and in the approximation
+    timing = {"ttft_ms": 200, "tokens_per_s": 50}
+    results: Results = {}
+    with mockhub() as server:
+        stub = {"service": "openai", "reply": {"content": content, **timing}}
+        httpx.post(server.url + "/stubs", json=stub).raise_for_status()
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="sk-bench", max_retries=0)
+        ask: Any = [{"role": "user", "content": "go"}]
+        client.chat.completions.create(model="gpt-4o", messages=ask)  # warm up (tokenizer, connections)
+
+        started = time.perf_counter()
+        first: float | None = None
+        tokens = 0
+        stream = client.chat.completions.create(
+            model="gpt-4o", messages=ask, stream=True, stream_options={"include_usage": True}
+        )
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content and first is None:
+                first = time.perf_counter() - started
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
+        total = time.perf_counter() - started
+        results["stream_100_tokens"] = {
+            **timing,
+            "completion_tokens": tokens,
+            "ttft_s": round(first or 0.0, 3),
+            "total_s": round(total, 3),
+            "expected_s": 2.18,
+        }
+
+        async def many() -> list[float]:
+            aclient = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="sk-bench", max_retries=0)
+
+            async def one() -> float:
+                begun = time.perf_counter()
+                async for _ in await aclient.chat.completions.create(model="gpt-4o", messages=ask, stream=True):
+                    pass
+                return time.perf_counter() - begun
+
+            return await asyncio.gather(*(one() for _ in range(concurrent)))
+
+        started = time.perf_counter()
+        each = asyncio.run(many())
+        results[f"streams_at_once_{concurrent}"] = {
+            "wall_s": round(time.perf_counter() - started, 3),
+            "slowest_s": round(max(each), 3),
+            "median_s": round(statistics.median(each), 3),
+        }
+
+        started = time.perf_counter()
+        client.chat.completions.create(model="gpt-4o", messages=ask)
+        results["plain_100_tokens"] = {"total_s": round(time.perf_counter() - started, 3), "expected_s": 2.18}
+    return results
+
+
 def _table(results: Results, prefix: str = "") -> list[str]:
     rows = []
     for key, value in results.items():
@@ -313,13 +377,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs: a smoke check, not figures to quote")
     parser.add_argument(
-        "--only", nargs="*", choices=["webhooks", "compare", "fakes", "intercept", "smtp", "journal", "startup"]
+        "--only",
+        nargs="*",
+        # `store` needs valkey-server or redis-server, so it runs only when asked for.
+        choices=["webhooks", "compare", "fakes", "intercept", "smtp", "journal", "startup", "llm", "store"],
     )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     seconds = 3 if args.quick else 10
     sizes = [10_000] if args.quick else [10_000, 100_000]
-    todo = args.only or ["webhooks", "compare", "fakes", "intercept", "smtp", "journal", "startup"]
+    todo = args.only or ["webhooks", "compare", "fakes", "intercept", "smtp", "journal", "startup", "llm"]
     results: Results = {}
     for name in todo:
         print(f"... {name}", file=sys.stderr, flush=True)
@@ -337,6 +404,12 @@ def main() -> None:
             results[name] = bench_journal(sizes)
         elif name == "startup":
             results[name] = bench_startup()
+        elif name == "llm":
+            results[name] = bench_llm(5 if args.quick else 20)
+        elif name == "store":
+            from bench.store import bench_store
+
+            results[name] = bench_store(seconds)
     print("\n".join(_table(results)))
     print(json.dumps(results, indent=2))
     if args.json:

@@ -28,6 +28,8 @@ from mockhub.journal import Call, Journal
 from mockhub.recording import jsonl_chunks
 from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, TooManyRules, check_reply_fields
 from mockhub.services.base import Attachment, ServiceInfo
+from mockhub.store import Store, StoreUnavailable
+from mockhub.usage import Billed, PriceList, Prices, PriceTable, UsageOut, summarize
 
 __all__ = ["ApiState", "create_api"]
 
@@ -147,6 +149,9 @@ class HealthOut(BaseModel):
         0,
         description="what the calls in memory hold (bodies, headers, data, by estimate): what max_journal_bytes bounds",
     )
+    store: Literal["memory", "ok", "unavailable"] = Field(
+        "memory", description="the store: memory (this process), ok (a shared store, reachable), unavailable"
+    )
     recorded: int | None = Field(None, description="calls written to the record file since start (when recording)")
     record_failures: int | None = Field(
         None, description="calls the record file refused (a full disk): answered 500, not acknowledged"
@@ -172,6 +177,11 @@ class ApiState:
     attachments: dict[str, Callable[[Call, int], Attachment | None]] = field(default_factory=dict)
     # Lets the fakes forget state of their own (stored messages) on POST /reset.
     on_reset: Callable[[str | None], None] = lambda namespace: None
+    # GET /usage: each fake's reader of what a call was billed for, and the price table.
+    usage_readers: dict[str, Callable[[Call], Billed | None]] = field(default_factory=dict)
+    prices: Prices = field(default_factory=lambda: Prices({}))
+    # Where changes go (calls deleted, rules added and removed); None: the journal and rules above (memory).
+    store: Store | None = None
 
 
 # GET /calls answers a page: `limit` calls (DEFAULT_LIMIT without one, never more than MAX_LIMIT), and
@@ -234,20 +244,35 @@ class _Exporting(_Filtering):
     limit: int | None = Field(None, ge=1, description="at most this many calls (default: every matching call)")
 
 
+class _Usage(_Filtering):
+    model: str | None = Field(None, description="only this model (a name, or a glob such as gpt-4o*)")
+
+    def to_filter(self) -> CallFilter:
+        return CallFilter.of(self.model_dump(exclude_none=True, by_alias=False, exclude={"model"}))
+
+
 # Each model is its options plus every filter, added from the one definition in mockhub.filters.
 FilterQuery = with_filters(_Filtering)
 ListQuery = with_filters(_Listing)
 StreamQuery = with_filters(_Streaming)
 ExportQuery = with_filters(_Exporting)
+UsageQuery = with_filters(_Usage)
 
 
 QueryModel = TypeVar("QueryModel", bound=_Filtering)
+# Filters that may be repeated in a query string (the others take their last value, as before).
+_REPEATABLE = ("has",)
 
 
 def _parse(model: type[QueryModel], request: Request) -> QueryModel:
     """The request's query string as `model`; a bad value is the same 422 FastAPI would give."""
+    params: dict[str, Any] = dict(request.query_params)
+    for name in _REPEATABLE:
+        # `has=link&has=code`: every value (a plain dict keeps only the last one).
+        if name in params and len(values := request.query_params.getlist(name)) > 1:
+            params[name] = values
     try:
-        return model.model_validate(dict(request.query_params))
+        return model.model_validate(params)
     except ValidationError as exc:
         errors = [{**err, "loc": ("query", *err["loc"])} for err in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
@@ -314,6 +339,7 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     journal, rules, services = state.journal, state.rules, state.services
     # Long-poll answers rendered during this turn of the event loop (list_calls), by content.
     woken: dict[tuple[Any, ...], bytes] = {}
+    store = state.store or Store(journal, rules)
 
     def _known(service: str | None, preset: str | None = None, where: str = "service") -> None:
         """422 for a service (or a preset of it) mockhub does not have: a typo must not pass silently."""
@@ -354,6 +380,10 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         if exc.status_code == 404 and code == "not_found" and exc.detail == "Not Found":
             message = f"no mockhub route for {request.method} {request.url.path}"
         return JSONOut({"error": {"code": code, "message": message}}, exc.status_code, headers=exc.headers)
+
+    @api.exception_handler(StoreUnavailable)
+    async def _store_lost(request: Request, exc: StoreUnavailable) -> Response:
+        return JSONOut({"error": {"code": "store_unavailable", "message": str(exc)}}, 503, headers={"retry-after": "1"})
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -512,7 +542,7 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     @api.delete("/calls", response_model=DeletedOut, tags=["calls"], openapi_extra=_documents(FilterQuery))
     async def delete_calls(request: Request) -> Response:
         """Forget the matching calls (all without filters). Faults and stubs stay."""
-        return JSONOut({"deleted": journal.clear(_filter(FilterQuery, request).to_filter())})
+        return JSONOut({"deleted": await store.clear_calls(_filter(FilterQuery, request).to_filter())})
 
     # -- faults ------------------------------------------------------------------------------------
 
@@ -528,7 +558,7 @@ def create_api(state: ApiState, version: str) -> FastAPI:
                 raise ApiError(422, "invalid_request", f"namespace: ?namespace={namespace} contradicts match.namespace")
             spec = spec.model_copy(update={"match": spec.match.model_copy(update={"namespace": namespace})})
         try:
-            return JSONOut(rules.add_fault(spec).model(), 201)
+            return JSONOut((await store.add_fault(spec)).model(), 201)
         except TooManyRules as exc:
             raise ApiError(409, "too_many_rules", str(exc)) from None
 
@@ -546,13 +576,13 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
     @api.delete("/faults/{fault_id}", response_model=DeletedOut, tags=["faults"])
     async def delete_fault(fault_id: str) -> Response:
-        if not rules.remove_fault(fault_id):
+        if not await store.remove_fault(fault_id):
             raise ApiError(404, "fault_not_found", f"no fault rule {fault_id}")
         return JSONOut({"deleted": 1})
 
     @api.delete("/faults", response_model=DeletedOut, tags=["faults"])
     async def clear_faults(namespace: str | None = None) -> Response:
-        return JSONOut({"deleted": rules.clear_faults(namespace)})
+        return JSONOut({"deleted": await store.clear_faults(namespace)})
 
     # -- stubs -------------------------------------------------------------------------------------
 
@@ -560,7 +590,7 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     async def add_stub(spec: StubSpec) -> Response:
         _check_stub(spec)
         try:
-            return JSONOut(rules.add_stub(spec).model(), 201)
+            return JSONOut((await store.add_stub(spec)).model(), 201)
         except TooManyRules as exc:
             raise ApiError(409, "too_many_rules", str(exc)) from None
 
@@ -578,22 +608,58 @@ def create_api(state: ApiState, version: str) -> FastAPI:
 
     @api.delete("/stubs/{stub_id}", response_model=DeletedOut, tags=["stubs"])
     async def delete_stub(stub_id: str) -> Response:
-        if not rules.remove_stub(stub_id):
+        if not await store.remove_stub(stub_id):
             raise ApiError(404, "stub_not_found", f"no stub {stub_id}")
         return JSONOut({"deleted": 1})
 
     @api.delete("/stubs", response_model=DeletedOut, tags=["stubs"])
     async def clear_stubs(namespace: str | None = None) -> Response:
-        return JSONOut({"deleted": rules.clear_stubs(namespace)})
+        return JSONOut({"deleted": await store.clear_stubs(namespace)})
+
+    # -- usage -------------------------------------------------------------------------------------
+
+    @api.get("/usage", response_model=UsageOut, tags=["usage"], openapi_extra=_documents(UsageQuery))
+    async def get_usage(request: Request) -> Response:
+        """LLM requests and tokens summed from the journal, per service and model, with an estimated cost."""
+        q = _filter(UsageQuery, request)
+        calls = journal.iter_matching(q.to_filter())
+        return JSONOut(summarize(calls, state.usage_readers, state.prices, q.model))
+
+    @api.get("/usage/prices", response_model=PriceList, tags=["usage"])
+    async def get_prices() -> Response:
+        """The price table in force (USD per million tokens): the fakes' own, `llm_prices`' and PUT's."""
+        return JSONOut(PriceList(prices=state.prices.table()))
+
+    @api.put("/usage/prices", response_model=PriceList, tags=["usage"])
+    async def put_prices(table: PriceTable) -> Response:
+        """Set your prices over the built-in ones (`{"openai": {"gpt-4o": {"input": 2.5, "output": 10}}}`).
+
+        A second PUT replaces the first; DELETE drops them.
+        """
+        _known_all(table)
+        return JSONOut(PriceList(prices=state.prices.replace(table)))
+
+    @api.delete("/usage/prices", response_model=PriceList, tags=["usage"])
+    async def delete_prices() -> Response:
+        """Drop the prices PUT set: the built-in ones (and `llm_prices`') are in force again."""
+        return JSONOut(PriceList(prices=state.prices.clear()))
+
+    def _known_all(table: PriceTable) -> None:
+        for service in table:
+            _known(service, where="prices")
 
     # -- reset and health --------------------------------------------------------------------------
 
     @api.post("/reset", response_model=ResetOut, tags=["admin"])
     async def reset(namespace: str | None = None) -> Response:
         """Forget calls, faults and stubs (only those of `namespace` when given)."""
-        calls = journal.clear(CallFilter(namespace=namespace) if namespace else None)
-        state.on_reset(namespace)
-        return JSONOut({"calls": calls, "faults": rules.clear_faults(namespace), "stubs": rules.clear_stubs(namespace)})
+        calls = await store.clear_calls(CallFilter(namespace=namespace) if namespace else None)
+        if state.store is None:
+            state.on_reset(namespace)
+        else:
+            await store.reset_state(namespace)
+        faults, stubs = await store.clear_faults(namespace), await store.clear_stubs(namespace)
+        return JSONOut({"calls": calls, "faults": faults, "stubs": stubs})
 
     # The dispatcher (Hub.__call__) answers GET /health, /livez and /readyz itself, so they work
     # before this API is built; these routes document them in /openapi.json with the same answers.

@@ -1,4 +1,4 @@
-"""The client commands of `mockhub`: calls, tail, reset, export, env, health (fault and stub: `cli_rules`).
+"""The client commands of `mockhub`: calls, tail, usage, reset, export, env, health (fault and stub: `cli_rules`).
 
 They talk to a running server at `--url` / `MOCKHUB_URL` (default http://127.0.0.1:8080, or
 `MOCKHUB_HTTP_PORT` on 127.0.0.1: what a container HEALTHCHECK wants). Data goes to stdout,
@@ -21,6 +21,7 @@ import typer
 
 if TYPE_CHECKING:
     from mockhub.client import Call, CallFilters, MockHub
+    from mockhub.usage import UsageTotals
 
 __all__ = ["register"]
 
@@ -46,6 +47,10 @@ Contains = Annotated[str | None, typer.Option("--contains", help="substring of t
 To = Annotated[str | None, typer.Option("--to", help="any recipient: email, phone number, Slack channel")]
 Subject = Annotated[str | None, typer.Option("--subject", help="substring of an email's subject")]
 After = Annotated[int | None, typer.Option("--after", help="only calls with a greater seq")]
+Has = Annotated[
+    list[str] | None,
+    typer.Option("--has", help="only messages carrying link, code or attachment (repeat, or a comma list)"),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
@@ -74,6 +79,7 @@ def _filters(
     to: str | None,
     subject: str | None,
     after: int | None,
+    has: list[str] | None = None,
 ) -> CallFilters:
     given: dict[str, Any] = {
         "namespace": namespace,
@@ -85,6 +91,7 @@ def _filters(
         "to": to,
         "subject": subject,
         "after": after,
+        "has": has or None,
     }
     return {k: v for k, v in given.items() if v is not None}  # type: ignore[return-value]
 
@@ -215,6 +222,7 @@ def calls(
     to: To = None,
     subject: Subject = None,
     after: After = None,
+    has: Has = None,
     limit: Annotated[int | None, typer.Option("--limit", help="at most this many calls")] = None,
     newest_first: Annotated[bool, typer.Option("--newest-first", help="newest first (default oldest first)")] = False,
     wait: Annotated[
@@ -224,7 +232,7 @@ def calls(
     as_json: AsJson = False,
 ) -> None:
     """List recorded calls (a table, or --json)."""
-    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after)
+    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after, has)
     with _talking_to(url), _hub(url) as hub:
         if wait is not None:
             try:
@@ -254,11 +262,12 @@ def tail(
     after: Annotated[
         int | None, typer.Option("--after", help="first replay the calls after this seq (0: all in memory)")
     ] = None,
+    has: Has = None,
     count: Annotated[int | None, typer.Option("--count", help="exit after this many calls")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line (JSON Lines)")] = False,
 ) -> None:
     """Follow new calls live (Server-Sent Events) until Ctrl-C."""
-    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after)
+    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after, has)
     seen = 0
     with _talking_to(url), _hub(url) as hub:
         if not as_json:
@@ -275,6 +284,77 @@ def tail(
                     return
         except KeyboardInterrupt:
             return
+
+
+Wait = Annotated[float, typer.Option("--wait", help="wait up to SECONDS for a matching message (default: only look)")]
+
+
+def code(
+    url: Url = None,
+    service: Service = None,
+    namespace: Namespace = None,
+    to: To = None,
+    contains: Contains = None,
+    subject: Subject = None,
+    after: After = None,
+    wait: Wait = 0.0,
+) -> None:
+    """Print the one-time code of the newest matching message (its first `data.codes`); exit 1 if none."""
+    filters = _filters(namespace, None, None, None, None, contains, to, subject, after)
+    with _talking_to(url), _hub(url, timeout=wait + 10.0) as hub:
+        try:
+            _out(hub.wait_for_code(service, timeout=wait, **filters))
+        except AssertionError as exc:
+            _say(str(exc))
+            raise typer.Exit(1) from None
+
+
+def link(
+    url: Url = None,
+    service: Service = None,
+    namespace: Namespace = None,
+    to: To = None,
+    contains: Annotated[str | None, typer.Option("--contains", help="only a link holding this substring")] = None,
+    subject: Subject = None,
+    after: After = None,
+    wait: Wait = 0.0,
+) -> None:
+    """Print the first link (holding --contains) of the newest matching message; exit 1 if none."""
+    filters = _filters(namespace, None, None, None, None, contains, to, subject, after)
+    with _talking_to(url), _hub(url, timeout=wait + 10.0) as hub:
+        try:
+            _out(hub.wait_for_link(service, timeout=wait, **filters))
+        except AssertionError as exc:
+            _say(str(exc))
+            raise typer.Exit(1) from None
+
+
+def usage(
+    url: Url = None,
+    service: Service = None,
+    namespace: Namespace = None,
+    model: Annotated[str | None, typer.Option("--model", help="only this model, or a glob: 'gpt-4o*'")] = None,
+    after: After = None,
+    as_json: AsJson = False,
+) -> None:
+    """LLM requests, tokens and estimated cost per service and model (GET /usage)."""
+    filters = _filters(namespace, None, None, None, None, None, None, None, after)
+    with _talking_to(url), _hub(url) as hub:
+        found = hub.usage(service, model=model, **filters)
+    if as_json:
+        _print_json(found.model_dump(mode="json"))
+        return
+    headers = ["SERVICE", "MODEL", "REQUESTS", "INPUT", "OUTPUT", "TOTAL", "COST USD"]
+
+    def counts(t: UsageTotals) -> list[str]:
+        return [str(t.requests), str(t.input_tokens), str(t.output_tokens), str(t.total_tokens)]
+
+    rows = [
+        [r.service, r.model, *counts(r), f"{r.cost_usd:.6f}" if r.price is not None else "no price"]
+        for r in found.models
+    ]
+    rows.append(["total", "", *counts(found), f"{found.cost_usd:.6f}"])
+    _table(headers, rows)
 
 
 def reset(url: Url = None, namespace: Namespace = None) -> None:
@@ -299,12 +379,13 @@ def export(
     to: To = None,
     subject: Subject = None,
     after: After = None,
+    has: Has = None,
 ) -> None:
     """Write the journal as JSON Lines or HAR (opens in a browser's network panel)."""
     if fmt not in ("jsonl", "har"):
         _fail(f"--format must be jsonl or har, not {fmt!r}", 2)
     kind: Literal["jsonl", "har"] = "har" if fmt == "har" else "jsonl"
-    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after)
+    filters = _filters(namespace, method, path, host, direction, contains, to, subject, after, has)
     written = 0
     with _talking_to(url), _hub(url) as hub:
         chunks = hub.export(kind, service, **filters)
@@ -424,15 +505,88 @@ def health(
         _out(f"ok: mockhub {body.get('version')} ({ports}), {body.get('calls', 0)} call(s)")
 
 
+def _simulation_body(text: str | None, fields: list[str]) -> dict[str, Any]:
+    """The event's body: `--json` (JSON text, `@file` or `-` for stdin), then each `--field KEY=VALUE`."""
+    body: dict[str, Any] = {}
+    if text is not None:
+        if text == "-":
+            text = sys.stdin.read()
+        elif text.startswith("@"):
+            try:
+                text = Path(text[1:]).read_text(encoding="utf-8")
+            except OSError as exc:
+                _fail(f"--json: cannot read {text[1:]}: {exc.strerror or exc}", 2)
+        try:
+            given = json.loads(text)
+        except ValueError as exc:
+            _fail(f"--json is not JSON: {exc}", 2)
+        if not isinstance(given, dict):
+            _fail("--json must be a JSON object", 2)
+        body.update(given)
+    for item in fields:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--field wants KEY=VALUE, not {item!r}", 2)
+        try:
+            body[key] = json.loads(value)  # numbers, true/false, lists and objects as JSON
+        except ValueError:
+            body[key] = value
+        if isinstance(body[key], int | float) and key in ("from", "to"):
+            body[key] = value  # a phone number stays text
+    return body
+
+
+def simulate(
+    service: Annotated[str, typer.Argument(help="the fake: twilio, slack, sendgrid, mailgun, telegram")],
+    event: Annotated[str, typer.Argument(help="the event: inbound-sms, interaction, slash-command, event, ...")],
+    body: Annotated[
+        str | None, typer.Option("--json", help="the event's body: JSON text, @file, or - for stdin")
+    ] = None,
+    fields: Annotated[
+        list[str] | None,
+        typer.Option("--field", "-F", help="KEY=VALUE added to the body (VALUE read as JSON if it is)"),
+    ] = None,
+    target: Annotated[str | None, typer.Option("--to-url", help="the application's URL (the body's `url`)")] = None,
+    url: Url = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="record in this namespace")] = None,
+    as_json: Annotated[bool, typer.Option("--print-json", help="print the whole result as JSON")] = False,
+) -> None:
+    """Deliver a provider's inbound event to your application (POST /simulate/SERVICE/EVENT).
+
+    Exits 0 when the application answered 2xx, 1 otherwise (unreachable, timed out, refused, an error status).
+    """
+    payload = _simulation_body(body, fields or [])
+    if target is not None:
+        payload["url"] = target
+    with _talking_to(url), _hub(url, namespace) as hub:
+        result = hub.simulate(service, event, payload)
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+    elif result.response is not None:
+        _say(f"{result.url} answered {result.status} in {result.duration_ms:.0f} ms (call {result.call_id})")
+        if result.caused:
+            _say(f"the answer caused {len(result.caused)} call(s): {', '.join(result.caused)}")
+        if result.response.body:
+            _out(result.response.body)
+    if not result.delivered:
+        _fail(f"not delivered to {result.url}: {result.error} (call {result.call_id})")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add the client commands to the `mockhub` command."""
     from mockhub.cli_rules import fault_app, stub_app
 
     app.command("calls")(calls)
     app.command("tail")(tail)
+    app.command("code")(code)
+    app.command("link")(link)
     app.add_typer(fault_app, name="fault")
     app.add_typer(stub_app, name="stub")
+    app.command("usage")(usage)
     app.command("reset")(reset)
     app.command("export")(export)
     app.command("env")(env)
     app.command("health")(health)
+    app.command("simulate")(simulate)

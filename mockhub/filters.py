@@ -31,22 +31,41 @@ from typing import (
     get_type_hints,
 )
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
+
+from mockhub.extract import codes_in, links_in, nested_strings
 
 __all__ = [
     "FIELDS",
     "FILTER_NAMES",
+    "HAS_KINDS",
     "MATCHERS",
+    "MESSAGES",
     "CallFilter",
     "CallFilters",
     "DataFields",
     "Filterable",
     "Match",
+    "features_of",
     "filter_fields",
+    "message_facts",
     "norm_recipient",
     "with_filters",
 ]
+
+
+HasKind = Literal["link", "code", "attachment"]
+HAS_KINDS: tuple[str, ...] = get_args(HasKind)
+
+
+def split_has(value: Any) -> Any:
+    """`has` as a list: `"link,code"`, `["link", "code"]` and a repeated query parameter all say the same."""
+    if isinstance(value, str):
+        return [v.strip().lower() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return [v.strip() for item in value for v in (split_has(item) if isinstance(item, str) else [item])]
+    return value
 
 
 class CallFilters(TypedDict, total=False):
@@ -68,6 +87,14 @@ class CallFilters(TypedDict, total=False):
     to: Annotated[str, Field(description="any recipient: an email address, a phone number, a channel")]
     subject: Annotated[str, Field(description="substring of the subject, any case")]
     after: Annotated[int, Field(ge=0, description="only calls with a greater seq")]
+    has: Annotated[
+        HasKind | list[HasKind],
+        BeforeValidator(split_has),
+        Field(
+            description="only messages that carry all of these: link, code, attachment "
+            "(repeat the parameter or give a comma list)"
+        ),
+    ]
 
 
 SERVICE_FIELD: Any = Field(None, description="journal name of the fake (see GET /services)")
@@ -82,9 +109,16 @@ def filter_fields(exclude: Iterable[str] = ()) -> dict[str, tuple[Any, FieldInfo
             continue
         base, *meta = get_args(hint) if get_origin(hint) is Annotated else (hint,)
         info = FieldInfo.merge_field_infos(*(m for m in meta if isinstance(m, FieldInfo)), default=None)
-        out[name] = (base | None, info)
+        # Validators (BeforeValidator) stay with the type; `has` is parsed to a list of known kinds.
+        others = tuple(m for m in meta if not isinstance(m, FieldInfo))
+        kind = _WIRE_TYPES.get(name, base)
+        out[name] = (Annotated[(kind | None, *others)] if others else kind | None, info)
     return out
 
+
+# The type a filter's value is validated as where it arrives (a query string), when the client's is wider:
+# the client passes `has="code"` or `has=["link", "code"]`, the server checks each against the kinds.
+_WIRE_TYPES: dict[str, Any] = {"has": list[HasKind]}
 
 FILTER_NAMES: tuple[str, ...] = ("service", *get_type_hints(CallFilters))
 
@@ -115,6 +149,11 @@ class DataFields:
     text: tuple[str, ...] = ("subject", "text", "html", "body", "reply", "summary")
     # The first key that holds something wins: a message sent under several subjects lists them all.
     subject: tuple[str, ...] = ("subjects", "subject")
+    # Keys holding structured content (Slack blocks, Discord embeds, Teams cards) whose `text`, `url`,
+    # `title`, ... strings a message's links and codes are read from too, beside `text`.
+    rich: tuple[str, ...] = ()
+    # Keys holding the files a call carried (non-empty lists): what `has=attachment` looks for.
+    files: tuple[str, ...] = ("attachments",)
 
 
 DEFAULT_FIELDS = DataFields()
@@ -152,6 +191,45 @@ def texts_of(service: str, data: Mapping[str, Any]) -> list[str]:
     return [v for key in fields_for(service).text if isinstance(v := data.get(key), str)]
 
 
+MESSAGES: set[str] = set()
+"""The services whose calls are messages (`Service.message`): their calls get `data.links` and `data.codes`."""
+
+
+def message_texts(service: str, data: Mapping[str, Any]) -> list[str]:
+    """The texts a message's links and codes are read from: its `text` fields, then its `rich` content."""
+    fields = fields_for(service)
+    texts = [v for key in fields.text if isinstance(v := data.get(key), str) and v]
+    for key in fields.rich:
+        nested_strings(data.get(key), texts)
+    return texts
+
+
+def message_facts(service: str, data: dict[str, Any]) -> None:
+    """Set `data.links` and `data.codes` of a message-like call that carries text (once, when recorded)."""
+    if service not in MESSAGES or "codes" in data:
+        return
+    texts = message_texts(service, data)
+    if texts:
+        try:
+            links, codes = links_in(texts), codes_in(texts)
+        except Exception:  # reading links and codes must never cost a call its record
+            return
+        data["links"] = links
+        data["codes"] = codes
+
+
+def features_of(service: str, data: Mapping[str, Any]) -> frozenset[str]:
+    """What the `has` filter sees in a call: `link`, `code`, `attachment`."""
+    found = set()
+    if data.get("links"):
+        found.add("link")
+    if data.get("codes"):
+        found.add("code")
+    if any(isinstance(v := data.get(key), list) and v for key in fields_for(service).files):
+        found.add("attachment")
+    return frozenset(found)
+
+
 def subjects_of(service: str, data: Mapping[str, Any]) -> list[str]:
     for key in fields_for(service).subject:
         found = list(_strings(data.get(key)))
@@ -183,6 +261,7 @@ class Filterable(Protocol):
     def recipients(self) -> frozenset[str]: ...
     def search_text(self) -> str: ...
     def subjects(self) -> list[str]: ...
+    def features(self) -> frozenset[str]: ...
 
 
 Test = Callable[[Filterable], bool]
@@ -217,6 +296,11 @@ def _subject(value: str) -> Test:
     return lambda c: any(needle in s.lower() for s in c.subjects())
 
 
+def _has(value: Any) -> Test:
+    wanted = frozenset(split_has(value))
+    return lambda c: wanted <= c.features()
+
+
 def _equal(attr: str, fold: Callable[[str], str] = str) -> Matcher:
     def test(value: Any) -> Test:
         wanted = fold(str(value))
@@ -239,6 +323,7 @@ MATCHERS: dict[str, Matcher] = {
     ),
     "subject": Matcher(_subject, lambda c: " | ".join(c.subjects())),
     "after": Matcher(lambda v: lambda c: c.seq > v, lambda c: str(c.seq)),
+    "has": Matcher(_has, lambda c: ",".join(sorted(c.features())) or "nothing"),
 }
 assert set(MATCHERS) == set(FILTER_NAMES), "every filter in CallFilters needs a matcher, and only those"
 
@@ -341,8 +426,8 @@ class MatchOptions(BaseModel):
 
 
 # A rule's service is the rule's own field, and a rule acts on what arrives, so it never looks at
-# `direction` or `after`.
-_MATCH_EXCLUDES = ("direction", "after")
+# `direction` or `after`; nor at `has`, whose links and codes are read when the call is recorded.
+_MATCH_EXCLUDES = ("direction", "after", "has")
 if TYPE_CHECKING:
     Match = MatchOptions
 else:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from mockhub.filters import CallFilter, recipients_of, subjects_of, texts_of
+from mockhub.filters import MESSAGES, CallFilter, features_of, message_facts, recipients_of, subjects_of, texts_of
 
 __all__ = [
     "CALL_OVERHEAD",
@@ -124,10 +124,12 @@ class Call:
     seq: int = 0
     # What the journal counted for this call (`size` when stored), so eviction takes back the same.
     _held: int = 0
+    _held_body: int = 0
     # Caches for the filters; derived from body and data, filled on first use.
     _text: str | None = None
     _recipients: frozenset[str] | None = None
     _subjects: list[str] | None = None
+    _features: frozenset[str] | None = None
 
     @property
     def body_size(self) -> int:
@@ -175,6 +177,12 @@ class Call:
             self._subjects = subjects_of(self.service, self.data)
         return self._subjects
 
+    def features(self) -> frozenset[str]:
+        """What the `has` filter sees: `link`, `code`, `attachment`."""
+        if self._features is None:
+            self._features = features_of(self.service, self.data)
+        return self._features
+
     def summary(self) -> str:
         """One line telling what the call was, in its fake's words (the UI's list, the CLI, failure messages)."""
         summarize = SUMMARIES.get(self.service)
@@ -188,6 +196,7 @@ class Call:
         self._text = None
         self._recipients = None
         self._subjects = None
+        self._features = None
 
     def to_dict(self) -> dict[str, Any]:
         body, encoding = encode_body(self.body)
@@ -381,6 +390,9 @@ class Journal:
         call.seq = self._seq
         if not call.id:
             call.id = new_id("c_")
+        if call.service in MESSAGES:
+            # A message's links and codes, read once here so every reader (filters, API, record file) has them.
+            message_facts(call.service, call.data)
         try:
             for sink in self._sinks:
                 sink(call)
@@ -388,13 +400,23 @@ class Journal:
             self._seq -= 1  # never acknowledged: the next call takes its number
             raise
         self._store(call)
+        self._publish(call)
+        return call
+
+    def accept(self, call: Call) -> None:
+        """Store a call numbered elsewhere (a shared store's log, in seq order): waiters and subscribers
+        wake as for `append`; sinks do not run (the process that took the call ran its own)."""
+        self._seq = max(self._seq, call.seq)
+        self._store(call)
+        self._publish(call)
+
+    def _publish(self, call: Call) -> None:
         if self._waiters:
             self._wake(call)
         if self._subscribers:
             for sub in tuple(self._subscribers):
                 if sub.filter.matches(call):
                     sub.offer(call)
-        return call
 
     def restore(self, calls: Iterable[Call]) -> int:
         """Load calls recorded earlier (replay), keeping their seq; new calls continue after them."""
@@ -405,6 +427,8 @@ class Journal:
             self._seq = call.seq
             if not call.id:
                 call.id = new_id("c_")
+            if call.service in MESSAGES:
+                message_facts(call.service, call.data)  # a record written before links and codes were read
             self._store(call)
             loaded += 1
         return loaded
@@ -413,9 +437,9 @@ class Journal:
         self._calls.append(call)
         self._by_id[call.id] = call
         self._index(call)
-        call._held = call.size
+        call._held, call._held_body = call.size, call.body_size
         self._bytes += call._held
-        self._body_bytes += call.body_size
+        self._body_bytes += call._held_body
         while len(self._calls) > self.max_calls or (self._bytes > self.max_bytes and len(self._calls) > 1):
             self._evict_oldest()
 
@@ -436,22 +460,23 @@ class Journal:
         self._by_service[call.service].popleft()
         self._by_namespace[call.namespace].popleft()
         self._bytes -= call._held
-        self._body_bytes -= call.body_size
+        self._body_bytes -= call._held_body
         self.evicted += 1
 
-    def resized(self, call: Call, old_size: int, old_body_size: int | None = None) -> None:
+    def resized(self, call: Call, old_size: int = 0, old_body_size: int | None = None, sinks: bool = True) -> None:
         """Account for a call whose bodies grew after it was appended (a finished stream).
 
-        `old_size` is `call.size` before the change (`old_body_size` its `body_size`).
+        What the call was counted for when stored is on the call itself (`held`), so `old_size` and
+        `old_body_size` (its `size` and `body_size` before the change) are no longer needed.
         """
         if self._by_id.get(call.id) is call:  # an evicted or forgotten call no longer counts
-            held = call.size
+            held, body = call.size, call.body_size
             self._bytes += held - call._held
-            call._held = held
-            if old_body_size is not None:
-                self._body_bytes += call.body_size - old_body_size
-        for sink in self._update_sinks:
-            sink(call)
+            self._body_bytes += body - call._held_body
+            call._held, call._held_body = held, body
+        if sinks:
+            for sink in self._update_sinks:
+                sink(call)
 
     def _wake(self, call: Call) -> None:
         call_id = call.id
@@ -491,7 +516,7 @@ class Journal:
         for cid in doomed_ids:
             del self._by_id[cid]
         self._bytes = sum(c._held for c in remaining)
-        self._body_bytes = sum(c.body_size for c in remaining)
+        self._body_bytes = sum(c._held_body for c in remaining)
         return len(doomed_ids)
 
     # -- reading -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from mockhub import transport
 from mockhub.journal import Call, Journal, ResponseRecord, SinkError
 from mockhub.rules import FaultRule, RuleBook, StubResponse
 from mockhub.services.base import BadRequest, Reply, Request, Route, Service
+from mockhub.store import Store, StoreUnavailable
 
 __all__ = ["HttpPipeline"]
 
@@ -165,9 +166,17 @@ class HttpPipeline:
     """Runs an HTTP call to a fake through parse, rules, answer and record."""
 
     def __init__(
-        self, journal: Journal, rules: RuleBook, max_body_bytes: int, spawn: Any, body_timeout: float = 30.0
+        self,
+        journal: Journal,
+        rules: RuleBook,
+        max_body_bytes: int,
+        spawn: Any,
+        body_timeout: float = 30.0,
+        store: Store | None = None,
     ) -> None:
         self.body_timeout = body_timeout
+        # A shared store records and counts; without one (memory) the journal and rules are called directly.
+        self.store = store if store is not None and store.shared else None
         self.journal = journal
         self.rules = rules
         self.max_body_bytes = max_body_bytes
@@ -218,6 +227,18 @@ class HttpPipeline:
             # Every path records the call before it sends a byte, so nothing has been answered yet:
             # a call that could not be recorded is refused, never acknowledged and lost.
             await _send_reply(send, service.error(500, f"mockhub could not record this call: {exc}", "mockhub_error"))
+        except StoreUnavailable as exc:
+            # Not acknowledged: the client sees the provider's 503 and retries.
+            reply = service.error(503, f"mockhub could not record this call: {exc}", "store_unavailable")
+            reply.headers.append(("retry-after", "1"))
+            await _send_reply(send, reply)
+
+    async def _record(self, call: Call) -> None:
+        """Record `call` before it is answered (in the shared store when there is one)."""
+        if self.store is None:
+            self.journal.append(call)
+        else:
+            await self.store.append(call)
 
     async def _handle(
         self,
@@ -285,7 +306,7 @@ class HttpPipeline:
 
         cut_after: int | None = None
         break_after: int | None = None
-        rule = self.rules.fault_for(call)
+        rule = self.rules.fault_for(call) if self.store is None else await self.store.fault_for(call)
         if rule is not None:
             spec = rule.spec
             call.fault = rule.summary()
@@ -297,7 +318,7 @@ class HttpPipeline:
                     # Nobody is left to answer: record the call as the client experienced it.
                     call.duration_ms = (time.perf_counter() - started) * 1000
                     call.fault["reason"] = f"the connection was closed after {call.duration_ms:.0f} ms of the delay"
-                    self.journal.append(call)
+                    await self._record(call)
                     return
             elif action == "cut_stream":
                 cut_after = spec.after_chunks
@@ -311,7 +332,10 @@ class HttpPipeline:
                 return
 
         if reply is None and route is not None:
-            hit = self.rules.stub_for(call, route.reply_stubs)
+            if self.store is None:
+                hit = self.rules.stub_for(call, route.reply_stubs)
+            else:
+                hit = await self.store.stub_for(call, route.reply_stubs)
             if hit is not None:
                 call.stub = hit.summary()
             if hit is not None and hit.response is not None:
@@ -323,10 +347,19 @@ class HttpPipeline:
                 except BadRequest as exc:
                     reply = exc.reply
                     call.data.update(exc.data)
+                except StoreUnavailable:
+                    raise  # not a bug of the fake: answered 503 by `handle`
                 except Exception as exc:  # a bug in a fake must not take the server down
                     log.exception("fake %s failed on %s %s", service.name, call.method, path)
                     reply = service.error(500, f"mockhub internal error: {exc!r}", code="mockhub_error")
         assert reply is not None
+        if reply.wait and reply.stream is None and await transport.hold(scope, receive, reply.wait):
+            # The client gave up while the answer was being "generated": record what it experienced.
+            call.duration_ms = (time.perf_counter() - started) * 1000
+            call.data["timing"] = f"the client left after {call.duration_ms:.0f} ms of the {reply.wait:.3f} s wait"
+            call.invalidate()
+            self.journal.append(call)
+            return
         service.finish(reply)
 
         call.duration_ms = (time.perf_counter() - started) * 1000
@@ -339,7 +372,7 @@ class HttpPipeline:
                     reply.body = _broken(reply.body)
                     _note(call, "answered a truncated body")
                 call.response = ResponseRecord(reply.status, _response_headers(reply.headers), reply.body)
-                self.journal.append(call)
+                await self._record(call)
                 await _send_reply(send, reply)
         else:
             await self._stream(call, reply, cut_after, break_after, scope, receive, send)
@@ -363,7 +396,7 @@ class HttpPipeline:
         """
         assert reply.stream is not None
         call.response = ResponseRecord(reply.status, _response_headers(reply.headers), b"")
-        self.journal.append(call)
+        await self._record(call)
         await send(
             {
                 "type": "http.response.start",
@@ -389,10 +422,16 @@ class HttpPipeline:
         except OSError:
             cut = True  # the client went away mid-stream
         finally:
-            old, old_body = call.size, call.body_size
+            old = call.size
             call.response.body = b"".join(sent)
             call.invalidate()
-            self.journal.resized(call, old, old_body)
+            if self.store is None:
+                self.journal.resized(call, old)
+            else:
+                try:
+                    await self.store.resized(call, old)
+                except StoreUnavailable as exc:  # the answer is already on its way: say so, carry on
+                    log.warning("the finished stream of %s was not stored: %s", call.id, exc)
         if cut:
             if call.fault is not None:
                 call.fault["reason"] = f"stream cut after {len(sent)} chunks"
@@ -410,7 +449,7 @@ class HttpPipeline:
         assert call.fault is not None
         call.fault["reason"] = f"body cut after {len(sent)} of {len(reply.body)} bytes"
         call.response = ResponseRecord(reply.status, _response_headers(reply.headers), sent)
-        self.journal.append(call)
+        await self._record(call)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
         # At least one byte announced, so that even an empty answer is visibly incomplete.
         headers.append((b"content-length", str(max(len(reply.body), 1)).encode()))
@@ -430,7 +469,7 @@ class HttpPipeline:
             reply = Reply(502, b"mockhub: transport faults need mockhub's own server (MockhubProtocol)")
             call.fault["reason"] = "transport fault impossible: the ASGI server does not expose the transport"
             call.response = ResponseRecord(reply.status, _response_headers(reply.headers), reply.body)
-            self.journal.append(call)
+            await self._record(call)
             await _send_reply(send, reply)
             return
         if action == "timeout":
@@ -442,7 +481,7 @@ class HttpPipeline:
             "malformed": "answered bytes that are not HTTP",
         }[action]
         call.duration_ms = (time.perf_counter() - started) * 1000
-        self.journal.append(call)
+        await self._record(call)
         if action == "reset":
             await transport.reset(conn, receive)
         elif action == "empty":
@@ -458,7 +497,7 @@ class HttpPipeline:
         seconds = _hold_seconds(rule, self._random, 60_000)
         call.fault["reason"] = f"held without an answer (for up to {seconds * 1000:.0f} ms)"
         call.duration_ms = (time.perf_counter() - started) * 1000
-        self.journal.append(call)
+        await self._record(call)
         gone = await transport.hold(scope, receive, seconds)
         # The record is updated in memory once the hold ends (a JSONL sink keeps the first version).
         call.duration_ms = (time.perf_counter() - started) * 1000

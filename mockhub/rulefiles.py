@@ -22,7 +22,8 @@ class RecordingError(Exception):
     """A record, replay or stub file that cannot be used; the message names the file and the entry."""
 
 
-_STUB_KEYS = frozenset({"reply", "response", "sequence"})
+# A stub of LLM timing alone (`ttft_ms`, `tokens_per_s`) answers the default reply, paced.
+_STUB_KEYS = frozenset({"reply", "response", "sequence", "ttft_ms", "tokens_per_s"})
 _FAULT_KEYS = frozenset({"action", "preset"})
 _RULE_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -91,8 +92,9 @@ def _entries(file: Path, content: Any) -> list[tuple[str, str, dict[str, Any]]]:
             found.append((f"entry {i}", "fault", item))
         else:
             raise RecordingError(
-                f"{file}: entry {i}: cannot tell a stub from a fault: a stub has 'reply', 'response' or "
-                "'sequence'; a fault has 'action' or 'preset' (or use the 'stubs:' / 'faults:' form)"
+                f"{file}: entry {i}: cannot tell a stub from a fault: a stub has 'reply', 'response', "
+                "'sequence' (or LLM timing alone: 'ttft_ms', 'tokens_per_s'); a fault has 'action' or 'preset' "
+                "(or use the 'stubs:' / 'faults:' form)"
             )
     return found
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mockhub.faults import HTTP, KINDS, PRESETS, FaultAction, FaultSpec, Headers, Preset, Stage
 from mockhub.filters import CallFilter, Match
 from mockhub.journal import Call, format_time, new_id
+from mockhub.settings import LlmJitter, LlmSeed, LlmTokensPerS, LlmTtftMs
 
 __all__ = [
     "Fault",
@@ -179,15 +180,29 @@ class StubSpec(BaseModel):
     )
     times: Annotated[int, Field(ge=1)] | None = None
     chunk_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+    # LLM timing for every reply of the stub (a reply's own fields win; unset: the llm_* settings).
+    ttft_ms: LlmTtftMs | None = None
+    tokens_per_s: LlmTokensPerS | None = None
+    jitter: LlmJitter | None = None
+    seed: LlmSeed = None
 
     @model_validator(mode="after")
     def _has_answer(self) -> StubSpec:
         given = sum(x is not None for x in (self.reply, self.response, self.sequence))
+        if given == 0 and self.timed:
+            # Timing alone: the default answer, paced (an LLM fake's reply without content scripts nothing).
+            self.reply = StubReply()
+            given = 1
         if given != 1:
             raise ValueError("a stub needs exactly one of 'reply', 'response' or 'sequence'")
         if self.sequence is not None and not self.sequence:
             raise ValueError("'sequence' needs at least one reply")
         return self
+
+    @property
+    def timed(self) -> bool:
+        """Whether the stub gives LLM timing of its own."""
+        return any(v is not None for v in (self.ttft_ms, self.tokens_per_s, self.jitter, self.seed))
 
 
 def reply_field_problems(stub: Mapping[str, Any], own_fields: Mapping[str, type[BaseModel] | None]) -> list[str]:
@@ -352,9 +367,9 @@ class RuleBook:
             )
 
     # -- faults --------------------------------------------------------------------------------
-    def add_fault(self, spec: FaultSpec) -> FaultRule:
+    def add_fault(self, spec: FaultSpec, rule_id: str | None = None) -> FaultRule:
         self._room()
-        rule = FaultRule(spec, seed=self.seed)
+        rule = FaultRule(spec, rule_id, seed=self.seed)
         self._faults[rule.id] = rule
         self._live_faults.add(rule)
         return rule
@@ -404,9 +419,9 @@ class RuleBook:
         return None
 
     # -- stubs ---------------------------------------------------------------------------------
-    def add_stub(self, spec: StubSpec) -> StubRule:
+    def add_stub(self, spec: StubSpec, rule_id: str | None = None) -> StubRule:
         self._room()
-        rule = StubRule(spec)
+        rule = StubRule(spec, rule_id)
         self._stubs[rule.id] = rule
         self._live_stubs.add(rule)
         return rule
@@ -453,3 +468,27 @@ class RuleBook:
     def reset(self, namespace: str | None = None) -> None:
         self.clear_faults(namespace)
         self.clear_stubs(namespace)
+
+    # -- for a shared store, which counts hits itself (atomically, server-side) ----------------
+    def fault_candidates(self, call: Call, stage: str | None = None) -> Iterator[FaultRule]:
+        """The live fault rules matching `call` at `stage`, newest first, not counted."""
+        if not self._faults:
+            return
+        for rule in self._live_faults.candidates(call.service, call.namespace):
+            if rule.stage_applies(stage) and rule.applies_to(call):
+                yield rule
+
+    def stub_candidates(self, call: Call, replies: bool = True) -> Iterator[StubRule]:
+        """The live stubs matching `call`, newest first, not counted."""
+        if not self._stubs:
+            return
+        for rule in self._live_stubs.candidates(call.service, call.namespace):
+            if (replies or rule.spec.response is not None) and rule.applies_to(call):
+                yield rule
+
+    def retire(self, rule: FaultRule | StubRule) -> None:
+        """Take an exhausted rule out of the live index (it stays listed with its counters)."""
+        if isinstance(rule, FaultRule):
+            self._live_faults.discard(rule)
+        else:
+            self._live_stubs.discard(rule)

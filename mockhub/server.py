@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hmac
 import logging
+import os
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Coroutine
@@ -30,11 +33,15 @@ from mockhub.rules import RuleBook
 from mockhub.services import SERVICES, FakesError, load_fake
 from mockhub.services.base import ServiceContext
 from mockhub.settings import Settings
+from mockhub.store import StoreError, StoreUnavailable, open_store
 from mockhub.tls import Authority, local_names
 from mockhub.transport import MockhubProtocol
+from mockhub.usage import PriceError, Prices
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from mockhub.simulate import Simulator
 
 __all__ = ["Hub", "MockhubServer", "bind_socket", "run"]
 
@@ -61,11 +68,13 @@ class Hub:
         self.settings = settings or Settings()
         self.journal = Journal(self.settings.max_calls, self.settings.max_journal_bytes)
         self.rules = RuleBook(self.settings.seed, self.settings.max_rules)
+        # Memory (the default) or a store shared by several processes (redis://...): docs/store.md.
+        self.store = open_store(self.settings.store, self.journal, self.rules)
         self._tasks: set[asyncio.Task[None]] = set()
         # One CA for every TLS listener and proxy tunnel; it is made when first needed.
         extra_names = (self.settings.host,) if self.settings.host not in ("0.0.0.0", "::", "") else ()
         self.authority = Authority(local_names(self.settings.smtp_hostname, extra_names))
-        ctx = ServiceContext(self.settings, self.journal, self.rules, self.spawn, self.authority)
+        ctx = ServiceContext(self.settings, self.journal, self.rules, self.spawn, self.authority, store=self.store)
         extra = [load_fake(s) for s in (self.settings.fakes or "").split(",") if s.strip()]
         # A fake of the user's own comes first, so its routes win over a built-in fake's broader ones.
         self.services = [cls(ctx) for cls in [*extra, *SERVICES]]
@@ -73,14 +82,20 @@ class Hub:
         if len(set(names)) != len(names):
             raise FakesError(f"fakes: two fakes share a name: {sorted(n for n in names if names.count(n) > 1)}")
         self.router = Router(self.services)
+        self.store.on_reset = self._reset_services
         ctx.own_target = self._own_target
+        self.ctx = ctx
+        # `POST /simulate/...` (mockhub.simulate), made with the inspection API: it needs FastAPI.
+        self._simulator: Simulator | None = None
         # Stub files, replay and the JSONL sink; a bad file fails here, naming the file and entry.
         # Each fake's own stub reply fields: stub files (here) and POST /stubs are checked against them.
         self.stub_replies = {s.name: s.stub_reply for s in self.services}
         self.replay_skipped: list[str] = []
         self.recording = attach(self.settings, self.journal, self.rules, self.stub_replies, self.replay_skipped)
+        # GET /usage: each fake's prices and reader of billed calls; a bad price file fails here.
+        self.prices = Prices({s.name: s.prices for s in self.services}, self.settings.llm_prices)
         self.pipeline = HttpPipeline(
-            self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout
+            self.journal, self.rules, self.settings.max_body_bytes, self.spawn, self.settings.body_timeout, self.store
         )
         self._api: FastAPI | None = None
         self._api_lock = threading.Lock()
@@ -122,6 +137,7 @@ class Hub:
         with self._api_lock:
             if self._api is None:
                 from mockhub.api import ApiState, create_api
+                from mockhub.simulate import Simulator, simulate_router
                 from mockhub.tls import tls_router
                 from mockhub.ui import ui_router
 
@@ -133,12 +149,17 @@ class Hub:
                     attachments={s.name: s.attachment for s in self.services},
                     stub_replies=self.stub_replies,
                     on_reset=self._reset_services,
+                    usage_readers={s.name: s.usage for s in self.services},
+                    prices=self.prices,
+                    store=self.store,
                 )
                 api = create_api(state, __version__)
                 for service in self.services:
                     router = service.api_router()
                     if router is not None:
                         api.include_router(router)
+                self._simulator = Simulator(self.services, self.ctx)
+                api.include_router(simulate_router(self._simulator))
                 api.include_router(ui_router())
                 api.include_router(tls_router(self.authority))
                 self._api = api
@@ -197,11 +218,8 @@ class Hub:
             "status": "ok" if self.ready else "starting",
             "version": __version__,
             **self.listeners(),
-            "calls": len(self.journal),
-            "evicted": self.journal.evicted,
-            "last_seq": self.journal.last_seq,
-            "body_bytes": self.journal.body_bytes,
-            "held_bytes": self.journal.held_bytes,
+            **self.store.counts(),
+            "store": self.store.status(),
         }
         if self.recording is not None:
             info["recorded"] = self.recording.written
@@ -212,6 +230,7 @@ class Hub:
         return info
 
     async def startup(self) -> None:
+        await self.store.start()
         for service in self.services:
             await service.start()
         if self._api is None:
@@ -220,12 +239,15 @@ class Hub:
     async def shutdown(self) -> None:
         for service in reversed(self.services):
             await service.stop()
+        if self._simulator is not None:
+            await self._simulator.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.recording is not None:
             self.recording.close()
+        await self.store.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -258,6 +280,14 @@ class Hub:
                 # Answered here, not by the inspection API: health checks work from the first moment.
                 await self._health_check(path, send)
                 return
+            if self.store.shared:
+                # Every call acknowledged anywhere is seen by this read (the rule counters only when listed).
+                try:
+                    await self.store.sync(rules=path.startswith(("/faults", "/stubs")))
+                except StoreUnavailable as exc:
+                    body = orjson.dumps({"error": {"code": "store_unavailable", "message": str(exc)}})
+                    await _send_json(send, 503, body)
+                    return
             limited = await limited_body(
                 scope, receive, send, self.settings.max_api_body_bytes, self.settings.body_timeout
             )
@@ -271,10 +301,16 @@ class Hub:
         await api(scope, receive, send)
 
     async def _health_check(self, path: str, send: Send) -> None:
+        if self.store.shared and path != "/livez" and self.ready:
+            # Cluster-wide counts; a store that is away shows as "store": "unavailable" (not ready).
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.sync()
         if path == "/health":
             await _send_json(send, 200, orjson.dumps(self.health()))
-        elif path == "/livez" or self.ready:
+        elif path == "/livez" or (self.ready and self.store.status() != "unavailable"):
             await _send_json(send, 200, b'{"status":"ok"}')
+        elif self.ready:
+            await _send_json(send, 503, b'{"status":"store_unavailable"}')
         else:
             await _send_json(send, 503, b'{"status":"starting"}')
 
@@ -297,6 +333,8 @@ class Hub:
 
 
 def _startup_error(exc: Exception) -> str:
+    if isinstance(exc, StoreUnavailable):
+        return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return f"a listener could not start: {exc.strerror}"
     return f"start-up failed: {exc!r}"
@@ -388,10 +426,12 @@ class MockhubServer(uvicorn.Server):
         self.servers.append(server)
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:  # --workers: every process listens on the same port, the kernel spreads connections
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.setblocking(False)
@@ -401,11 +441,11 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def make_server(hub: Hub, announce: bool = True) -> tuple[MockhubServer, socket.socket]:
     """A server for `hub` with its HTTP socket already bound (so port 0 is resolved before start)."""
     settings = hub.settings
-    sock = bind_socket(settings.host, settings.http_port)
+    sock = bind_socket(settings.host, settings.http_port, settings.reuse_port)
     hub.http_port = sock.getsockname()[1]
     https_sock: socket.socket | None = None
     if settings.https_port is not None:
-        https_sock = bind_socket(settings.host, settings.https_port)
+        https_sock = bind_socket(settings.host, settings.https_port, settings.reuse_port)
         hub.https_port = https_sock.getsockname()[1]
     try:
         import uvloop  # noqa: F401
@@ -464,10 +504,13 @@ class GcFreezer:
 
 
 def run(settings: Settings) -> None:
-    """Serve until SIGTERM / SIGINT."""
+    """Serve until SIGTERM / SIGINT (with `workers` > 1: this process and workers - 1 more)."""
+    if settings.workers > 1:
+        _run_workers(settings)
+        return
     try:
         hub = Hub(settings)
-    except (RecordingError, FakesError) as exc:
+    except (RecordingError, FakesError, PriceError, StoreError) as exc:
         print(f"mockhub: error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     # What is alive after start-up (modules, the app) never becomes garbage: keep it out of collections.
@@ -528,3 +571,48 @@ class ThreadedHub:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _run_workers(settings: Settings) -> None:
+    """`--workers N`: N processes on the same ports (SO_REUSEPORT), one event loop each, one shared store.
+
+    The other N - 1 are `mockhub serve` started again with the same settings (by environment) as
+    single workers; this process serves too, once they are ready, so its ready line means all are.
+    """
+
+    def fail(message: str) -> None:
+        print(f"mockhub: error: {message}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+    if settings.store in ("", "memory", "memory://"):
+        fail(
+            "--workers needs a shared store (--store redis://host:6379/0, MOCKHUB_STORE): with `memory` "
+            "each process would keep a journal of its own"
+        )
+    ports = [settings.http_port, settings.smtp_port, settings.https_port, settings.smtps_port]
+    if any(port == 0 for port in ports):
+        fail("--workers needs fixed ports (port 0 would give each process a port of its own)")
+    env = {**os.environ}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            env[f"MOCKHUB_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    env.update(MOCKHUB_WORKERS="1", MOCKHUB_REUSE_PORT="true", MOCKHUB_READY_JSON="true")
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(settings.workers - 1):
+            children.append(
+                subprocess.Popen([sys.executable, "-m", "mockhub", "serve"], env=env, stdout=subprocess.PIPE)
+            )
+        for child in children:
+            assert child.stdout is not None
+            if not child.stdout.readline():  # it printed its error and exited
+                fail("a worker process did not start (see above)")
+        run(settings.model_copy(update={"workers": 1, "reuse_port": True}))
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["LlmJitter", "LlmSeed", "LlmTokensPerS", "LlmTtftMs", "Settings"]
+
+# The LLM fakes' timing, defined once: these settings give every answer's pacing, and the same names without
+# `llm_` are fields of an LLM stub's reply (`mockhub.services.llm.LlmTiming`) that override them for it.
+LlmTtftMs = Annotated[
+    int, Field(ge=0, le=600_000, description="LLM: milliseconds to the first token (a plain answer waits it too)")
+]
+LlmTokensPerS = Annotated[
+    float,
+    Field(ge=0, le=1_000_000, description="LLM: output tokens per second after the first; 0 sends them at once"),
+]
+LlmJitter = Annotated[
+    float, Field(ge=0, le=1, description="LLM: each wait varies by up to this fraction, either way (0.2: ±20%)")
+]
+LlmSeed = Annotated[int | None, Field(description="LLM: seed of the jitter, so each answer's pacing repeats")]
 
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 
@@ -55,6 +70,20 @@ class Settings(BaseSettings):
         None, description="comma-separated host globs outbound callbacks may reach (any when unset)"
     )
     seed: int | None = Field(None, description="seed for probabilistic faults, so runs repeat")
+    store: str = Field(
+        "memory",
+        description="where calls, rules and their counters live: memory (this process), or a Valkey/Redis 7+ "
+        "that any number of mockhub processes share: redis://host:6379/0, rediss://..., unix:///path?db=0",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="processes serving the same ports (SO_REUSEPORT), each its own event loop; needs a shared store",
+    )
+    reuse_port: bool = Field(
+        False, description="bind every listener with SO_REUSEPORT (set for each process of --workers)"
+    )
     fakes: str | None = Field(
         None,
         description="comma-separated extra fakes to serve, each `package.module:ServiceClass`",
@@ -98,6 +127,19 @@ class Settings(BaseSettings):
     )
     record_inline_max_bytes: int = Field(
         64 * 1024, ge=0, description="record bodies larger than this in files beside the record, not inline"
+    )
+    # LLM fakes (OpenAI, Anthropic, Gemini)
+    llm_ttft_ms: LlmTtftMs = 0
+    llm_tokens_per_s: LlmTokensPerS = 0.0
+    llm_jitter: LlmJitter = 0.0
+    llm_seed: LlmSeed = None
+    llm_tokenizer: str = Field(
+        "auto",
+        description="LLM: how tokens are counted: auto (tiktoken with an encoding file already on this machine, "
+        "else an approximation), approx, or the path of a .tiktoken file or a folder of them",
+    )
+    llm_prices: Path | None = Field(
+        None, description="LLM: a JSON or YAML price table (USD per million tokens) over the built-in one (/usage)"
     )
     # SMTP fake
     smtp_hostname: str = Field("mockhub", description="SMTP: name in the greeting, EHLO and the generated certificate")

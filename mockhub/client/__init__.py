@@ -28,11 +28,13 @@ from mockhub.client.models import (
     FaultHit,
     Health,
     ResetResult,
+    SimulationResult,
     StubHit,
 )
 from mockhub.client.options import FaultOptions, MatchOptions, StubOptions
 from mockhub.client.sync import MockHub
 from mockhub.client.urls import Urls, app_env
+from mockhub.usage import ModelPrice, UsageOut, UsageRow
 
 __all__ = [
     "DEFAULT_URL",
@@ -51,10 +53,14 @@ __all__ = [
     "MatchOptions",
     "MockHub",
     "MockHubError",
+    "ModelPrice",
     "ResetResult",
+    "SimulationResult",
     "StubHit",
     "StubOptions",
     "Urls",
+    "UsageOut",
+    "UsageRow",
     "app_env",
     "call_text",
     "default_url",

@@ -8,16 +8,37 @@ Its non-I/O half is `_Base`, shared with `MockHub`. `fault`/`stub`/`add_fault`/`
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, Literal, Unpack
 
 import httpx
 
-from mockhub.client.base import _EXPORT_TIMEOUT, _STREAM_TIMEOUT, MockHubError, _Base, _error, _jsonl, _lenient, _Sse
+from mockhub.client.base import (
+    _EXPORT_TIMEOUT,
+    _STREAM_TIMEOUT,
+    MockHubError,
+    Prices,
+    _Base,
+    _error,
+    _jsonl,
+    _lenient,
+    _Sse,
+)
 from mockhub.client.base import _spec_json as spec_json
-from mockhub.client.models import AsyncActiveFault, AsyncActiveStub, AsyncRule, Call, CallFilters, Health, ResetResult
+from mockhub.client.models import (
+    AsyncActiveFault,
+    AsyncActiveStub,
+    AsyncRule,
+    Call,
+    CallFilters,
+    Health,
+    ResetResult,
+    SimulationResult,
+)
 from mockhub.client.options import FaultOptions, StubOptions
 from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
+from mockhub.usage import PriceTable, UsageOut
 
 __all__ = ["AsyncMockHub"]
 
@@ -175,6 +196,60 @@ class AsyncMockHub(_Base):
                 await self.services()
         raise AssertionError(self._miss(params, count, got, others, timeout, elsewhere))
 
+    async def wait_for_code(
+        self, service: str | None = None, *, timeout: float = 5.0, **filters: Unpack[CallFilters]
+    ) -> str:
+        """The one-time code of the newest matching message (its first `data.codes`), waiting for one.
+
+        Built on the long poll (no sleeping): `hub.wait_for_code(to="+15551234567")`. The filters are
+        those of `wait_for` (`to`, `contains`, `subject`, `namespace`, ...). On timeout, AssertionError.
+        """
+        __tracebackhide__ = True
+        return await self._wait_for_value("code", service, timeout, None, filters)
+
+    async def wait_for_link(
+        self, service: str | None = None, *, timeout: float = 5.0, **filters: Unpack[CallFilters]
+    ) -> str:
+        """The first link of the newest matching message (`data.links`), waiting for one.
+
+        Here `contains` picks the link (`contains="/reset"`: the first link holding "/reset"), not the
+        message; the other filters are those of `wait_for`. On timeout, AssertionError.
+        """
+        __tracebackhide__ = True
+        needle = filters.pop("contains", None)
+        return await self._wait_for_value("link", service, timeout, needle, filters)
+
+    async def _wait_for_value(
+        self,
+        kind: Literal["code", "link"],
+        service: str | None,
+        timeout: float,
+        needle: str | None,
+        filters: CallFilters,
+    ) -> str:
+        __tracebackhide__ = True
+        query = self._value_query(kind, filters)
+        deadline = time.monotonic() + timeout
+        seen: list[Call] = []
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            params = self._wait_params(service, 1, remaining, query)  # type: ignore[arg-type]
+            got = self._calls_of(await self._request("GET", "/calls", params=params, timeout=remaining + 10.0))
+            if (value := self._found(kind, got, needle)) is not None:
+                return value
+            if not got or remaining <= 0:
+                break
+            # Messages with links, none of them the one wanted: wait for newer ones only.
+            seen.extend(got)
+            query["after"] = got[-1].seq
+        if needle is not None and seen:
+            raise AssertionError(self._no_link(needle, seen, timeout))
+        query.pop("after", None)
+        if "after" in filters:
+            query["after"] = filters["after"]
+        await self.wait_for(service, timeout=0, **query)
+        raise AssertionError(f"no {kind} arrived within {timeout:g}s")  # pragma: no cover - wait_for raised
+
     async def stream(self, service: str | None = None, **filters: Unpack[CallFilters]) -> AsyncIterator[Call]:
         """Each new matching call as it is recorded (Server-Sent Events); with `after`, earlier ones first."""
         params = self._params(service, filters)
@@ -281,6 +356,50 @@ class AsyncMockHub(_Base):
                 return False
             raise
         return True
+
+    # -- inbound simulation ------------------------------------------------------------------------------
+    async def simulate(
+        self, service: str, event: str, given: Mapping[str, Any] | None = None, /, **fields: Any
+    ) -> SimulationResult:
+        """Deliver a provider's inbound event to the application (`POST /simulate/{service}/{event}`).
+
+        `hub.simulate("twilio", "inbound-sms", url=..., from_="+1555...", to=..., body="hi")`: signed as
+        the provider signs it, recorded in this client's namespace; the result says what the application
+        answered (`ok`, `status`, `response`) or why it could not (`error`). The body's fields are keyword
+        arguments, or a mapping given third (positionally: a field may be named `body` or `payload`).
+        Raises `MockHubError` for an unknown event (404), a bad body (422) or a target refused (403).
+        """
+        path, params, payload, timeout = self._simulate_args(service, event, given, fields)
+        return self._simulation_of(await self._request("POST", path, params=params, json=payload, timeout=timeout))
+
+    async def simulations(self, service: str | None = None) -> list[dict[str, Any]]:
+        """The inbound events the fakes can deliver (`GET /simulate`), each with its body's JSON schema."""
+        params = {"service": service} if service is not None else {}
+        answer = await self._request("GET", "/simulate", params=params)
+        return list(answer["simulations"])
+
+    # -- usage -------------------------------------------------------------------------------------------
+    async def usage(
+        self, service: str | None = None, *, model: str | None = None, **filters: Unpack[CallFilters]
+    ) -> UsageOut:
+        """LLM requests, tokens and estimated cost of the matching calls (`GET /usage`), per service and model.
+
+        `model` is a name or a glob (`gpt-4o*`); the client's namespace applies, as to every query.
+        """
+        params = self._usage_params(service, model, filters)
+        return self._usage_of(await self._request("GET", "/usage", params=params))
+
+    async def prices(self) -> PriceTable:
+        """The price table in force (USD per million tokens), per service and model."""
+        return self._prices_of(await self._request("GET", "/usage/prices"))
+
+    async def set_prices(self, prices: Prices) -> PriceTable:
+        """Price models your way (`{"openai": {"gpt-4o": {"input": 2.5, "output": 10}}}`); replaces earlier ones."""
+        return self._prices_of(await self._request("PUT", "/usage/prices", json=self._prices_json(prices)))
+
+    async def reset_prices(self) -> PriceTable:
+        """Drop the prices `set_prices` gave: the built-in ones are in force again."""
+        return self._prices_of(await self._request("DELETE", "/usage/prices"))
 
     # -- reset -------------------------------------------------------------------------------------------
     async def reset(self) -> ResetResult:

@@ -16,7 +16,7 @@ import httpx
 from pydantic import ValidationError
 
 from mockhub.client.explain import explain_miss
-from mockhub.client.models import Call, CallFilters, Health, ResetResult
+from mockhub.client.models import Call, CallFilters, Health, ResetResult, SimulationResult
 from mockhub.client.options import FaultOptions, StubOptions, fault_spec, stub_spec
 from mockhub.client.urls import (
     Catalogue,
@@ -30,6 +30,10 @@ from mockhub.client.urls import (
     write_trust,
 )
 from mockhub.rules import Fault, FaultSpec, Stub, StubSpec
+from mockhub.usage import ModelPrice, PriceList, PriceTable, UsageOut
+
+# What `set_prices` takes: per service, per model, a ModelPrice or its JSON form `{"input": 2.5, "output": 10}`.
+Prices = Mapping[str, Mapping[str, ModelPrice | Mapping[str, float]]]
 
 __all__ = ["DEFAULT_URL", "MockHubError", "default_url"]
 
@@ -237,6 +241,23 @@ class _Base:
         return response.content
 
     # -- reading answers ---------------------------------------------------------------------------------
+    def _simulate_args(
+        self, service: str, event: str, given: Mapping[str, Any] | None, fields: dict[str, Any]
+    ) -> tuple[str, dict[str, Any], dict[str, Any], float]:
+        """(path, query, JSON body, HTTP timeout) of `POST /simulate/{service}/{event}`.
+
+        `from_=` is the body's `from` (a Python keyword). The HTTP timeout outlasts the delivery's own.
+        """
+        payload = {**(given or {}), **{("from" if k == "from_" else k): v for k, v in fields.items()}}
+        path = f"/simulate/{quote(service, safe='')}/{quote(event, safe='')}"
+        params = {"namespace": self.namespace} if self.namespace is not None else {}
+        delivery = payload.get("timeout", 10.0)
+        return path, params, payload, (float(delivery) if isinstance(delivery, int | float) else 10.0) + 10.0
+
+    @staticmethod
+    def _simulation_of(body: Any) -> SimulationResult:
+        return SimulationResult.model_validate(body)
+
     @staticmethod
     def _health_of(body: Any) -> Health:
         return Health.model_validate(body)
@@ -269,6 +290,24 @@ class _Base:
     def _reset_of(body: Any) -> ResetResult:
         return ResetResult.model_validate(body)
 
+    def _usage_params(self, service: str | None, model: str | None, filters: CallFilters) -> dict[str, Any]:
+        return self._params(service, filters, model=model)
+
+    @staticmethod
+    def _usage_of(body: Any) -> UsageOut:
+        return UsageOut.model_validate(body)
+
+    @staticmethod
+    def _prices_of(body: Any) -> PriceTable:
+        return PriceList.model_validate(body).prices
+
+    @staticmethod
+    def _prices_json(prices: Prices) -> dict[str, dict[str, Any]]:
+        return {
+            service: {m: p.model_dump() if isinstance(p, ModelPrice) else dict(p) for m, p in models.items()}
+            for service, models in prices.items()
+        }
+
     @staticmethod
     def _number(body: Any, key: Literal["count", "deleted"]) -> int:
         return int(body[key])
@@ -299,6 +338,30 @@ class _Base:
             return None
         query = {k: v for k, v in params.items() if k not in ("wait", "min", "cursor", "limit")}
         return {**query, "cursor": cursor, "limit": _PAGE if limit is None else min(_PAGE, limit - have)}
+
+    @staticmethod
+    def _found(kind: Literal["code", "link"], calls: list[Call], needle: str | None) -> str | None:
+        """The first code (or link containing `needle`) of the newest of `calls` that has one."""
+        for call in reversed(calls):
+            for value in call.codes if kind == "code" else call.links:
+                if needle is None or needle in value:
+                    return value
+        return None
+
+    @staticmethod
+    def _value_query(kind: Literal["code", "link"], filters: CallFilters) -> dict[str, Any]:
+        wanted = filters.get("has")
+        has = [wanted] if isinstance(wanted, str) else list(wanted or [])
+        return {**filters, "has": list(dict.fromkeys([*has, kind]))}
+
+    @staticmethod
+    def _no_link(needle: str, seen: list[Call], timeout: float) -> str:
+        links = list(dict.fromkeys(link for call in seen for link in call.links))
+        shown = "\n".join(f"  {link}" for link in links[-20:])
+        return (
+            f"no link containing {needle!r} arrived within {timeout:g}s; "
+            f"{len(seen)} matching message(s) carried these links:\n{shown}"
+        )
 
     @staticmethod
     def _elsewhere_params(params: dict[str, Any]) -> dict[str, Any] | None:

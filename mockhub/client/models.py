@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from mockhub.filters import CallFilters, recipients_of, subjects_of, texts_of
+from mockhub.filters import CallFilters, features_of, recipients_of, subjects_of, texts_of
 from mockhub.rules import Fault, Stub
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "FaultHit",
     "Health",
     "ResetResult",
+    "SimulationResult",
     "StubHit",
 ]
 
@@ -134,6 +135,19 @@ class Call(BaseModel):
     def subjects(self) -> list[str]:
         return subjects_of(self.service, self.data)
 
+    def features(self) -> frozenset[str]:
+        return features_of(self.service, self.data)
+
+    @property
+    def links(self) -> list[str]:
+        """The links in this message (`data.links`; empty for a call that is not a message)."""
+        return [v for v in self.data.get("links") or () if isinstance(v, str)]
+
+    @property
+    def codes(self) -> list[str]:
+        """The one-time codes in this message (`data.codes`; empty for a call that is not a message)."""
+        return [v for v in self.data.get("codes") or () if isinstance(v, str)]
+
 
 class Health(BaseModel):
     """`GET /health`."""
@@ -149,6 +163,7 @@ class Health(BaseModel):
     last_seq: int = 0
     body_bytes: int = 0
     held_bytes: int = 0
+    store: Literal["memory", "ok", "unavailable"] = "memory"
 
 
 class ResetResult(BaseModel):
@@ -157,6 +172,27 @@ class ResetResult(BaseModel):
     calls: int
     faults: int
     stubs: int
+
+
+class SimulationResult(BaseModel):
+    """`POST /simulate/{service}/{event}`: what was delivered, and what the application answered."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    service: str
+    event: str
+    namespace: str
+    url: str
+    delivered: bool = Field(description="the application answered (any status); false: unreachable, timed out")
+    ok: bool = Field(description="delivered and answered 2xx")
+    status: int | None = None
+    response: CallResponse | None = Field(None, description="the application's answer (`.content`: its bytes)")
+    truncated: bool = Field(False, description="the answer was longer than mockhub reads (64 KiB) and was cut")
+    error: str | None = None
+    call_id: str = Field(description="the recorded outbound call (`hub.call(call_id)`)")
+    caused: list[str] = Field(default_factory=list, description="calls the answer caused (TwiML replies)")
+    duration_ms: float = 0.0
+    data: dict[str, Any] = Field(default_factory=dict)
 
 
 # The one definition of the /calls filters in the client (to move to mockhub/filters.py).

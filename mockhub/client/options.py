@@ -69,6 +69,10 @@ class StubOptions(MatchOptions, total=False):
     headers: dict[str, str] | None
     times: int | None
     chunk_delay_ms: int
+    ttft_ms: int | None
+    tokens_per_s: float | None
+    jitter: float | None
+    seed: int | None
 
 
 MATCH_SHORTCUTS = tuple(k for k in MatchOptions.__annotations__ if k != "match")

@@ -43,6 +43,8 @@ def learn(catalogue: Catalogue) -> None:
                 to=tuple(fields.get("to", ())),
                 text=tuple(fields.get("text", ())),
                 subject=tuple(fields.get("subject", ())),
+                rich=tuple(info.get("rich") or ()),
+                files=tuple(info.get("files", ("attachments",))),
             )
 
 

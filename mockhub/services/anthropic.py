@@ -13,7 +13,7 @@ import orjson
 
 from mockhub.journal import Call
 from mockhub.rules import Preset
-from mockhub.services import llm
+from mockhub.services import llm, tokens
 from mockhub.services.base import (
     AppUrl,
     BadRequest,
@@ -26,6 +26,7 @@ from mockhub.services.base import (
     json_reply,
     route,
 )
+from mockhub.usage import Billed
 
 __all__ = ["AnthropicService"]
 
@@ -82,13 +83,38 @@ class AnthropicService(Service):
         EnvVar(name="ANTHROPIC_API_KEY", value="sk-ant-mockhub"),
     )
 
+    # Published list prices (USD per million tokens) when this was written: an estimate.
+    prices = llm.prices(
+        {
+            "claude-opus-4-5": (5.00, 25.00),
+            "claude-opus-4": (15.00, 75.00),
+            "claude-sonnet-4": (3.00, 15.00),
+            "claude-haiku-4": (1.00, 5.00),
+            "claude-3-7-sonnet": (3.00, 15.00),
+            "claude-3-5-sonnet": (3.00, 15.00),
+            "claude-3-5-haiku": (0.80, 4.00),
+            "claude-3-opus": (15.00, 75.00),
+            "claude-3-haiku": (0.25, 1.25),
+        }
+    )
+
     @classmethod
     def summarize(cls, call: Call) -> str:
         return llm.summary(call)
 
+    @classmethod
+    def usage(cls, call: Call) -> Billed | None:
+        return llm.billed(call) if call.path.endswith("/v1/messages") else None
+
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
         self.credentials = llm.Credentials(ctx.pinned)
+        self.tokens = tokens.tokenizer(ctx.settings.llm_tokenizer)
+
+    async def start(self) -> None:
+        self.ctx.spawn(llm.warm(self.tokens))
+
+    stub_reply = llm.LlmTiming
 
     def routes(self) -> list[Route]:
         return [
@@ -167,6 +193,7 @@ class AnthropicService(Service):
             [orjson.dumps(t).decode() for t in body.get("tools") or () if isinstance(t, dict)],
             max_tokens,
             stop if isinstance(stop, list) else (),
+            self.tokens,
         )
         data.update(conv.fields())
         data.update(shape.fields())
@@ -184,7 +211,7 @@ class AnthropicService(Service):
 
     async def messages(self, request: Request) -> Reply:
         data = request.data
-        conv = llm.Conversation.from_data(data)
+        conv = llm.Conversation.from_data(data, self.tokens)
         try:
             shape = messages_shape(request.json(), {})
             reply = llm.shaped_reply(conv, request.stub, "toolu_", shape, data.get("last_tool_results") or [])
@@ -200,6 +227,7 @@ class AnthropicService(Service):
         message_id = llm.random_id("msg_")
         request_id = llm.random_id("req_")
         headers = [("request-id", request_id)]
+        timing = llm.Timing.of(self.ctx.settings, request.stub)
         usage = {
             "input_tokens": reply.input_tokens,
             "output_tokens": reply.output_tokens,
@@ -223,31 +251,32 @@ class AnthropicService(Service):
             content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if has_text else []
             content.extend({"type": "tool_use", "id": t.id, "name": t.name, "input": t.input} for t in reply.tool_calls)
             message.update(content=content, stop_reason=stop_reason, stop_sequence=reply.stop_sequence)
-            return json_reply(message, headers=headers)
+            answer = json_reply(message, headers=headers)
+            answer.wait = timing.total(reply.output_tokens)
+            return answer
 
         def event(type_: str, **fields: Any) -> bytes:
             return llm.sse({"type": type_, **fields}, type_)
 
-        frames = [event("message_start", message={**message, "usage": {**usage, "output_tokens": 1}})]
+        frames = llm.Frames()
+        frames.add(event("message_start", message={**message, "usage": {**usage, "output_tokens": 1}}))
         index = 0
         if has_text:
-            frames.append(event("content_block_start", index=0, content_block={"type": "text", "text": ""}))
-            frames.append(event("ping"))
-            frames.extend(
-                event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
-                for piece in reply.pieces
-            )
-            frames.append(event("content_block_stop", index=0))
+            frames.add(event("content_block_start", index=0, content_block={"type": "text", "text": ""}))
+            frames.add(event("ping"))
+            for piece, n in zip(reply.pieces, reply.piece_tokens, strict=True):
+                frames.add(event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece}), n)
+            frames.add(event("content_block_stop", index=0))
             index = 1
         for tool in reply.tool_calls:
             block = {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}}
-            frames.append(event("content_block_start", index=index, content_block=block))
+            frames.add(event("content_block_start", index=index, content_block=block), self.tokens.count(tool.name))
             if index == 0:
-                frames.append(event("ping"))
-            for fragment in ["", *llm.tokenize(tool.arguments)]:
+                frames.add(event("ping"))
+            for fragment, n in [("", 0), *llm.argument_pieces(conv, tool)]:
                 delta = {"type": "input_json_delta", "partial_json": fragment}
-                frames.append(event("content_block_delta", index=index, delta=delta))
-            frames.append(event("content_block_stop", index=index))
+                frames.add(event("content_block_delta", index=index, delta=delta), n)
+            frames.add(event("content_block_stop", index=index))
             index += 1
         delta_usage = {
             "input_tokens": reply.input_tokens,
@@ -255,19 +284,19 @@ class AnthropicService(Service):
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
         }
-        frames.append(
+        frames.add(
             event(
                 "message_delta",
                 delta={"stop_reason": stop_reason, "stop_sequence": reply.stop_sequence},
                 usage=delta_usage,
             )
         )
-        frames.append(event("message_stop"))
+        frames.add(event("message_stop"))
         return Reply(
             200,
             b"",
             [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"), *headers],
-            stream=llm.paced(frames, reply.chunk_delay_ms),
+            stream=frames.stream(timing, reply.chunk_delay_ms),
         )
 
 

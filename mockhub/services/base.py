@@ -13,21 +13,24 @@ steps: parse, rules, answer, record.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mockhub.faults import TRANSPORTS
-from mockhub.filters import FIELDS, DataFields
-from mockhub.journal import SUMMARIES, Call, Journal, default_summary
+from mockhub.filters import FIELDS, MESSAGES, DataFields
+from mockhub.journal import SUMMARIES, Call, Journal, ResponseRecord, default_summary
 from mockhub.rules import PRESETS, Preset, RuleBook, StubHit
 from mockhub.services.forms import FormPart, parse_multipart
+from mockhub.store import StateChannel, Store, StoreUnavailable
 from mockhub.tls import Authority
+from mockhub.usage import Billed, ModelPrice
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -45,6 +48,10 @@ __all__ = [
     "Service",
     "ServiceContext",
     "ServiceInfo",
+    "Simulated",
+    "Simulation",
+    "SimulationBody",
+    "SimulationContext",
     "email_summary",
     "json_reply",
     "route",
@@ -108,6 +115,8 @@ class Reply:
     stream: AsyncIterator[bytes] | None = None
     # Work to do after the answer is sent (Twilio status callbacks), run as a task.
     after: Callable[[], Coroutine[Any, Any, None]] | None = None
+    # Seconds to hold a plain answer before it is recorded and sent (an LLM's generation time).
+    wait: float = 0.0
 
 
 def json_reply(obj: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Reply:
@@ -205,10 +214,26 @@ class ServiceContext:
     own_target: Callable[[str], Awaitable[str | None]] | None = None
     # MOCKHUB_CREDENTIALS parsed once: the credentials the fakes accept, or None for "any non-empty one".
     pinned: frozenset[str] | None = field(init=False)
+    # Where calls are recorded and rules counted when processes share them (None / memory: the journal).
+    store: Store | None = None
 
     def __post_init__(self) -> None:
         entries = {c.strip() for c in (self.settings.credentials or "").split(",") if c.strip()}
         self.pinned = frozenset(entries) if entries else None
+
+    async def record(self, call: Call) -> None:
+        """Record a call a fake makes itself (a status callback), in the shared store when there is one."""
+        if self.store is None or not self.store.shared:
+            self.journal.append(call)
+            return
+        try:
+            await self.store.append(call)
+        except StoreUnavailable as exc:  # background work: nobody to answer, so say it in the log
+            logging.getLogger("mockhub").warning("a %s call was not recorded: %s", call.service, exc)
+
+    def channel(self, owner: str, apply: Callable[[dict[str, Any]], None]) -> StateChannel:
+        """How a fake changes state of its own so every process sharing a store holds it (`StateChannel`)."""
+        return self.store.channel(owner, apply) if self.store is not None else StateChannel(apply)
 
     async def outbound_refusal(self, url: str) -> str | None:
         """Why a fake must not call `url` (a status callback), or None when it may.
@@ -231,6 +256,67 @@ class ServiceContext:
         return any(
             fnmatch.fnmatchcase(host, pattern.strip().lower()) for pattern in allow.split(",") if pattern.strip()
         )
+
+
+# -- inbound simulation: what a provider sends to an application (`POST /simulate/{service}/{event}`) ----
+
+
+class SimulationBody(BaseModel):
+    """The fields every simulated event takes; each event's model adds its own (the provider's parameters)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="the application's URL the event is delivered to (http or https)")
+    timeout: float = Field(10.0, gt=0, le=120, description="seconds the whole delivery may take")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:  # an event whose fake knows the target (Telegram's setWebhook) may leave it out
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        # The URL as the request goes out (an empty path is `/`): signatures cover the URL the app sees.
+        return value if parts.path else urlunsplit(parts._replace(path="/"))
+
+
+@dataclass(slots=True)
+class SimulationContext:
+    """Where a simulated event happens: its namespace and mockhub's root for it (a `response_url` back)."""
+
+    namespace: str
+    base_url: str
+
+
+@dataclass(slots=True)
+class Simulated:
+    """The HTTP request a simulated event sends: headers and body as the provider sends them, `data` to record."""
+
+    headers: dict[str, str]
+    body: bytes
+    data: dict[str, Any]
+    method: str = "POST"
+    # The target, when the fake chose it (the webhook a bot set); else the body's `url`.
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """One inbound event a fake delivers: its body model, how the request is built, what the answer causes.
+
+    `build` turns the validated body into the signed request. `answered` (optional) reads the
+    application's answer (status, headers, body) and returns calls it caused, recorded after the
+    delivery (Twilio: each TwiML `<Message>` becomes an outbound SMS).
+    """
+
+    description: str
+    body: type[SimulationBody]
+    build: Callable[[Any, SimulationContext], Simulated]
+    # May be a coroutine function: Twilio stores the messages it sends through its state channel.
+    answered: Callable[[Any, SimulationContext, Call, ResponseRecord], list[Call] | Awaitable[list[Call]]] | None = None
+    # Other names the event answers to (`inbound` for an email fake's one inbound event).
+    aliases: tuple[str, ...] = ()
 
 
 class AppUrl(BaseModel):
@@ -283,9 +369,23 @@ class ServiceInfo(BaseModel):
     fields: dict[str, list[str]] = Field(
         description="the `data` keys the `to`, `text`/`contains` and `subject` filters read"
     )
+    message: bool = Field(
+        False, description="whether its calls are messages: those with text get `data.links` and `data.codes`"
+    )
+    rich: list[str] = Field(
+        default_factory=list,
+        description="`data` keys of structured content (Slack blocks, Discord embeds) read for links and codes too",
+    )
+    files: list[str] = Field(
+        default_factory=lambda: ["attachments"],
+        description="`data` keys holding the files a call carried: what `has=attachment` looks for",
+    )
     presets: list[str] = Field(description="the fault presets this fake answers in its provider's shape")
     stub_reply: dict[str, Any] | None = Field(description="JSON schema of this fake's fields of a stub's `reply`")
     raw_content_type: str | None = Field(description="content type of `GET /calls/{id}/raw` (else the request's)")
+    simulations: list[str] = Field(
+        default_factory=list, description="inbound events `POST /simulate/{service}/{event}` delivers to an application"
+    )
 
 
 def email_summary(call: Call) -> str:
@@ -325,10 +425,15 @@ class Service:
     # Query, form and JSON field names whose values are credentials (Slack's `token=`), masked in the UI.
     secret_params: ClassVar[tuple[str, ...]] = ()
     fields: ClassVar[DataFields] = DataFields()
+    # True: the fake's calls are messages (an email, an SMS, a chat post); each one that carries text
+    # gets `data.links` and `data.codes` when it is recorded, for `has=` and `wait_for_code`.
+    message: ClassVar[bool] = False
     presets: ClassVar[tuple[Preset, ...]] = PRESETS
     # This fake's own fields of a stub's `reply` (beside the common ones of `StubReply`), if any.
     stub_reply: ClassVar[type[BaseModel] | None] = None
     raw_content_type: ClassVar[str | None] = None
+    # What its models cost (USD per million tokens), by model or start of model names: `GET /usage`'s estimate.
+    prices: ClassVar[Mapping[str, ModelPrice]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -338,6 +443,10 @@ class Service:
             FIELDS[name] = cls.fields
             SUMMARIES[name] = cls.summarize
             TRANSPORTS[name] = cls.transport
+            if cls.message:
+                MESSAGES.add(name)
+            else:
+                MESSAGES.discard(name)
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -346,6 +455,11 @@ class Service:
     def summarize(cls, call: Call) -> str:
         """One line telling what `call` was (the UI's list, the CLI's table, failure messages)."""
         return default_summary(call)
+
+    @classmethod
+    def usage(cls, call: Call) -> Billed | None:
+        """What `call` was billed for (model, tokens), for `GET /usage`; None: nothing (the default)."""
+        return None
 
     def info(self) -> ServiceInfo:
         """This fake's facts, for `GET /services`."""
@@ -366,9 +480,13 @@ class Service:
             secret_paths=list(self.secret_paths),
             secret_params=list(self.secret_params),
             fields={"to": list(self.fields.to), "text": list(self.fields.text), "subject": list(self.fields.subject)},
+            message=self.message,
+            rich=list(self.fields.rich),
+            files=list(self.fields.files),
             presets=list(self.presets),
             stub_reply=stub_schema,
             raw_content_type=self.raw_content_type,
+            simulations=list(self.simulations()),
         )
 
     def routes(self) -> list[Route]:
@@ -429,6 +547,10 @@ class Service:
     def api_router(self) -> APIRouter | None:
         """Inspection routes of this fake's own (an email's attachments), added to the inspection API."""
         return None
+
+    def simulations(self) -> dict[str, Simulation]:
+        """The inbound events this fake can deliver to an application (`POST /simulate/{name}/{event}`)."""
+        return {}
 
 
 _PLAIN_PRESETS: dict[str, tuple[int, str]] = {

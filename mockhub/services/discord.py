@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from mockhub.filters import DataFields
 from mockhub.journal import Call, default_summary
 from mockhub.rules import Preset
 from mockhub.services.base import AppUrl, BadRequest, Reply, Request, Route, Service, json_reply, route
@@ -45,6 +46,8 @@ class DiscordService(Service):
     """Discord's execute-webhook endpoint."""
 
     name = "discord"
+    message = True
+    fields = DataFields(rich=("embeds", "components"))
     label = "Discord"
     color = "#4c6ef5"
     hosts = ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com")
@@ -71,6 +74,8 @@ class DiscordService(Service):
         self._counter = itertools.count()
         # Messages sent with ?wait=true, by (namespace, webhook id, message id), oldest first.
         self._messages: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
+        # Stored messages change only through the channel, so every process sharing a store holds them.
+        self._state = self.ctx.channel(self.name, self._apply)
 
     def routes(self) -> list[Route]:
         routes = []
@@ -252,10 +257,18 @@ class DiscordService(Service):
             "webhook_id": webhook_id,
         }
         data["message_id"] = message["id"]
-        self._messages[(request.namespace, webhook_id, message["id"])] = message
-        while len(self._messages) > _MAX_STORED_MESSAGES:
-            self._messages.popitem(last=False)
+        await self._state.publish({"put": [request.namespace, webhook_id, message["id"], message]})
         return json_reply(message, 200, headers)
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        if "put" in event:
+            namespace, webhook_id, message_id, message = event["put"]
+            self._messages[(namespace, webhook_id, message_id)] = message
+            while len(self._messages) > _MAX_STORED_MESSAGES:
+                self._messages.popitem(last=False)
+        else:
+            namespace, webhook_id, message_id = event["delete"]
+            self._messages.pop((namespace, webhook_id, message_id), None)
 
     def _attachments(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Uploaded files as a message's attachment objects."""
@@ -273,10 +286,12 @@ class DiscordService(Service):
         return key, message
 
     async def get_message(self, request: Request) -> Reply:
+        await self._state.fresh()
         return json_reply(self._stored(request)[1], 200, self._rate_headers(_RATE_LIMIT - 1))
 
     async def edit_message(self, request: Request) -> Reply:
-        _, message = self._stored(request)
+        await self._state.fresh()
+        stored_key, message = self._stored(request)
         data = request.data
         edited: dict[str, Any] = {key: data[key] for key in ("content", "embeds", "components") if key in data}
         if "attachments" in data:
@@ -289,12 +304,13 @@ class DiscordService(Service):
             data["error"] = "empty_message"
             raise BadRequest(json_reply({"message": "Cannot send an empty message", "code": 50006}, 400))
         merged["edited_timestamp"] = datetime.now(UTC).isoformat()
-        message.update(merged)
-        return json_reply(message, 200, self._rate_headers(_RATE_LIMIT - 1))
+        await self._state.publish({"put": [*stored_key, merged]})
+        return json_reply(merged, 200, self._rate_headers(_RATE_LIMIT - 1))
 
     async def delete_message(self, request: Request) -> Reply:
+        await self._state.fresh()
         key, _ = self._stored(request)
-        del self._messages[key]
+        await self._state.publish({"delete": list(key)})
         return Reply(204, b"", self._rate_headers(_RATE_LIMIT - 1))
 
     async def webhook(self, request: Request) -> Reply:

@@ -10,9 +10,10 @@ import email
 import email.message
 import email.policy
 import email.utils
+import secrets
 from dataclasses import dataclass
 
-__all__ = ["FormPart", "MultipartError", "parse_multipart"]
+__all__ = ["FormPart", "MultipartError", "encode_multipart", "parse_multipart"]
 
 
 class MultipartError(ValueError):
@@ -70,3 +71,23 @@ def parse_multipart(content_type: str, body: bytes) -> list[FormPart]:
     if not closed:
         raise MultipartError("multipart body is not closed")
     return parts
+
+
+def _quoted(value: str) -> str:
+    # What browsers (and the providers' posters) do in a quoted-string: escape the quote, drop CR/LF.
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "")
+
+
+def encode_multipart(parts: list[FormPart]) -> tuple[str, bytes]:
+    """A `multipart/form-data` body of `parts` (file parts when `filename` is set) and its content type."""
+    boundary = "----mockhub" + secrets.token_hex(16)
+    out: list[bytes] = []
+    for part in parts:
+        disposition = f'form-data; name="{_quoted(part.name)}"'
+        head = ""
+        if part.filename is not None:
+            disposition += f'; filename="{_quoted(part.filename)}"'
+            head = f"\r\nContent-Type: {part.content_type}"
+        out.append(f"--{boundary}\r\nContent-Disposition: {disposition}{head}\r\n\r\n".encode() + part.value + b"\r\n")
+    out.append(f"--{boundary}--\r\n".encode())
+    return f"multipart/form-data; boundary={boundary}", b"".join(out)

@@ -19,7 +19,7 @@ import orjson
 
 from mockhub.journal import Call
 from mockhub.rules import Preset
-from mockhub.services import llm
+from mockhub.services import llm, tokens
 from mockhub.services.base import (
     AppUrl,
     BadRequest,
@@ -33,6 +33,8 @@ from mockhub.services.base import (
     route,
     scope_header,
 )
+from mockhub.services.tokens import Tokenizer
+from mockhub.usage import Billed
 
 __all__ = ["GeminiService"]
 
@@ -176,13 +178,42 @@ class GeminiService(Service):
     secret_headers = ("x-goog-api-key",)
     secret_params = ("key",)  # `?key=` is the API key too
 
+    # Published list prices (USD per million tokens, prompts up to 200k tokens) when this was written.
+    prices = llm.prices(
+        {
+            "gemini-2.5-pro": (1.25, 10.00),
+            "gemini-2.5-flash": (0.30, 2.50),
+            "gemini-2.5-flash-lite": (0.10, 0.40),
+            "gemini-2.0-flash": (0.10, 0.40),
+            "gemini-2.0-flash-lite": (0.075, 0.30),
+            "gemini-1.5-pro": (1.25, 5.00),
+            "gemini-1.5-flash": (0.075, 0.30),
+            "gemini-embedding-001": (0.15, 0.0),
+            "text-embedding-004": (0.0, 0.0),
+        }
+    )
+
     @classmethod
     def summarize(cls, call: Call) -> str:
         return llm.summary(call)
 
+    @classmethod
+    def usage(cls, call: Call) -> Billed | None:
+        if call.path.endswith((":embedContent", ":batchEmbedContents")):
+            return llm.billed(call, embedding=True)
+        if call.path.endswith((":generateContent", ":streamGenerateContent")):
+            return llm.billed(call)
+        return None
+
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
         self.credentials = llm.Credentials(ctx.pinned)
+        self.tokens = tokens.tokenizer(ctx.settings.llm_tokenizer)
+
+    async def start(self) -> None:
+        self.ctx.spawn(llm.warm(self.tokens))
+
+    stub_reply = llm.LlmTiming
 
     def routes(self) -> list[Route]:
         out: list[Route] = []
@@ -267,7 +298,7 @@ class GeminiService(Service):
         if stream:
             alt = request.query.get("alt")
             data["alt"] = alt[0] if alt else None
-        data.update(_conversation(model, body, "GenerateContentRequest", data).fields())
+        data.update(_conversation(model, body, "GenerateContentRequest", data, self.tokens).fields())
         return data
 
     def parse_stream(self, request: Request) -> dict[str, Any]:
@@ -298,7 +329,7 @@ class GeminiService(Service):
         if isinstance(inner, dict):
             body, where = inner, "GenerateContentRequest"
         data.update(self._request_fields(body))
-        data.update(_conversation(model, body, where, data).fields())
+        data.update(_conversation(model, body, where, data, self.tokens).fields())
         return data
 
     def parse_embed(self, request: Request) -> dict[str, Any]:
@@ -362,15 +393,21 @@ class GeminiService(Service):
     # -- answering -----------------------------------------------------------------------------
     async def generate(self, request: Request) -> Reply:
         data = request.data
-        conv = llm.Conversation.from_data(data)
+        conv = llm.Conversation.from_data(data, self.tokens)
         reply = llm.choose_reply(conv, request.stub, "call_")
         if not reply.stubbed and data.get("response_mime_type") == "application/json":
             # JSON mode: the default reply is JSON (shaped by the response schema), so `response.parsed` works.
             config = data.get("generation_config") or {}
             schema = _get(config, "responseJsonSchema") or _get(config, "responseSchema")
             text = orjson.dumps(_instance(schema, reply.text)).decode()
-            pieces = llm.tokenize(text)
-            reply = replace(reply, text=text, pieces=pieces, output_tokens=max(len(pieces), 1))
+            cut = self.tokens.pieces(text, conv.model)
+            reply = replace(
+                reply,
+                text=text,
+                pieces=[p for p, _ in cut],
+                piece_tokens=[n for _, n in cut],
+                output_tokens=max(sum(n for _, n in cut), 1),
+            )
         finish = _FINISH.get(reply.finish, reply.finish.upper())
         llm.record_reply(data, reply, "finish_reason", finish)
         request.call.invalidate()
@@ -405,16 +442,22 @@ class GeminiService(Service):
                 out.append(candidate)
             return out
 
+        timing = llm.Timing.of(self.ctx.settings, request.stub)
         if not data["stream"]:
             obj = {"candidates": candidates(text_parts + calls, True), "usageMetadata": usage, **base}
-            return json_reply(obj)
+            answer = json_reply(obj)
+            answer.wait = timing.total(reply.output_tokens * n)
+            return answer
 
         # A stream: one chunk per token of text, the function calls whole in the last chunk (as Gemini does).
         groups: list[list[dict[str, Any]]] = [[{"text": piece}] for piece in reply.pieces]
+        weights = list(reply.piece_tokens)
         if calls:
             groups.append(calls)
+            weights.append(sum(llm.tool_tokens(conv, t) for t in reply.tool_calls))
         if not groups:
             groups.append(text_parts)
+            weights.append(0)
         partial_usage = {"promptTokenCount": reply.input_tokens, "totalTokenCount": reply.input_tokens}
         chunks = [
             {
@@ -425,14 +468,18 @@ class GeminiService(Service):
             for i, parts in enumerate(groups)
         ]
         if data.get("alt") != "sse":
-            # Without alt=sse the real API answers one JSON array of the chunks.
-            return json_reply(chunks)
-        frames = [llm.sse(chunk) for chunk in chunks]
+            # Without alt=sse the real API answers one JSON array of the chunks, once all are generated.
+            answer = json_reply(chunks)
+            answer.wait = timing.total(reply.output_tokens * n)
+            return answer
+        frames = llm.Frames()
+        for chunk, weight in zip(chunks, weights, strict=True):
+            frames.add(llm.sse(chunk), weight * n)
         return Reply(
             200,
             b"",
             [("content-type", "text/event-stream"), ("cache-control", "no-cache")],
-            stream=llm.paced(frames, reply.chunk_delay_ms),
+            stream=frames.stream(timing, reply.chunk_delay_ms),
         )
 
     async def count_tokens(self, request: Request) -> Reply:
@@ -443,7 +490,9 @@ class GeminiService(Service):
         data = request.data
         dims = data["dimensions"] or _dims(data["model"])
         vectors = [{"values": llm.embedding(text, dims)} for text in data["input"]]
-        data["usage"] = {"input_tokens": sum(max(llm.count_tokens(t), 1) for t in data["input"])}
+        data["usage"] = {
+            "input_tokens": sum(max(llm.count_tokens(t, self.tokens, data.get("model")), 1) for t in data["input"])
+        }
         if data["batch"]:
             return json_reply({"embeddings": vectors})
         return json_reply({"embedding": vectors[0]})
@@ -510,7 +559,9 @@ def _parts_text(parts: Any) -> str:
     return "\n".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
 
 
-def _conversation(model: str, body: Mapping[str, Any], where: str, data: dict[str, Any]) -> llm.Conversation:
+def _conversation(
+    model: str, body: Mapping[str, Any], where: str, data: dict[str, Any], tokens: Tokenizer
+) -> llm.Conversation:
     """The neutral view of `contents` (+ system instruction, tools), raising Google's 400 for what it refuses."""
     contents = _get(body, "contents")
     if not isinstance(contents, list) or not contents:
@@ -562,6 +613,7 @@ def _conversation(model: str, body: Mapping[str, Any], where: str, data: dict[st
         [orjson.dumps(t).decode() for t in tools] if isinstance(tools, list) else (),
         max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0 else None,
         stop if isinstance(stop, list) else (),
+        tokens,
     )
 
 

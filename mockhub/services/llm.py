@@ -1,7 +1,8 @@
-"""What the LLM fakes (OpenAI, Anthropic) share: one view of a conversation, reply selection (a stub's
-scripted reply or the deterministic default), token counts, stream pacing, SSE frames, embeddings and
-API-key checks. Each provider module only translates its wire format to and from these types, so the
-matching and reply logic exists once.
+"""What the LLM fakes (OpenAI, Anthropic, Gemini) share: one view of a conversation, reply selection (a
+stub's scripted reply or the deterministic default), token counts (`tokens.py`), timing (`Timing`: time
+to first token, tokens per second), SSE frames, billed usage (`billed`), embeddings and API-key checks.
+Each provider module only translates its wire format to and from these types, so the matching and
+reply logic exists once.
 
 The `data` fields every LLM call records (stubs can match them with `match.data`):
 `model`, `messages`, `stream`, `tools`, `max_tokens`, `last_user_message` (the text of the last user
@@ -18,25 +19,36 @@ import asyncio
 import hashlib
 import math
 import os
+import random
 import re
 import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict
 
 from mockhub.journal import Call, default_summary
 from mockhub.rules import StubHit, StubReply
+from mockhub.services.tokens import APPROX, Tokenizer
+from mockhub.settings import LlmJitter, LlmSeed, LlmTokensPerS, LlmTtftMs
+from mockhub.usage import Billed, ModelPrice
+
+if TYPE_CHECKING:
+    from mockhub.settings import Settings
 
 __all__ = [
     "DEFAULT_PREFIX",
     "TOOL_RESULT_PREFIX",
     "Conversation",
     "Credentials",
+    "Frames",
     "LlmReply",
+    "LlmTiming",
     "Shape",
     "StubMismatch",
+    "Timing",
     "ToolSpec",
     "ToolUse",
     "Turn",
@@ -53,6 +65,7 @@ __all__ = [
     "shaped_reply",
     "sse",
     "text_of",
+    "timed_stream",
     "tokenize",
     "trailing_tool_results",
 ]
@@ -61,19 +74,22 @@ DEFAULT_PREFIX = "mock reply to: "
 # The default reply echoes at most this much of the prompt, so a long RAG prompt gets a short answer.
 ECHO_LIMIT = 200
 
-# A rough GPT-2-style pre-tokenizer: words with their leading space, runs of up to 3 digits, runs of
-# punctuation, whitespace. Every character falls in one alternative, so the pieces join back to the text.
-_TOKEN = re.compile(r" ?[^\W\d_]+| ?\d{1,3}| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+")
 _WORD = re.compile(r"\w+")
 
 
-def tokenize(text: str) -> list[str]:
+def tokenize(text: str, tokens: Tokenizer = APPROX, model: str | None = None) -> list[str]:
     """`text` in token-sized pieces (what a stream sends one per chunk); they join back to `text`."""
-    return _TOKEN.findall(text)
+    return [piece for piece, _ in tokens.pieces(text, model)]
 
 
-def count_tokens(text: str) -> int:
-    return len(_TOKEN.findall(text)) if text else 0
+def count_tokens(text: str, tokens: Tokenizer = APPROX, model: str | None = None) -> int:
+    """The tokens of `text` by `tokens` (`mockhub.services.tokens`: tiktoken when available)."""
+    return tokens.count(text, model)
+
+
+async def warm(tokens: Tokenizer) -> None:
+    """Read the tokenizer's encoding files in a worker thread at start, so no LLM call waits for them."""
+    await asyncio.to_thread(tokens.load)
 
 
 def random_id(prefix: str, nbytes: int = 12) -> str:
@@ -109,6 +125,7 @@ class Conversation:
     turn_count: int
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
+    tokens: Tokenizer = APPROX
 
     def fields(self) -> dict[str, Any]:
         """The derived `data` fields a provider's parser adds to the call (`from_data` reads them back)."""
@@ -124,7 +141,7 @@ class Conversation:
         return out
 
     @classmethod
-    def from_data(cls, data: dict[str, Any]) -> Conversation:
+    def from_data(cls, data: dict[str, Any], tokens: Tokenizer = APPROX) -> Conversation:
         """The conversation again in the fake's handler, from what its parser recorded."""
         messages = data.get("messages")
         return cls(
@@ -136,6 +153,7 @@ class Conversation:
             turn_count=len(messages) if isinstance(messages, list) else 0,
             max_tokens=data["max_tokens"],
             stop=data.get("stop") or [],
+            tokens=tokens,
         )
 
 
@@ -145,6 +163,7 @@ def conversation(
     extra: Iterable[str] = (),
     max_tokens: int | None = None,
     stop: Iterable[str] = (),
+    tokens: Tokenizer = APPROX,
 ) -> Conversation:
     """Build the neutral view; `extra` is prompt text outside the turns (tool definitions)."""
     last_user = -1
@@ -154,7 +173,7 @@ def conversation(
             break
     has_tool_result = any(t.role == "tool" for t in turns[last_user + 1 :])
     # Like OpenAI's published estimate: every message costs a few tokens of framing, plus the reply primer.
-    prompt_tokens = sum(count_tokens(t.text) + 4 for t in turns) + sum(count_tokens(x) for x in extra) + 3
+    prompt_tokens = sum(tokens.count(t.text, model) + 4 for t in turns) + sum(tokens.count(x, model) for x in extra) + 3
     return Conversation(
         model=model,
         last_user_message=turns[last_user].text if last_user >= 0 else "",
@@ -164,6 +183,7 @@ def conversation(
         turn_count=len(turns),
         max_tokens=max_tokens,
         stop=[s for s in stop if isinstance(s, str) and s],
+        tokens=tokens,
     )
 
 
@@ -213,6 +233,8 @@ class LlmReply:
     chunk_delay_ms: int = 0
     stop_sequence: str | None = None
     stubbed: bool = False
+    # The tokens each of `pieces` carries (one, or a few where a token ends inside a character).
+    piece_tokens: list[int] = field(default_factory=list)
 
 
 # Finish reasons a stub may give in either provider's words, mapped to the neutral ones.
@@ -230,7 +252,7 @@ _NEUTRAL_FINISH = {
 
 def choose_reply(conv: Conversation, hit: StubHit | None, tool_id_prefix: str) -> LlmReply:
     """The reply to `conv`: the stub's, else `mock reply to: <last user message>`; same request, same reply."""
-    stub: StubReply | None = hit.reply if hit is not None else None
+    stub = scripted(hit)
     if stub is not None:
         text = stub.content or ""
         tool_calls = [
@@ -247,6 +269,16 @@ def choose_reply(conv: Conversation, hit: StubHit | None, tool_id_prefix: str) -
         # The stub's own word wins, over a stop sequence or max tokens too.
         reply.finish = _NEUTRAL_FINISH.get(stub.finish_reason, stub.finish_reason)
     return reply
+
+
+def scripted(hit: StubHit | None) -> StubReply | None:
+    """The stub's reply when it scripts the answer; None for none, or one that only sets timing (`ttft_ms`...)."""
+    stub = hit.reply if hit is not None else None
+    if stub is None:
+        return None
+    if stub.content is None and not stub.tool_calls and stub.finish_reason is None:
+        return None  # the default answer, paced as the reply says
+    return stub
 
 
 def _tool_use(
@@ -291,10 +323,127 @@ def sse(obj: Any, event: str | None = None) -> bytes:
 
 async def paced(frames: Sequence[bytes], delay_ms: int = 0) -> AsyncIterator[bytes]:
     """Yield `frames` one by one, `delay_ms` apart (a stub's `chunk_delay_ms`)."""
+    async for frame in timed_stream(frames, [0.0] * len(frames), delay_ms):
+        yield frame
+
+
+class LlmTiming(BaseModel):
+    """The LLM fakes' own fields of a stub's reply: its timing, over the stub's and the `llm_*` settings.
+
+    A reply of only these fields keeps the default answer (or the shaped one) and paces it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttft_ms: LlmTtftMs | None = None
+    tokens_per_s: LlmTokensPerS | None = None
+    jitter: LlmJitter | None = None
+    seed: LlmSeed = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How one answer is paced: the first token after `ttft_ms`, each next one `1/tokens_per_s` later.
+
+    A plain answer waits what its stream would have taken (`total`). `jitter` varies each wait by up to
+    that fraction either way, drawn from `Random(seed)` when a seed is given: the same answer, the same pacing.
+    """
+
+    ttft_ms: float = 0.0
+    tokens_per_s: float = 0.0
+    jitter: float = 0.0
+    seed: int | None = None
+
+    @classmethod
+    def of(cls, settings: Settings, hit: StubHit | None) -> Timing:
+        """The settings' timing, with the stub's over it, and its reply's over that."""
+        given = (hit.reply.model_extra or {}) if hit is not None and hit.reply is not None else {}
+        spec = hit.rule.spec if hit is not None else None
+
+        def pick(name: str, default: Any) -> Any:
+            value = given.get(name)
+            if value is None and spec is not None:
+                value = getattr(spec, name)
+            return default if value is None else value
+
+        return cls(
+            float(pick("ttft_ms", settings.llm_ttft_ms)),
+            float(pick("tokens_per_s", settings.llm_tokens_per_s)),
+            float(pick("jitter", settings.llm_jitter)),
+            pick("seed", settings.llm_seed),
+        )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.ttft_ms or self.tokens_per_s)
+
+    def _vary(self, rng: random.Random) -> float:
+        return 1.0 + rng.uniform(-self.jitter, self.jitter) if self.jitter else 1.0
+
+    def waits(self, tokens: Sequence[int]) -> list[float]:
+        """Seconds to wait before each frame; `tokens[i]` is how many output tokens frame i carries.
+
+        The first frame waits the time to first token, and every frame up to the first that carries
+        tokens goes with it; each later frame waits for the tokens it carries; the others go at once.
+        """
+        if not self.active or not tokens:
+            return [0.0] * len(tokens)
+        rng = random.Random(self.seed) if self.seed is not None else random.Random()
+        out = [self.ttft_ms / 1000 * self._vary(rng)]
+        started = tokens[0] > 0
+        per_token = 1 / self.tokens_per_s if self.tokens_per_s else 0.0
+        for n in tokens[1:]:
+            if n and started and per_token:
+                out.append(n * per_token * self._vary(rng))
+            else:
+                out.append(0.0)
+            started = started or n > 0
+        return out
+
+    def total(self, output_tokens: int) -> float:
+        """The seconds a plain answer of `output_tokens` waits: what its stream would take."""
+        if not self.active:
+            return 0.0
+        rng = random.Random(self.seed) if self.seed is not None else random.Random()
+        first = self.ttft_ms / 1000 * self._vary(rng)
+        rest = max(output_tokens - 1, 0) / self.tokens_per_s if self.tokens_per_s else 0.0
+        return first + rest * self._vary(rng)
+
+
+class Frames:
+    """A stream's frames, each with the output tokens it carries (what its pacing waits for)."""
+
+    __slots__ = ("frames", "tokens")
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.tokens: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def add(self, frame: bytes, tokens: int = 0) -> None:
+        self.frames.append(frame)
+        self.tokens.append(tokens)
+
+    def stream(self, timing: Timing, delay_ms: int = 0) -> AsyncIterator[bytes]:
+        return timed_stream(self.frames, timing.waits(self.tokens), delay_ms)
+
+
+async def timed_stream(frames: Sequence[bytes], waits: Sequence[float], delay_ms: int = 0) -> AsyncIterator[bytes]:
+    """Yield `frames`, each after its wait (plus a stub's `chunk_delay_ms` between frames).
+
+    The waits add up from the start against the loop's clock, so a long stream does not drift by each
+    sleep's overshoot. Only this answer waits: other requests go on meanwhile.
+    """
+    loop = asyncio.get_running_loop()
     delay = delay_ms / 1000
+    due = loop.time()
     for i, frame in enumerate(frames):
-        if delay and i:
-            await asyncio.sleep(delay)
+        due += waits[i] + (delay if i else 0.0)
+        pause = due - loop.time()
+        if pause > 0:
+            await asyncio.sleep(pause)
         yield frame
 
 
@@ -360,6 +509,33 @@ def bearer(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None
     return token.strip() or None
+
+
+def billed(call: Call, embedding: bool = False) -> Billed | None:
+    """What an answered LLM call was billed for (`GET /usage`): the usage its answer reported.
+
+    Counted: calls the fake answered with 2xx, streams included (a stream cut short was still generated).
+    Not counted: refused requests, fault answers, raw `response` stubs (no `reply` was made) and stubs
+    that did not fit the request. `embedding`: an embeddings call, billed for its input alone.
+    """
+    response = call.response
+    if response is None or not 200 <= response.status < 300:
+        return None
+    data = call.data
+    usage, model = data.get("usage"), data.get("model")
+    if not isinstance(usage, dict) or not isinstance(model, str):
+        return None
+    if not embedding and "reply" not in data:
+        return None
+    tokens_in, tokens_out = usage.get("input_tokens"), usage.get("output_tokens", 0)
+    if not isinstance(tokens_in, int) or not isinstance(tokens_out, int):
+        return None
+    return Billed(model, tokens_in, 0 if embedding else tokens_out)
+
+
+def prices(table: dict[str, tuple[float, float]]) -> dict[str, ModelPrice]:
+    """A fake's price table from `{model: (input, output)}` in USD per million tokens."""
+    return {model: ModelPrice(input=i, output=o) for model, (i, o) in table.items()}
 
 
 def summary(call: Call) -> str:
@@ -450,23 +626,40 @@ def compose_reply(
         cut = min(((text.find(s), s) for s in conv.stop if s in text), default=None)
         if cut is not None:
             text, stop_sequence, finish, tool_calls = text[: cut[0]], cut[1], "stop_sequence", []
-    pieces = tokenize(text)
-    if conv.max_tokens is not None and len(pieces) > conv.max_tokens:
-        pieces = pieces[: conv.max_tokens]
-        text = "".join(pieces)
+    split = conv.tokens.pieces(text, conv.model)
+    if conv.max_tokens is not None and sum(n for _, n in split) > conv.max_tokens:
+        kept, budget = [], conv.max_tokens
+        for piece, n in split:
+            if n > budget:
+                break
+            kept.append((piece, n))
+            budget -= n
+        split = kept
+        text = "".join(p for p, _ in split)
         finish, tool_calls, stop_sequence = "length", [], None
-    output_tokens = len(pieces) + sum(count_tokens(t.name) + count_tokens(t.arguments) + 3 for t in tool_calls)
+    output_tokens = sum(n for _, n in split) + sum(tool_tokens(conv, t) for t in tool_calls)
     return LlmReply(
         text=text,
-        pieces=pieces,
+        pieces=[p for p, _ in split],
         tool_calls=tool_calls,
         finish=finish,
         input_tokens=conv.prompt_tokens,
         output_tokens=max(output_tokens, 1),
         chunk_delay_ms=hit.chunk_delay_ms if hit is not None else 0,
         stop_sequence=stop_sequence,
-        stubbed=hit is not None and hit.reply is not None,
+        stubbed=scripted(hit) is not None,
+        piece_tokens=[n for _, n in split],
     )
+
+
+def tool_tokens(conv: Conversation, tool: ToolUse) -> int:
+    """The output tokens a tool call costs: its name, its arguments and a few of framing."""
+    return conv.tokens.count(tool.name, conv.model) + conv.tokens.count(tool.arguments, conv.model) + 3
+
+
+def argument_pieces(conv: Conversation, tool: ToolUse) -> list[tuple[str, int]]:
+    """A tool call's arguments as a stream sends them, with the tokens of each fragment."""
+    return conv.tokens.pieces(tool.arguments, conv.model)
 
 
 def shaped_reply(
@@ -486,7 +679,8 @@ def shaped_reply(
     """
     from mockhub.services import json_schema
 
-    if hit is not None and hit.reply is not None:
+    if scripted(hit) is not None:
+        assert hit is not None
         reply = choose_reply(conv, hit, tool_id_prefix)
         _check_stub(reply, hit, shape)
         return reply

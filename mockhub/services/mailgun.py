@@ -13,27 +13,40 @@ import binascii
 import email
 import email.policy
 import email.utils
+import hashlib
+import hmac
 import os
 import re
+import secrets
 import time
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlencode
 
+import orjson
+from pydantic import AliasChoices, Field
+
+from mockhub.filters import DataFields
 from mockhub.journal import Call
 from mockhub.rules import Preset
 from mockhub.services.base import (
     AppUrl,
+    Attachment,
     BadRequest,
     Reply,
     Request,
     Route,
     Service,
+    Simulated,
+    Simulation,
+    SimulationContext,
     email_summary,
     json_reply,
     route,
     text_reply,
 )
-from mockhub.services.forms import FormPart, MultipartError, parse_multipart
+from mockhub.services.forms import FormPart, MultipartError, encode_multipart, parse_multipart
+from mockhub.services.inbound_email import InboundEmail, mime_message, recorded
 
 __all__ = ["MailgunService"]
 
@@ -55,10 +68,80 @@ def _bad(message: str, data: dict[str, Any], error: str) -> BadRequest:
     return BadRequest(json_reply({"message": message}, 400), {**data, "error": error})
 
 
+class RouteForward(InboundEmail):
+    """An email matched by a route whose action is `forward("https://app/...")`, posted to that URL."""
+
+    signing_key: str = Field(
+        min_length=1,
+        validation_alias=AliasChoices("signing_key", "webhook_signing_key", "secret"),
+        description="the HTTP webhook signing key: signs timestamp + token",
+    )
+    mime: bool = Field(False, description="the raw MIME form (a route URL ending in `mime`): `body-mime`")
+    stripped_text: str | None = Field(None, description="stripped-text (default: the text)")
+    stripped_signature: str = ""
+    timestamp: int | None = Field(None, description="the signature's timestamp (default: now)")
+
+
+def _signature(key: str, timestamp: int | None) -> dict[str, str]:
+    """Mailgun's webhook signature: hex HMAC-SHA256 of timestamp + token with the signing key."""
+    ts = str(timestamp if timestamp is not None else int(time.time()))
+    token = secrets.token_hex(25)  # 50 characters, as Mailgun's
+    digest = hmac.new(key.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
+    return {"timestamp": ts, "token": token, "signature": digest}
+
+
+def route_forward(body: RouteForward, where: SimulationContext) -> Simulated:
+    """The POST a route's forward() sends: form-encoded, multipart/form-data with attachments or raw MIME."""
+    msg = mime_message(body)
+    signed = _signature(body.signing_key, body.timestamp)
+    fields: list[tuple[str, str]] = [
+        ("recipient", body.envelope_to()),
+        ("sender", body.envelope_from()),
+        ("from", body.from_),
+        ("subject", body.subject),
+    ]
+    files: list[FormPart] = []
+    if body.mime:
+        fields.append(("body-mime", msg.as_string()))
+    else:
+        text = body.text if body.text is not None else ""
+        fields += [
+            ("body-plain", text),
+            ("stripped-text", body.stripped_text if body.stripped_text is not None else text),
+        ]
+        fields.append(("stripped-signature", body.stripped_signature))
+        if body.html is not None:
+            fields += [("body-html", body.html), ("stripped-html", body.html)]
+        fields.append(("attachment-count", str(len(body.attachments))))
+        ids = {f"<{a.content_id}>": f"attachment-{i}" for i, a in enumerate(body.attachments, 1) if a.content_id}
+        if ids:
+            fields.append(("content-id-map", orjson.dumps(ids).decode()))
+        fields.append(("message-headers", orjson.dumps([[k, str(v)] for k, v in msg.items()]).decode()))
+        # Mailgun also posts each top-level header as a field of its own name.
+        fields += [
+            (k, str(v)) for k, v in msg.items() if k.lower() not in ("content-type", "content-transfer-encoding")
+        ]
+        files = [
+            FormPart(f"attachment-{i}", a.payload(), a.filename, a.content_type)
+            for i, a in enumerate(body.attachments, 1)
+        ]
+    fields += list(signed.items())
+    if files or body.mime:
+        content_type, content = encode_multipart([FormPart(k, v.encode()) for k, v in fields] + files)
+    else:
+        content_type, content = "application/x-www-form-urlencoded", urlencode(fields).encode()
+    data = {**recorded(body, body.text, body.html), "mime": body.mime, **signed}
+    return Simulated(
+        headers={"content-type": content_type, "user-agent": "mailgun/treq-16.12.0"}, body=content, data=data
+    )
+
+
 class MailgunService(Service):
     """Validates a send like Mailgun and records the email it describes."""
 
     name = "mailgun"
+    message = True
+    fields = DataFields(files=("attachments", "inline"))
     label = "Mailgun"
     color = "#c92a2a"
     hosts = ("api.mailgun.net", "api.eu.mailgun.net")
@@ -77,6 +160,16 @@ class MailgunService(Service):
             route("POST", "/v3/{domain}/messages", self.send, self.parse),
             route("POST", "/v3/{domain}/messages.mime", self.send, self.parse_mime),
         ]
+
+    def simulations(self) -> dict[str, Simulation]:
+        return {
+            "route": Simulation(
+                "an inbound email forwarded by a route to the application's URL, signed with the webhook signing key",
+                RouteForward,
+                route_forward,
+                aliases=("inbound", "inbound-email", "forward", "routes"),
+            )
+        }
 
     def _authorize(self, request: Request) -> None:
         scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
@@ -177,6 +270,18 @@ class MailgunService(Service):
     def is_file(self, part: FormPart) -> bool:
         # `inline` files are listed apart, in `data.inline`: the attachment indexes count `attachment` parts.
         return part.name == "attachment"
+
+    def attachment(self, call: Call, index: int) -> Attachment | None:
+        if call.direction != "outbound":
+            return super().attachment(call, index)
+        # A simulated route forward (mockhub's own POST): its files are the `attachment-N` parts.
+        content_type = call.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            return None
+        files = [p for p in parse_multipart(content_type, call.body) if p.name.startswith("attachment-") and p.filename]
+        if not 0 <= index < len(files):
+            return None
+        return Attachment(files[index].value, files[index].content_type, files[index].filename)
 
     def parse_mime(self, request: Request) -> dict[str, Any]:
         self._authorize(request)

@@ -12,7 +12,7 @@ from typing import Any
 
 from mockhub.journal import Call
 from mockhub.rules import Preset
-from mockhub.services import llm, openai_responses
+from mockhub.services import llm, openai_responses, tokens
 from mockhub.services.base import (
     AppUrl,
     BadRequest,
@@ -36,6 +36,7 @@ from mockhub.services.openai_wire import (
     tool_choice,
     tool_texts,
 )
+from mockhub.usage import Billed
 
 __all__ = ["OpenAIService"]
 
@@ -106,13 +107,52 @@ class OpenAIService(Service):
     )
     secret_headers = ("openai-organization", "openai-project")
 
+    # Published list prices (USD per million tokens, standard tier) when this was written: an estimate.
+    prices = llm.prices(
+        {
+            "gpt-4o": (2.50, 10.00),
+            "gpt-4o-mini": (0.15, 0.60),
+            "gpt-4.1": (2.00, 8.00),
+            "gpt-4.1-mini": (0.40, 1.60),
+            "gpt-4.1-nano": (0.10, 0.40),
+            "gpt-5": (1.25, 10.00),
+            "gpt-5-mini": (0.25, 2.00),
+            "gpt-5-nano": (0.05, 0.40),
+            "gpt-4-turbo": (10.00, 30.00),
+            "gpt-4": (30.00, 60.00),
+            "gpt-3.5-turbo": (0.50, 1.50),
+            "o1": (15.00, 60.00),
+            "o1-mini": (1.10, 4.40),
+            "o3": (2.00, 8.00),
+            "o3-mini": (1.10, 4.40),
+            "o4-mini": (1.10, 4.40),
+            "text-embedding-3-small": (0.02, 0.0),
+            "text-embedding-3-large": (0.13, 0.0),
+            "text-embedding-ada-002": (0.10, 0.0),
+        }
+    )
+
     @classmethod
     def summarize(cls, call: Call) -> str:
         return llm.summary(call)
 
+    @classmethod
+    def usage(cls, call: Call) -> Billed | None:
+        if call.path.endswith("/embeddings"):
+            return llm.billed(call, embedding=True)
+        if call.path.endswith(("/chat/completions", "/responses")):
+            return llm.billed(call)
+        return None
+
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
         self.credentials = llm.Credentials(ctx.pinned)
+        self.tokens = tokens.tokenizer(ctx.settings.llm_tokenizer)
+
+    async def start(self) -> None:
+        self.ctx.spawn(llm.warm(self.tokens))
+
+    stub_reply = llm.LlmTiming
 
     def routes(self) -> list[Route]:
         return [
@@ -233,6 +273,7 @@ class OpenAIService(Service):
             tool_texts(body.get("tools")),
             max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
             [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else (),
+            self.tokens,
         )
         data.update(conv.fields())
         data.update(shape.fields())
@@ -244,7 +285,7 @@ class OpenAIService(Service):
     async def chat(self, request: Request) -> Reply:
         body = request.json()
         data = request.data
-        conv = llm.Conversation.from_data(data)
+        conv = llm.Conversation.from_data(data, self.tokens)
         shape = chat_shape(body, body["messages"], {})
         tool_results = data.get("last_tool_results") or []
         try:
@@ -270,7 +311,13 @@ class OpenAIService(Service):
         completion_id = llm.random_id("chatcmpl-")
         created = int(time.time())
         usage = _chat_usage(reply, sum(r.output_tokens for r in replies))
-        headers = [("x-request-id", llm.random_id("req_", 16)), ("openai-processing-ms", "1")]
+        timing = llm.Timing.of(self.ctx.settings, request.stub)
+        # A plain answer is held its generation time; the header says how long, as OpenAI's does.
+        wait = 0.0 if data["stream"] else timing.total(usage["completion_tokens"])
+        headers = [
+            ("x-request-id", llm.random_id("req_", 16)),
+            ("openai-processing-ms", str(max(1, round(wait * 1000)))),
+        ]
         if not data["stream"]:
             choices = []
             for index, (one, one_finish) in enumerate(zip(replies, finishes, strict=True)):
@@ -296,7 +343,9 @@ class OpenAIService(Service):
                 "service_tier": "default",
                 "system_fingerprint": FINGERPRINT,
             }
-            return json_reply(obj, headers=headers)
+            answer = json_reply(obj, headers=headers)
+            answer.wait = wait
+            return answer
 
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
@@ -318,23 +367,22 @@ class OpenAIService(Service):
                 obj["usage"] = None
             return llm.sse(obj)
 
-        frames: list[bytes] = []
+        frames = llm.Frames()
         for c, (one, one_finish) in enumerate(zip(replies, finishes, strict=True)):
             first_content = "" if one.text or not one.tool_calls else None
-            frames.append(chunk({"role": "assistant", "content": first_content, "refusal": None}, index=c))
-            frames.extend(chunk({"content": piece}, index=c) for piece in one.pieces)
+            frames.add(chunk({"role": "assistant", "content": first_content, "refusal": None}, index=c))
+            for piece, n in zip(one.pieces, one.piece_tokens, strict=True):
+                frames.add(chunk({"content": piece}, index=c), n)
             for i, tool in enumerate(one.tool_calls):
                 head = {"index": i, "id": tool.id, "type": "function", "function": {"name": tool.name, "arguments": ""}}
-                frames.append(chunk({"tool_calls": [head]}, index=c))
-                frames.extend(
-                    chunk({"tool_calls": [{"index": i, "function": {"arguments": fragment}}]}, index=c)
-                    for fragment in llm.tokenize(tool.arguments)
-                )
-            frames.append(chunk({}, one_finish, c))
+                frames.add(chunk({"tool_calls": [head]}, index=c), llm.count_tokens(tool.name, self.tokens, conv.model))
+                for fragment, n in llm.argument_pieces(conv, tool):
+                    frames.add(chunk({"tool_calls": [{"index": i, "function": {"arguments": fragment}}]}, index=c), n)
+            frames.add(chunk({}, one_finish, c))
         if include_usage:
-            frames.append(llm.sse({**base, "choices": [], "usage": usage}))
-        frames.append(b"data: [DONE]\n\n")
-        return stream_reply(frames, reply.chunk_delay_ms, headers)
+            frames.add(llm.sse({**base, "choices": [], "usage": usage}))
+        frames.add(b"data: [DONE]\n\n")
+        return stream_reply(frames, timing, reply.chunk_delay_ms, headers)
 
     # -- embeddings ----------------------------------------------------------------------------
     def parse_embeddings(self, request: Request) -> dict[str, Any]:
@@ -383,9 +431,9 @@ class OpenAIService(Service):
             vector = llm.embedding(text, dims)
             value: Any = llm.embedding_base64(vector) if data["encoding_format"] == "base64" else vector
             items.append({"object": "embedding", "index": i, "embedding": value})
-        tokens = sum(max(llm.count_tokens(t), 1) for t in texts)
-        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        data["usage"] = {"input_tokens": tokens}
+        count = sum(max(llm.count_tokens(t, self.tokens, data["model"]), 1) for t in texts)
+        usage = {"prompt_tokens": count, "total_tokens": count}
+        data["usage"] = {"input_tokens": count}
         obj = {"object": "list", "data": items, "model": data["model"], "usage": usage}
         return json_reply(obj, headers=[("x-request-id", llm.random_id("req_", 16))])
 
@@ -399,10 +447,10 @@ class OpenAIService(Service):
 
     # -- responses -----------------------------------------------------------------------------
     def parse_responses(self, request: Request) -> dict[str, Any]:
-        return openai_responses.parse(self._body(request))
+        return openai_responses.parse(self._body(request), self.tokens)
 
     async def responses(self, request: Request) -> Reply:
-        return openai_responses.respond(request)
+        return openai_responses.respond(request, self.tokens, llm.Timing.of(self.ctx.settings, request.stub))
 
 
 # --------------------------------------------------------------------------------------------------

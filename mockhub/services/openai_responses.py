@@ -21,11 +21,12 @@ from mockhub.services.openai_wire import (
     tool_choice,
     tool_texts,
 )
+from mockhub.services.tokens import Tokenizer
 
 __all__ = ["parse", "respond"]
 
 
-def parse(body: dict[str, Any]) -> dict[str, Any]:
+def parse(body: dict[str, Any], tokens: Tokenizer) -> dict[str, Any]:
     """The request data of a `POST /v1/responses` body (already authenticated and a JSON object)."""
     model = body.get("model")
     raw = body.get("input", "")
@@ -73,6 +74,7 @@ def parse(body: dict[str, Any]) -> dict[str, Any]:
         turns,
         tool_texts(body.get("tools")),
         max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
+        tokens=tokens,
     )
     data["messages"] = messages
     data.update(conv.fields())
@@ -130,11 +132,11 @@ def shape(body: dict[str, Any], data: dict[str, Any]) -> llm.Shape:
     return out
 
 
-def respond(request: Request) -> Reply:
+def respond(request: Request, tokens: Tokenizer, timing: llm.Timing) -> Reply:
     """The Response object, or its event stream (`response.created` ... `response.completed`)."""
     body = request.json()
     data = request.data
-    conv = llm.Conversation.from_data(data)
+    conv = llm.Conversation.from_data(data, tokens)
     try:
         reply = llm.shaped_reply(conv, request.stub, "call_", shape(body, {}), data.get("last_tool_results") or [])
     except llm.StubMismatch as exc:
@@ -190,14 +192,17 @@ def respond(request: Request) -> Reply:
             "user": None,
         }
 
-    headers = [("x-request-id", llm.random_id("req_", 16)), ("openai-processing-ms", "1")]
+    wait = 0.0 if data["stream"] else timing.total(reply.output_tokens)
+    headers = [("x-request-id", llm.random_id("req_", 16)), ("openai-processing-ms", str(max(1, round(wait * 1000))))]
     if not data["stream"]:
-        return json_reply(response(status, output, True), headers=headers)
+        answer = json_reply(response(status, output, True), headers=headers)
+        answer.wait = wait
+        return answer
 
-    frames: list[bytes] = []
+    frames = llm.Frames()
 
-    def event(type_: str, **fields: Any) -> None:
-        frames.append(llm.sse({"type": type_, "sequence_number": len(frames), **fields}, type_))
+    def event(type_: str, tokens: int = 0, **fields: Any) -> None:
+        frames.add(llm.sse({"type": type_, "sequence_number": len(frames), **fields}, type_), tokens)
 
     event("response.created", response=response("in_progress", [], False))
     event("response.in_progress", response=response("in_progress", [], False))
@@ -205,10 +210,10 @@ def respond(request: Request) -> Reply:
     if reply.text or not reply.tool_calls:
         event("response.output_item.added", output_index=0, item=_message_item(message_id, None, "in_progress"))
         part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        where = {"item_id": message_id, "output_index": 0, "content_index": 0}
+        where: dict[str, Any] = {"item_id": message_id, "output_index": 0, "content_index": 0}
         event("response.content_part.added", **where, part=part)
-        for piece in reply.pieces:
-            event("response.output_text.delta", **where, delta=piece, logprobs=[])
+        for piece, n in zip(reply.pieces, reply.piece_tokens, strict=True):
+            event("response.output_text.delta", n, **where, delta=piece, logprobs=[])
         event("response.output_text.done", **where, text=reply.text, logprobs=[])
         event("response.content_part.done", **where, part={**part, "text": reply.text})
         event("response.output_item.done", output_index=0, item=output[0])
@@ -216,13 +221,13 @@ def respond(request: Request) -> Reply:
     for tool in reply.tool_calls:
         item_id = "fc_" + tool.id.removeprefix("call_")
         event("response.output_item.added", output_index=index, item=_function_item(tool, item_id, "", "in_progress"))
-        for fragment in llm.tokenize(tool.arguments):
-            event("response.function_call_arguments.delta", item_id=item_id, output_index=index, delta=fragment)
+        for fragment, n in llm.argument_pieces(conv, tool):
+            event("response.function_call_arguments.delta", n, item_id=item_id, output_index=index, delta=fragment)
         event("response.function_call_arguments.done", item_id=item_id, output_index=index, arguments=tool.arguments)
         event("response.output_item.done", output_index=index, item=output[index])
         index += 1
     event("response.incomplete" if incomplete else "response.completed", response=response(status, output, True))
-    return stream_reply(frames, reply.chunk_delay_ms, headers)
+    return stream_reply(frames, timing, reply.chunk_delay_ms, headers)
 
 
 def _text_config(body: dict[str, Any]) -> dict[str, Any]:

@@ -29,12 +29,12 @@ def tool_texts(tools: Any) -> list[str]:
     return [orjson.dumps(t).decode() for t in tools]
 
 
-def stream_reply(frames: list[bytes], delay_ms: int, headers: list[tuple[str, str]]) -> Reply:
+def stream_reply(frames: llm.Frames, timing: llm.Timing, delay_ms: int, headers: list[tuple[str, str]]) -> Reply:
     return Reply(
         200,
         b"",
         [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"), *headers],
-        stream=llm.paced(frames, delay_ms),
+        stream=frames.stream(timing, delay_ms),
     )
 
 

@@ -204,6 +204,7 @@ class PostmarkService(Service):
     """Validates a send like Postmark's Email API and records the email it describes."""
 
     name = "postmark"
+    message = True
     label = "Postmark"
     color = "#e0a800"
     hosts = ("api.postmarkapp.com",)

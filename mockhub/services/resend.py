@@ -344,6 +344,7 @@ class ResendService(Service):
     """Sends, batches and retrieves emails like Resend's API, with its validation, errors and idempotency."""
 
     name = "resend"
+    message = True
     label = "Resend"
     color = "#495057"
     hosts = ("api.resend.com",)

@@ -15,9 +15,27 @@ import re
 import time
 from typing import Any
 
+import orjson
+from pydantic import Field
+
 from mockhub.journal import Call
 from mockhub.rules import Preset
-from mockhub.services.base import AppUrl, BadRequest, Reply, Request, Route, Service, email_summary, json_reply, route
+from mockhub.services.base import (
+    AppUrl,
+    BadRequest,
+    Reply,
+    Request,
+    Route,
+    Service,
+    Simulated,
+    Simulation,
+    SimulationContext,
+    email_summary,
+    json_reply,
+    route,
+)
+from mockhub.services.forms import FormPart, encode_multipart
+from mockhub.services.inbound_email import InboundEmail, header_block, mime_message, recorded
 
 __all__ = ["SendGridService"]
 
@@ -37,10 +55,67 @@ def _message_id() -> str:
     return "".join(_ID_ALPHABET[b & 63] for b in os.urandom(22))
 
 
+class InboundParse(InboundEmail):
+    """An email to a domain whose MX is SendGrid's Inbound Parse, posted to the application's URL."""
+
+    raw: bool = Field(False, description="the 'POST the raw, full MIME message' setting: the source as `email`")
+    sender_ip: str = "127.0.0.1"
+    spam_score: str = "0.0"
+    spf: str = Field("pass", description="the SPF field")
+
+
+def inbound_parse(body: InboundParse, where: SimulationContext) -> Simulated:
+    """The multipart/form-data POST Inbound Parse sends: the parsed fields, or the raw message."""
+    msg = mime_message(body)
+    domain = body.envelope_to().rpartition("@")[2]
+    envelope = {"to": [body.envelope_to()], "from": body.envelope_from()}
+    charsets = {"to": "UTF-8", "from": "UTF-8", "subject": "UTF-8"}
+    fields: list[tuple[str, str]] = [("dkim", f"{{@{domain} : pass}}")]
+    files: list[FormPart] = []
+    if body.raw:
+        fields.append(("email", msg.as_string()))
+    else:
+        fields.append(("headers", header_block(msg)))
+        ids = {a.content_id: f"attachment{i}" for i, a in enumerate(body.attachments, 1) if a.content_id}
+        if ids:
+            fields.append(("content-ids", orjson.dumps(ids).decode()))
+        if body.html is not None:
+            fields.append(("html", body.html))
+            charsets["html"] = "UTF-8"
+        if body.text is not None:
+            fields.append(("text", body.text))
+            charsets["text"] = "UTF-8"
+    fields += [("to", ", ".join(body.to)), ("from", body.from_)]
+    if body.cc:
+        fields.append(("cc", ", ".join(body.cc)))
+        charsets["cc"] = "UTF-8"
+    fields += [("sender_ip", body.sender_ip), ("spam_report", "")]
+    fields += [("envelope", orjson.dumps(envelope).decode())]
+    if not body.raw:
+        fields.append(("attachments", str(len(body.attachments))))
+    fields += [("subject", body.subject), ("spam_score", body.spam_score)]
+    if not body.raw and body.attachments:
+        info = {}
+        for i, a in enumerate(body.attachments, 1):
+            entry = {"filename": a.filename, "name": a.filename, "type": a.content_type}
+            if a.content_id:
+                entry["content-id"] = a.content_id
+            info[f"attachment{i}"] = entry
+            files.append(FormPart(f"attachment{i}", a.payload(), a.filename, a.content_type))
+        fields.append(("attachment-info", orjson.dumps(info).decode()))
+    fields += [("charsets", orjson.dumps(charsets).decode()), ("SPF", body.spf)]
+    parts = [FormPart(name, value.encode()) for name, value in fields] + files
+    content_type, content = encode_multipart(parts)
+    headers = {"content-type": content_type, "user-agent": "mockhub (SendGrid Inbound Parse)"}
+    data = {**recorded(body, body.text, body.html), "raw": body.raw, "envelope": envelope}
+    return Simulated(headers=headers, body=content, data=data)
+
+
 class SendGridService(Service):
     """Validates a mail send like SendGrid and records the email it describes."""
 
     name = "sendgrid"
+    message = True
     label = "SendGrid"
     color = "#1098ad"
     hosts = ("api.sendgrid.com",)
@@ -56,6 +131,16 @@ class SendGridService(Service):
 
     def routes(self) -> list[Route]:
         return [route("POST", "/v3/mail/send", self.send, self.parse)]
+
+    def simulations(self) -> dict[str, Simulation]:
+        return {
+            "inbound-parse": Simulation(
+                "an email received by Inbound Parse, posted as multipart/form-data (parsed fields or raw MIME)",
+                InboundParse,
+                inbound_parse,
+                aliases=("inbound", "inbound-email", "parse"),
+            )
+        }
 
     def _authorize(self, request: Request) -> None:
         auth = request.headers.get("authorization", "")

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, Field
 
+from mockhub.filters import DataFields
 from mockhub.journal import Call, default_summary
 from mockhub.rules import Preset
 from mockhub.services.base import (
@@ -36,8 +37,17 @@ from mockhub.services.base import (
     Route,
     Service,
     ServiceContext,
+    Simulation,
     json_reply,
     route,
+)
+from mockhub.services.slack_inbound import (
+    EventBody,
+    InteractionBody,
+    SlashCommandBody,
+    event,
+    interaction,
+    slash_command,
 )
 
 __all__ = ["SlackService"]
@@ -149,6 +159,9 @@ class SlackService(Service):
     """Incoming webhooks and the Web API's chat methods, recorded with `text`, `blocks`, `channel`..."""
 
     name = "slack"
+    message = True
+    # Legacy `attachments` are message parts, not files.
+    fields = DataFields(rich=("blocks", "attachments"), files=())
     label = "Slack"
     color = "#7b2d83"
     hosts = ("hooks.slack.com", "slack.com")
@@ -187,6 +200,8 @@ class SlackService(Service):
         self._last_ts = 0.0
         # namespace -> (channel id, ts) -> message as Slack answers it, oldest first (ts only grows).
         self._messages: dict[str, OrderedDict[tuple[str, str], dict[str, Any]]] = {}
+        # Stored messages change only through the channel, so every process sharing a store holds them.
+        self._state = ctx.channel(self.name, self._apply)
 
     def routes(self) -> list[Route]:
         routes = [
@@ -204,6 +219,25 @@ class SlackService(Service):
         ):
             routes += [route(verb, f"/api/{method}", handler, self.parse_api) for verb in ("GET", "POST")]
         return routes
+
+    def simulations(self) -> dict[str, Simulation]:
+        return {
+            "interaction": Simulation(
+                "a block action, shortcut or modal submission (payload=), signed with the signing secret",
+                InteractionBody,
+                interaction,
+                aliases=("block-actions", "block-action", "interactivity", "action"),
+            ),
+            "slash-command": Simulation(
+                "a slash command's form POST, signed", SlashCommandBody, slash_command, aliases=("command", "slash")
+            ),
+            "event": Simulation(
+                "an Events API event_callback (or url_verification), signed",
+                EventBody,
+                event,
+                aliases=("events", "event-callback"),
+            ),
+        }
 
     def reset(self, namespace: str | None) -> None:
         if namespace is None:
@@ -365,6 +399,17 @@ class SlackService(Service):
                 self._messages[namespace] = store
         return store
 
+    def _apply(self, event: dict[str, Any]) -> None:
+        if "put" in event:
+            namespace, channel, ts, message = event["put"]
+            store = self._store(namespace, create=True)
+            store[(channel, ts)] = message
+            if len(store) > _MAX_MESSAGES:
+                store.popitem(last=False)
+        else:
+            namespace, channel, ts = event["delete"]
+            self._store(namespace).pop((channel, ts), None)
+
     def _not_found(self, request: Request, word: str) -> Reply:
         request.data["error"] = word
         return self._api_error(word)
@@ -374,11 +419,12 @@ class SlackService(Service):
         if failed is not None:
             return failed
         data = request.data
+        await self._state.fresh()
         ts = self._next_ts()
         data["ts"] = ts
         channel = _channel_id(data["channel"])
         message = self._message(data, ts)
-        store = self._store(request.namespace, create=True)
+        store = self._store(request.namespace)
         thread_ts = message.get("thread_ts")
         if isinstance(thread_ts, str) and thread_ts:
             parent = store.get((channel, thread_ts))
@@ -390,9 +436,7 @@ class SlackService(Service):
                 if _truthy(data.get("reply_broadcast")):
                     message["subtype"] = "thread_broadcast"
                     message["reply_broadcast"] = True
-        store[(channel, ts)] = message
-        if len(store) > _MAX_MESSAGES:
-            store.popitem(last=False)
+        await self._state.publish({"put": [request.namespace, channel, ts, message]})
         return json_reply({"ok": True, "channel": channel, "ts": ts, "message": message})
 
     async def update_message(self, request: Request) -> Reply:
@@ -402,9 +446,11 @@ class SlackService(Service):
         data = request.data
         ts = str(data["ts"])
         channel = _channel_id(data["channel"])
-        message = self._store(request.namespace).get((channel, ts))
-        if message is None:
+        await self._state.fresh()
+        stored = self._store(request.namespace).get((channel, ts))
+        if stored is None:
             return self._not_found(request, "message_not_found")
+        message = dict(stored)
         # Slack keeps the previous blocks/attachments unless the update sends them ([] removes them).
         if "text" in data and data["text"] is not None:
             message["text"] = data["text"]
@@ -415,6 +461,7 @@ class SlackService(Service):
                 else:
                     message.pop(key, None)
         message["edited"] = {"user": _USER_ID, "ts": self._next_ts()}
+        await self._state.publish({"put": [request.namespace, channel, ts, message]})
         body = {"ok": True, "channel": channel, "ts": ts, "text": message["text"]}
         return json_reply({**body, "message": message})
 
@@ -425,8 +472,10 @@ class SlackService(Service):
         data = request.data
         ts = str(data["ts"])
         channel = _channel_id(data["channel"])
-        if self._store(request.namespace).pop((channel, ts), None) is None:
+        await self._state.fresh()
+        if (channel, ts) not in self._store(request.namespace):
             return self._not_found(request, "message_not_found")
+        await self._state.publish({"delete": [request.namespace, channel, ts]})
         return json_reply({"ok": True, "channel": channel, "ts": ts})
 
     async def get_permalink(self, request: Request) -> Reply:
@@ -436,6 +485,7 @@ class SlackService(Service):
         data = request.data
         ts = str(data["message_ts"])
         channel = _channel_id(data["channel"])
+        await self._state.fresh()
         message = self._store(request.namespace).get((channel, ts))
         if message is None:
             return self._not_found(request, "message_not_found")
@@ -527,6 +577,7 @@ class SlackService(Service):
         failed = self._stub_error(request)
         if failed is not None:
             return failed
+        await self._state.fresh()
         messages, threads = self._threads(request.namespace, _channel_id(request.data["channel"]))
         # Replies stay in their thread unless they were also sent to the channel.
         top = [
@@ -540,6 +591,7 @@ class SlackService(Service):
             return failed
         ts = str(request.data["ts"])
         channel = _channel_id(request.data["channel"])
+        await self._state.fresh()
         message = self._store(request.namespace).get((channel, ts))
         if message is None:
             return self._not_found(request, "thread_not_found")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mockhub.filters import DataFields
 from mockhub.rules import Preset
 from mockhub.services.base import AppUrl, BadRequest, Reply, Request, Route, Service, route, text_reply
 
@@ -58,6 +59,9 @@ class TeamsService(Service):
     """Microsoft Teams incoming webhook (Office 365 connector)."""
 
     name = "teams"
+    message = True
+    # Its `attachments` are cards, not files; their texts and action URLs count for links and codes.
+    fields = DataFields(rich=("attachments", "sections", "actions"), files=())
     label = "Microsoft Teams"
     color = "#5f3dc4"
     hosts = ("*.webhook.office.com", "outlook.office.com")

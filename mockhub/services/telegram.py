@@ -32,7 +32,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from mockhub.filters import DataFields
-from mockhub.journal import Call, default_summary, new_id
+from mockhub.journal import Call, ResponseRecord, default_summary, new_id
 from mockhub.rules import Preset
 from mockhub.services.base import (
     AppUrl,
@@ -44,10 +44,14 @@ from mockhub.services.base import (
     Route,
     Service,
     ServiceContext,
+    Simulated,
+    Simulation,
+    SimulationContext,
     json_reply,
     route,
 )
 from mockhub.services.forms import FormPart, MultipartError, parse_multipart
+from mockhub.services.telegram_inbound import UpdateBody, update, webhook_reply
 from mockhub.services.telegram_markup import PARSE_MODES, EntityError, format_text
 
 __all__ = ["TelegramService"]
@@ -299,6 +303,7 @@ class TelegramService(Service):
     """Telegram Bot API: getMe, sendMessage, sendPhoto, sendDocument, editMessageText, deleteMessage."""
 
     name = "telegram"
+    message = True
     label = "Telegram"
     color = "#229ed9"
     hosts = ("api.telegram.org",)
@@ -315,6 +320,8 @@ class TelegramService(Service):
     env = (EnvVar(name="TELEGRAM_API_URL", value="{urls.telegram_api}", description="base URL before the token"),)
     # The bot token is the path's credential: /bot<token>/<method> (and /file/bot<token>/...).
     secret_paths = (r"^((?:/file)?/bot)([^/?#]+)",)
+    # setWebhook's secret, sent back on every update as X-Telegram-Bot-Api-Secret-Token.
+    secret_params = ("secret_token",)
     # `to` is the chat as the application named it; `contains` reads the text as sent and as shown.
     fields = DataFields(to=("chat_id",), text=("text", "plain_text", "caption", "plain_caption"))
     stub_reply = TelegramReply
@@ -340,6 +347,8 @@ class TelegramService(Service):
         self._last_id: OrderedDict[tuple[str, int], int] = OrderedDict()
         # Messages sent, by (namespace, chat id, message_id), oldest first.
         self._messages: OrderedDict[tuple[str, int, int], dict[str, Any]] = OrderedDict()
+        # Webhooks set with setWebhook, by (namespace, bot token): (url, secret_token); /simulate uses them.
+        self._webhooks: OrderedDict[tuple[str, str], tuple[str, str | None]] = OrderedDict()
         # Files sent, by (namespace, file_id): what a later send of the same file_id answers.
         self._files: OrderedDict[tuple[str, str], _KeptFile] = OrderedDict()
         # Uploaded files by (namespace, file_path): the file_id getFile answered the path for.
@@ -372,9 +381,9 @@ class TelegramService(Service):
             "deleteMessage": self._delete_message,
             "getFile": self._get_file,
             "getUpdates": lambda request: _ok([]),
-            "setWebhook": lambda request: _ok(True),
-            "deleteWebhook": lambda request: _ok(True),
-            "getWebhookInfo": lambda request: _ok(_WEBHOOK_INFO),
+            "setWebhook": self._set_webhook,
+            "deleteWebhook": self._delete_webhook,
+            "getWebhookInfo": self._webhook_info,
             "sendChatAction": lambda request: _ok(True),
         }
 
@@ -384,12 +393,65 @@ class TelegramService(Service):
             route("GET", "/file/bot{token}/{file_path:path}", self.download, self.parse_download),
         ]
 
+    def simulations(self) -> dict[str, Simulation]:
+        return {
+            "update": Simulation(
+                "an Update POSTed to the bot's webhook (X-Telegram-Bot-Api-Secret-Token); a method answered is made",
+                UpdateBody,
+                self._simulated_update,
+                self._webhook_answer,
+                aliases=("message", "webhook"),
+            )
+        }
+
+    # -- webhooks: what setWebhook set, where simulated updates go -----------------------------
+    def _set_webhook(self, request: Request) -> Reply:
+        key = (request.namespace, request.path_params["token"])
+        url, secret = request.data.get("url") or "", request.data.get("secret_token") or None
+        if url:
+            self._webhooks[key] = (url, secret)
+        else:  # an empty url removes the webhook, as deleteWebhook does
+            self._webhooks.pop(key, None)
+        return _ok(True)
+
+    def _delete_webhook(self, request: Request) -> Reply:
+        self._webhooks.pop((request.namespace, request.path_params["token"]), None)
+        return _ok(True)
+
+    def _webhook_info(self, request: Request) -> Reply:
+        found = self._webhooks.get((request.namespace, request.path_params["token"]))
+        return _ok({**_WEBHOOK_INFO, "url": found[0]} if found else _WEBHOOK_INFO)
+
+    def _webhook_of(self, body: UpdateBody, namespace: str) -> tuple[str, str | None, str | None]:
+        """(bot token, webhook URL, secret token) of a simulated update: given, else what setWebhook set."""
+        token = body.bot_token
+        if token is None:
+            mine = [t for (ns, t) in self._webhooks if ns == namespace]
+            token = mine[0] if len(mine) == 1 else "123456:mockhub"
+        url, secret = self._webhooks.get((namespace, token), (None, None))
+        return token, body.url or url, body.secret_token if body.secret_token is not None else secret
+
+    def _simulated_update(self, body: UpdateBody, where: SimulationContext) -> Simulated:
+        _, url, secret = self._webhook_of(body, where.namespace)
+        if url is None:
+            raise ValueError(
+                f"url: Field required (no bot set a webhook with setWebhook in namespace {where.namespace!r})"
+            )
+        return update(body, where, url, secret)
+
+    def _webhook_answer(
+        self, body: UpdateBody, where: SimulationContext, delivery: Call, answer: ResponseRecord
+    ) -> list[Call]:
+        token = self._webhook_of(body, where.namespace)[0]
+        return webhook_reply(self.name, token, where, delivery, answer)
+
     def reset(self, namespace: str | None) -> None:
         def forget(store: OrderedDict[Any, Any]) -> None:
             for key in [k for k in store if namespace is None or k[0] == namespace]:
                 del store[key]
 
         forget(self._last_id)
+        forget(self._webhooks)
         forget(self._messages)
         forget(self._files)
         forget(self._paths)
@@ -502,7 +564,7 @@ class TelegramService(Service):
         return data
 
     def _parse_nothing(self, request: Request, args: _Args, data: dict[str, Any]) -> None:
-        for key in ("url", "offset", "timeout", "drop_pending_updates"):
+        for key in ("url", "secret_token", "offset", "timeout", "drop_pending_updates"):
             if args.has(key):
                 data[key] = args.get(key)
 

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mockhub.filters import DataFields
 from mockhub.journal import Call, ResponseRecord, default_summary
 from mockhub.rules import Preset
 from mockhub.services.base import (
@@ -35,10 +36,14 @@ from mockhub.services.base import (
     Route,
     Service,
     ServiceContext,
+    Simulated,
+    Simulation,
+    SimulationContext,
     json_reply,
     route,
 )
 from mockhub.services.twilio_callbacks import API_VERSION, Message, MessageStore, callback_call
+from mockhub.services.twilio_inbound import InboundSms, inbound_sms, twiml_messages
 
 if TYPE_CHECKING:
     import httpx
@@ -109,6 +114,9 @@ class TwilioService(Service):
     """Messages.json create/fetch/list with Twilio's validation, errors, paging and status callbacks."""
 
     name = "twilio"
+    message = True
+    # An MMS carries its media as URLs.
+    fields = DataFields(files=("media_url",))
     label = "Twilio"
     color = "#e03131"
     hosts = ("api.twilio.com",)
@@ -137,6 +145,8 @@ class TwilioService(Service):
         settings = ctx.settings
         self._pinned = ctx.pinned
         self._messages = MessageStore(settings.twilio_max_messages)
+        # Messages are added through the channel, so every process sharing a store can fetch and list them.
+        self._state = ctx.channel(self.name, self._apply)
         self._client: httpx.AsyncClient | None = None
         self._last_auth: tuple[str, tuple[str, str] | None] = ("", None)
 
@@ -312,7 +322,7 @@ class TwilioService(Service):
             segments=str(num_segments(data["body"] or "")),
         )
         data["message_sid"] = message.sid
-        self._messages.add(message)
+        await self._state.publish({"add": message.to_dict()})
         reply = json_reply(message.resource(now), 201)
         if message.status_callback:
             token = self._signing_token(account, user, password)
@@ -321,6 +331,51 @@ class TwilioService(Service):
 
     def reset(self, namespace: str | None) -> None:
         self._messages.reset(namespace)
+
+    # -- inbound simulation --------------------------------------------------------------------
+    def simulations(self) -> dict[str, Simulation]:
+        return {
+            "inbound-sms": Simulation(
+                "an SMS to the application's Messaging webhook, signed; each TwiML <Message> answered is sent",
+                InboundSms,
+                self._inbound_sms,
+                self._twiml_reply,
+                aliases=("sms", "inbound-message", "incoming-sms"),
+            )
+        }
+
+    def _inbound_sms(self, body: InboundSms, where: SimulationContext) -> Simulated:
+        return inbound_sms(body, where, self.ctx.settings.twilio_auth_token)
+
+    async def _twiml_reply(
+        self, body: InboundSms, where: SimulationContext, delivery: Call, answer: ResponseRecord
+    ) -> list[Call]:
+        """The TwiML's messages: recorded as outbound SMS, and stored so the Messages API lists them."""
+        sent = twiml_messages(self.name, body, where, delivery, answer)
+        now = time.time()
+        for call in sent:
+            data = call.data
+            message = Message(
+                sid=data["message_sid"],
+                account_sid=data["account_sid"],
+                namespace=where.namespace,
+                to=data["to"],
+                from_=data["from"],
+                body=data["body"],
+                media_urls=data["media_url"],
+                messaging_service_sid=None,
+                status_callback=None,
+                created=now,
+                initial="queued",
+                steps=[("sent", None), ("delivered", None)],
+                delay=self.ctx.settings.twilio_callback_delay_ms / 1000,
+                segments=str(num_segments(data["body"])),
+            )
+            await self._state.publish({"add": message.to_dict()})
+        return sent
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        self._messages.add(Message.from_dict(event["add"]))
 
     # -- status callbacks ----------------------------------------------------------------------
     async def _deliver(self, message: Message, token: str) -> None:
@@ -335,7 +390,7 @@ class TwilioService(Service):
         refusal = await self.ctx.outbound_refusal(url)
         if refusal is not None:
             call.data["error"] = refusal
-            self.ctx.journal.append(call)
+            await self.ctx.record(call)
             return
         try:
             if self._client is None:  # made on the first callback (httpx is slow to import)
@@ -345,7 +400,7 @@ class TwilioService(Service):
         except Exception as exc:  # an unreachable or broken target is recorded, never raised
             call.data["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         call.duration_ms = (time.perf_counter() - started) * 1000
-        self.ctx.journal.append(call)
+        await self.ctx.record(call)
 
     async def _post(self, url: str, call: Call) -> ResponseRecord:
         """POST the callback; read at most `_MAX_RECORDED_ANSWER` bytes of the answer, then hang up.
@@ -372,6 +427,7 @@ class TwilioService(Service):
         return data
 
     async def fetch(self, request: Request) -> Reply:
+        await self._state.fresh()
         message = self._messages.get(request.namespace, request.path_params["account"], request.path_params["message"])
         if message is None:
             return self.twilio_error(404, 20404, f"The requested resource {request.path} was not found")
@@ -400,6 +456,7 @@ class TwilioService(Service):
         on, before, after = query.get("DateSent"), query.get("DateSent<"), query.get("DateSent>")
 
         matching: list[Message] = []
+        await self._state.fresh()
         for message in self._messages.newest_first(request.namespace, account):
             if (to is not None and message.to != to) or (from_ is not None and message.from_ != from_):
                 continue

@@ -72,6 +72,14 @@ class Message:
     delay: float
     segments: str
 
+    def to_dict(self) -> dict[str, Any]:
+        """The message as JSON (for a store shared by several processes)."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Message:
+        return cls(**{**data, "steps": [(status, code) for status, code in data["steps"]]})
+
     def state(self, now: float) -> tuple[str, int | None, float, float | None]:
         """(status, error_code, date_updated, date_sent) at time `now`."""
         status, code, updated, sent = self.initial, None, self.created, None

@@ -155,6 +155,7 @@ class SesService(Service):
     """Amazon SES v2 and v1 sends, validated like SES and recorded as the emails they describe."""
 
     name = "ses"
+    message = True
     label = "Amazon SES"
     color = "#ff9900"
     hosts = ("email.*.amazonaws.com", "email.amazonaws.com")

@@ -120,6 +120,7 @@ class SnsService(Service):
     """Amazon SNS publishes (SMS, topics), validated like SNS, with topics kept per namespace."""
 
     name = "sns"
+    message = True
     label = "Amazon SNS"
     color = "#e8590c"
     hosts = ("sns.*.amazonaws.com", "sns.amazonaws.com")
@@ -130,7 +131,7 @@ class SnsService(Service):
     )
     secret_headers = ("authorization", "x-amz-security-token")
     # The form body is percent-encoded: `contains` reads the decoded message (and subject) instead.
-    fields = DataFields(to=("to",), text=("message", "subject"), subject=("subject",))
+    fields = DataFields(to=("to",), text=("message", "subject"), subject=("subject",), files=())
     stub_reply = q.AwsReply
 
     def __init__(self, ctx: ServiceContext) -> None:

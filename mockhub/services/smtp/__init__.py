@@ -63,6 +63,7 @@ class SmtpService(Service):
     """The SMTP (and optional SMTPS) listeners, and the email-specific inspection routes."""
 
     name = "smtp"
+    message = True
     label = "SMTP"
     transport = "smtp"
     view = "email"
@@ -83,7 +84,7 @@ class SmtpService(Service):
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
         self.config = SmtpConfig.from_settings(ctx.settings)
-        self.handler = SmtpHandler(ctx.journal, ctx.rules)
+        self.handler = SmtpHandler(ctx.journal, ctx.rules, ctx.store)
         self.tls: TlsMaterial | None = None
         self._servers: dict[str, asyncio.Server] = {}
         self._connections: set[MockSMTP] = set()
@@ -105,11 +106,15 @@ class SmtpService(Service):
             return lambda: MockSMTP(self.handler, self.config, context, implicit_tls, self._connections, loop)
 
         self._servers["smtp_port"] = await loop.create_server(
-            factory(False), host=settings.host, port=settings.smtp_port
+            factory(False), host=settings.host, port=settings.smtp_port, reuse_port=settings.reuse_port or None
         )
         if settings.smtps_port is not None:
             self._servers["smtps_port"] = await loop.create_server(
-                factory(True), host=settings.host, port=settings.smtps_port, ssl=context
+                factory(True),
+                host=settings.host,
+                port=settings.smtps_port,
+                ssl=context,
+                reuse_port=settings.reuse_port or None,
             )
 
     async def stop(self) -> None:

@@ -18,6 +18,7 @@ from mockhub.journal import Call, Journal, ResponseRecord, new_id
 from mockhub.rules import FaultRule, RuleBook
 from mockhub.services.smtp.faults import Stage
 from mockhub.services.smtp.mime import _clean, parse_message
+from mockhub.store import Store, StoreUnavailable
 
 __all__ = ["Attempt", "Conn", "SmtpHandler", "namespace_for"]
 
@@ -82,9 +83,11 @@ _METHODS: dict[str, str] = {
 class SmtpHandler:
     """The aiosmtpd handler: builds call records, asks the rule book, appends to the journal."""
 
-    def __init__(self, journal: Journal, rules: RuleBook) -> None:
+    def __init__(self, journal: Journal, rules: RuleBook, store: Store | None = None) -> None:
         self.journal = journal
         self.rules = rules
+        # A shared store records and counts; without one (memory) the journal and rules are called directly.
+        self.store = store if store is not None and store.shared else None
 
     def stage_call(self, conn: Conn, attempt: Attempt) -> Call:
         """The call for a command that was not (or not yet) a delivered message."""
@@ -103,9 +106,14 @@ class SmtpHandler:
         namespace = namespace_for(data["auth_user"], data["rcpt_to"])
         return Call(service="smtp", method=_METHODS[attempt.stage], path="/", namespace=namespace, data=data)
 
-    def fault_at(self, conn: Conn, attempt: Attempt) -> FaultRule | None:
+    async def fault_at(self, conn: Conn, attempt: Attempt) -> FaultRule | None:
         """The fault rule for this command at its stage (counted as fired), or None."""
-        return self.rules.fault_for(self.stage_call(conn, attempt), stage=attempt.stage)
+        if self.store is None:
+            return self.rules.fault_for(self.stage_call(conn, attempt), stage=attempt.stage)
+        try:
+            return await self.store.fault_for(self.stage_call(conn, attempt), stage=attempt.stage)
+        except StoreUnavailable:
+            return None  # the message itself is refused (451) when it cannot be recorded
 
     def record_stage(self, conn: Conn, attempt: Attempt, reply: str | None) -> Call:
         """Record a rejected (or fault-hit) command with the reply it got (None: hung up)."""
@@ -113,6 +121,17 @@ class SmtpHandler:
         return self.record(self.stage_call(conn, attempt), reply, attempt.rule, attempt.stage, attempt.started)
 
     def record(self, call: Call, reply: str | None, rule: FaultRule | None, stage: Stage, started: float) -> Call:
+        self.record_fields(call, reply, rule, stage, started)
+        if self.store is None:
+            return self.journal.append(call)
+        # A refused command: no acknowledgement waits on this record.
+        self.store.append_soon(call)
+        return call
+
+    def record_fields(
+        self, call: Call, reply: str | None, rule: FaultRule | None, stage: Stage, started: float
+    ) -> None:
+        """Fill in what the client got: the reply, the fault, the duration."""
         if reply is not None:
             try:
                 status = int(reply[:3])
@@ -122,7 +141,14 @@ class SmtpHandler:
         if rule is not None:
             call.fault = {**rule.summary(), "stage": stage}
         call.duration_ms = (time.perf_counter() - started) * 1000
-        return self.journal.append(call)
+
+    async def deliver(self, call: Call, reply: str | None, rule: FaultRule | None, started: float) -> None:
+        """Record a message before its reply is sent (in the shared store when there is one)."""
+        if self.store is None:
+            self.record(call, reply, rule, "data", started)
+            return
+        self.record_fields(call, reply, rule, "data", started)
+        await self.store.append(call)
 
     async def message_call(self, conn: Conn, mail_from: str, rcpt_tos: list[str], raw: bytes) -> Call:
         """The call for a message received by DATA (not yet recorded; its id is already set)."""
@@ -153,8 +179,10 @@ class SmtpHandler:
         call.id = new_id("c_")
         return call
 
-    def fault_for_message(self, call: Call) -> FaultRule | None:
-        return self.rules.fault_for(call, stage="data")
+    async def fault_for_message(self, call: Call) -> FaultRule | None:
+        if self.store is None:
+            return self.rules.fault_for(call, stage="data")
+        return await self.store.fault_for(call, stage="data")
 
     async def handle_exception(self, error: Exception) -> str:
         """aiosmtpd's hook for an exception while handling a command: log it, answer 451, go on."""

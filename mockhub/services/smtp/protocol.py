@@ -20,6 +20,7 @@ from mockhub.services.smtp.config import SmtpConfig
 from mockhub.services.smtp.faults import Outcome, Stage, fault_outcome
 from mockhub.services.smtp.handler import Attempt, Conn, SmtpHandler
 from mockhub.services.smtp.mime import _clean
+from mockhub.store import StoreUnavailable
 
 __all__ = ["MockSMTP"]
 
@@ -191,7 +192,7 @@ class MockSMTP(SMTP):
 
     async def _fault(self, attempt: Attempt) -> Outcome | None:
         """The fault rule for this command at its stage, if any, after its delay has passed."""
-        rule = self.handler.fault_at(self.conn, attempt)
+        rule = await self.handler.fault_at(self.conn, attempt)
         if rule is None:
             return None
         attempt.rule = rule
@@ -386,15 +387,19 @@ class MockSMTP(SMTP):
         if attempt is not None:
             attempt.recorded = True
         accepted = f"250 2.0.0 Ok: queued as {call.id}"
-        rule = self.handler.fault_for_message(call)
-        if rule is None:
-            self.handler.record(call, accepted, None, "data", started)
-            return accepted
-        outcome = fault_outcome(rule.spec, rule.id, "data")
-        if outcome.delay:
-            await self._pause(outcome.delay)
-        reply = accepted if outcome.proceed else outcome.reply
-        self.handler.record(call, reply, rule, "data", started)
+        try:
+            rule = await self.handler.fault_for_message(call)
+            if rule is None:
+                await self.handler.deliver(call, accepted, None, started)
+                return accepted
+            outcome = fault_outcome(rule.spec, rule.id, "data")
+            if outcome.delay:
+                await self._pause(outcome.delay)
+            reply = accepted if outcome.proceed else outcome.reply
+            await self.handler.deliver(call, reply, rule, started)
+        except StoreUnavailable:
+            # Not acknowledged: a transient failure, so the client keeps the message and retries.
+            return "451 4.3.0 mockhub's store is unavailable: message not accepted, try again later"
         if reply is None:
             self._hang_up(abort=True)  # `push` is a no-op from here on: the client gets no reply
             return ""
