@@ -250,6 +250,11 @@ def _elements(body: bytes) -> int:
     return seen * len(body) // _SAMPLE
 
 
+def _filter_key(f: CallFilter) -> tuple[Any, ...]:
+    """What groups long polls: their filters' values, lists (`has`) as tuples so that they hash."""
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in f.values.items()))
+
+
 def _headers_size(headers: dict[str, str]) -> int:
     return sum(len(k) + len(v) + _HEADER_OVERHEAD for k, v in headers.items())
 
@@ -367,7 +372,7 @@ class Journal:
         self._by_service: dict[str, deque[Call]] = {}
         self._by_namespace: dict[str, deque[Call]] = {}
         # Long polls grouped by filter: a new call is matched once per distinct filter, not once per waiter.
-        self._waiters: dict[CallFilter, list[_Waiter]] = {}
+        self._waiters: dict[tuple[Any, ...], tuple[CallFilter, list[_Waiter]]] = {}
         self._subscribers: set[Subscription] = set()
         self._sinks: list[Sink] = []
         self._update_sinks: list[Sink] = []
@@ -480,7 +485,7 @@ class Journal:
 
     def _wake(self, call: Call) -> None:
         call_id = call.id
-        for call_filter, waiters in self._waiters.items():
+        for call_filter, waiters in self._waiters.values():
             if not call_filter.matches(call):
                 continue
             for waiter in waiters:
@@ -634,7 +639,8 @@ class Journal:
         if count < min_count:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             waiter = _Waiter(count, ids, limit, min_count, future)
-            group = self._waiters.setdefault(f, [])
+            key = _filter_key(f)
+            group = self._waiters.setdefault(key, (f, []))[1]
             group.append(waiter)
             try:
                 await asyncio.wait_for(future, timeout)
@@ -643,8 +649,8 @@ class Journal:
                 arrived = False
             finally:
                 group.remove(waiter)
-                if not group and self._waiters.get(f) is group:
-                    del self._waiters[f]
+                if not group and key in self._waiters and self._waiters[key][1] is group:
+                    del self._waiters[key]
             count = waiter.count
         else:
             arrived = True
