@@ -10,7 +10,6 @@ import asyncio
 import difflib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
 
@@ -24,9 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from mockhub.filters import CallFilter, with_filters
+from mockhub.har import har_chunks
 from mockhub.journal import Call, Journal
 from mockhub.limits import Limit, LimitSpec
-from mockhub.recording import jsonl_chunks, to_har
+from mockhub.recording import jsonl_chunks
 from mockhub.rules import Fault, FaultSpec, RuleBook, Stub, StubSpec, TooManyRules, check_reply_fields
 from mockhub.services.base import Attachment, ServiceInfo
 from mockhub.services.limits import LIMITS, ParseLimitExceeded, ParseLimits
@@ -109,7 +109,11 @@ class ServiceList(BaseModel):
 
 class CallList(BaseModel):
     calls: list[CallOut]
-    count: int
+    count: int = Field(description="calls in this page")
+    next: str | None = Field(
+        None,
+        description="more calls match: pass this back as `cursor` (with the same filters and order) for the next page",
+    )
     timed_out: bool | None = Field(None, description="long poll only: true when `wait` ran out first")
 
 
@@ -152,7 +156,11 @@ class HealthOut(BaseModel):
     calls: int = Field(description="calls held in memory")
     evicted: int = Field(description="calls evicted from memory by the max_calls / byte bounds")
     last_seq: int
-    body_bytes: int
+    body_bytes: int = Field(description="bytes of request and answer bodies held in memory")
+    held_bytes: int = Field(
+        0,
+        description="what the calls in memory hold (bodies, headers, data, by estimate): what max_journal_bytes bounds",
+    )
     store: Literal["memory", "ok", "unavailable"] = Field(
         "memory", description="the store: memory (this process), ok (a shared store, reachable), unavailable"
     )
@@ -193,6 +201,19 @@ class ApiState:
     store: Store | None = None
 
 
+# GET /calls answers a page: `limit` calls (DEFAULT_LIMIT without one, never more than MAX_LIMIT), and
+# a `next` cursor when more match. A page is built and rendered in one go on the event loop, so its
+# size bounds how long one listing can keep every other client waiting (~15 µs a call).
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+# A page also ends early past PAGE_BYTES of calls (by the journal's `Call.size`): a page of 100 calls of
+# 10 MiB each would be a gigabyte to render in one go.
+PAGE_BYTES = 8 * 1024 * 1024
+# Exports are streamed a batch at a time (EXPORT_BATCH calls or EXPORT_BATCH_BYTES, whichever comes
+# first), yielding to the event loop between batches.
+EXPORT_BATCH = 200
+EXPORT_BATCH_BYTES = 1024 * 1024
+
 # A stream's keep-alive comment costs a wake-up of the event loop: a tiny interval would spin it.
 MIN_HEARTBEAT_S = 0.05
 
@@ -211,7 +232,15 @@ class _Filtering(BaseModel):
 
 
 class _Listing(_Filtering):
-    limit: int | None = Field(None, ge=1, le=1_000_000)
+    limit: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description=f"calls in a page (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})",
+    )
+    cursor: str | None = Field(
+        None, pattern=r"^[0-9]{1,18}$", description="the `next` of the previous page: where this page starts"
+    )
     order: Literal["asc", "desc"] = Field("asc", description="asc = oldest first")
     wait: float | None = Field(None, ge=0, le=300, description="long poll: seconds to wait")
     min: int = Field(1, ge=1, description="long poll: how many matching calls to wait for")
@@ -229,7 +258,7 @@ class _Streaming(_Filtering):
 
 class _Exporting(_Filtering):
     fmt: Literal["jsonl", "har"] = Field("jsonl", alias="format")
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1, description="at most this many calls (default: every matching call)")
 
 
 class _Usage(_Filtering):
@@ -277,15 +306,56 @@ def _documents(model: type[_Filtering]) -> dict[str, Any]:
     return {"parameters": parameters}
 
 
-def _calls_body(calls: list[Call], timed_out: bool | None = None) -> dict[str, Any]:
+def _calls_body(calls: list[Call], next_cursor: str | None, timed_out: bool | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"calls": [c.to_api() for c in calls], "count": len(calls)}
+    if next_cursor is not None:  # left out on the last page, as `timed_out` is outside a long poll
+        body["next"] = next_cursor
     if timed_out is not None:
         body["timed_out"] = timed_out
     return body
 
 
+def _next(calls: list[Call], more: bool, desc: bool, f: CallFilter) -> str | None:
+    """The cursor of the page after `calls` (None: it is the last page)."""
+    if not more:
+        return None
+    if calls:
+        return str(calls[-1].seq)
+    # What a long poll kept was forgotten meanwhile: the next page starts where this one did.
+    return None if desc else str(f.after or 0)
+
+
+def _from(f: CallFilter, after: int | None) -> CallFilter:
+    """`f` narrowed to calls with a seq greater than `after`."""
+    if after is None or (f.after is not None and f.after >= after):
+        return f
+    return CallFilter.of({**f.values, "after": after})
+
+
+async def _batches(journal: Journal, f: CallFilter, limit: int | None) -> AsyncIterator[list[Call]]:
+    """The matching calls oldest first, a batch at a time, yielding to the event loop between batches.
+
+    Each batch is read afresh from where the last one ended (by seq), so an export of the whole
+    journal holds one batch at a time, never a list of every call, and calls evicted meanwhile go.
+    """
+    left = limit
+    while left is None or left > 0:
+        size = EXPORT_BATCH if left is None else min(EXPORT_BATCH, left)
+        batch, more = journal.page(f, size, max_bytes=EXPORT_BATCH_BYTES)
+        if batch:
+            yield batch
+        if not more or not batch:
+            return
+        if left is not None:
+            left -= len(batch)
+        f = _from(f, batch[-1].seq)
+        await asyncio.sleep(0)  # let the other clients in between two batches
+
+
 def create_api(state: ApiState, version: str) -> FastAPI:
     journal, rules, services = state.journal, state.rules, state.services
+    # Long-poll answers rendered during this turn of the event loop (list_calls), by content.
+    woken: dict[tuple[Any, ...], bytes] = {}
     store = state.store or Store(journal, rules)
 
     def _known(service: str | None, preset: str | None = None, where: str = "service") -> None:
@@ -367,23 +437,40 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         """List calls, oldest first; with `wait`, answer as soon as `min` calls match (long poll)."""
         q = _filter(ListQuery, request)
         f = q.to_filter()
-        timed_out: bool | None = None
-        if q.wait is not None:
-            # The long poll hands back what it matched: no second scan of the journal after waking.
-            calls, arrived = await journal.wait(f, q.min, q.wait)
-            timed_out = not arrived
-            if q.before is not None:
-                calls = [c for c in calls if c.seq < q.before]
-            if q.order == "desc":
-                calls.reverse()
-            if q.limit is not None:
-                del calls[q.limit :]
-        elif q.before is None:
-            calls = journal.query(f, limit=q.limit, newest_first=q.order == "desc")
-        else:
-            older = (c for c in journal.iter_matching(f, newest_first=q.order == "desc") if c.seq < q.before)
-            calls = list(islice(older, q.limit))
-        return JSONOut(_calls_body(calls, timed_out))
+        desc = q.order == "desc"
+        before = q.before
+        if q.cursor is not None:
+            # The cursor is the seq the previous page ended at: older calls newest first, newer ones oldest first.
+            cursor = int(q.cursor)
+            if desc:
+                before = cursor if before is None else min(before, cursor)
+            else:
+                f = _from(f, cursor)
+        limit = min(q.limit or DEFAULT_LIMIT, MAX_LIMIT)
+        if q.wait is None:
+            calls, more = journal.page(f, limit, newest_first=desc, before=before, max_bytes=PAGE_BYTES)
+            return JSONOut(_calls_body(calls, _next(calls, more, desc, f)))
+        # The long poll hands back what it matched: no second scan of the journal after waking.
+        calls, arrived, more = await journal.wait_page(f, q.min, q.wait, limit, newest_first=desc)
+        if before is not None:
+            calls = [c for c in calls if c.seq < before]
+        held = 0
+        for i, call in enumerate(calls):
+            held += call.held
+            if i and held > PAGE_BYTES:  # big calls make a short page, as without `wait`
+                del calls[i:]
+                more = True
+                break
+        next_cursor = _next(calls, more, desc, f)
+        # Long polls on one filter wake together on the same call, most with the same answer: it is
+        # rendered once for all of them (until the event loop's next turn), not once per poll.
+        key = (next_cursor, arrived, *(c.id for c in calls))
+        rendered = woken.get(key)
+        if rendered is None:
+            if not woken:
+                asyncio.get_running_loop().call_soon(woken.clear)
+            rendered = woken[key] = orjson.dumps(_calls_body(calls, next_cursor, not arrived))
+        return Response(rendered, media_type="application/json")
 
     @api.get("/calls/count", response_model=CountOut, tags=["calls"], openapi_extra=_documents(FilterQuery))
     async def count_calls(request: Request) -> Response:
@@ -395,15 +482,18 @@ def create_api(state: ApiState, version: str) -> FastAPI:
         q = _filter(StreamQuery, request)
         f, heartbeat = q.to_filter(), q.heartbeat
         sub = journal.subscribe(f)
-        backlog = journal.query(f) if f.after is not None else []
 
         async def events() -> AsyncIterator[bytes]:
             try:
                 last = 0
                 yield b": mockhub call stream\n\n"
-                for old in backlog:
-                    last = old.seq
-                    yield _sse(old)
+                if f.after is not None:
+                    # The earlier calls, a batch at a time from the journal: a reader that never reads
+                    # keeps one batch alive, not a list of every matching call.
+                    async for batch in _batches(journal, f, None):
+                        for old in batch:
+                            last = old.seq
+                            yield _sse(old)
                 while True:
                     call = await sub.get(timeout=heartbeat)
                     if call is None:
@@ -424,12 +514,13 @@ def create_api(state: ApiState, version: str) -> FastAPI:
     async def export_calls(request: Request) -> Response:
         """The calls in memory as JSON Lines (one `GET /calls/{id}` record a line) or a HAR 1.2 log (HTTP only)."""
         q = _filter(ExportQuery, request)
-        calls = journal.query(q.to_filter(), limit=q.limit)
+        # Streamed a batch at a time (never built whole), so a 100,000-call export does not stall the others.
+        batches = _batches(journal, q.to_filter(), q.limit)
         if q.fmt == "har":
             disposition = {"content-disposition": 'attachment; filename="mockhub.har"'}
-            return JSONOut(to_har(calls, version), headers=disposition)
+            return StreamingResponse(har_chunks(batches, version), media_type="application/json", headers=disposition)
         return StreamingResponse(
-            jsonl_chunks(calls),
+            jsonl_chunks(batches),
             media_type="application/x-ndjson",
             headers={"content-disposition": 'attachment; filename="mockhub.jsonl"'},
         )

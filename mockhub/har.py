@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
+
 from mockhub.journal import Call, encode_body
 
-__all__ = ["to_har"]
+__all__ = ["har_chunks", "to_har"]
 
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
@@ -129,3 +131,29 @@ def to_har(calls: Iterable[Call], version: str) -> dict[str, Any]:
     if skipped:
         log_["comment"] = f"{skipped} non-HTTP calls (SMTP) left out: export them with format=jsonl"
     return {"log": log_}
+
+
+async def har_chunks(batches: AsyncIterable[list[Call]], version: str) -> AsyncIterator[bytes]:
+    """`to_har` as a stream: the log's head, then the entries a batch at a time, then its tail.
+
+    The same document `to_har` builds (key order aside), without ever holding it whole.
+    """
+    creator = orjson.dumps({"name": "mockhub", "version": version})
+    yield b'{"log":{"version":"1.2","creator":' + creator + b',"pages":[],"entries":['
+    skipped = 0
+    first = True
+    async for calls in batches:
+        entries = []
+        for call in calls:
+            if call.method in _HTTP_METHODS:
+                entries.append(orjson.dumps(_har_entry(call)))
+            else:
+                skipped += 1
+        if entries:
+            yield (b"" if first else b",") + b",".join(entries)
+            first = False
+    tail = b"]"
+    if skipped:
+        comment = f"{skipped} non-HTTP calls (SMTP) left out: export them with format=jsonl"
+        tail += b',"comment":' + orjson.dumps(comment)
+    yield tail + b"}}"

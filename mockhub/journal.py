@@ -11,15 +11,19 @@ import asyncio
 import base64
 import random
 import time
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from mockhub.filters import MESSAGES, CallFilter, features_of, message_facts, recipients_of, subjects_of, texts_of
 from mockhub.safedata import safe_data
 
 __all__ = [
+    "CALL_OVERHEAD",
+    "SUBSCRIBER_MAX_BYTES",
     "SUMMARIES",
     "Call",
     "CallFilter",
@@ -32,6 +36,23 @@ __all__ = [
 ]
 
 _random_bits = random.Random().getrandbits
+
+CALL_OVERHEAD = 1024
+"""Bytes a recorded call holds besides its bodies, headers and `data`: the Call and its dicts, the
+id, the response record, the filters' caches. Measured with tracemalloc (tests/test_memory.py
+checks the whole estimate against the server's RSS)."""
+
+# What one parsed element of `data` (a JSON value, a form field) costs beyond its text: a str or int
+# object header, a dict or list slot. A separator (`,` in JSON, `&` in a form) marks one element.
+_ELEMENT_OVERHEAD = 64
+_HEADER_OVERHEAD = 120  # a header's two str objects and its dict slot, beyond the name's and value's text
+SUBSCRIBER_MAX_BYTES = 64 * 1024 * 1024
+"""A live feed is cut off once this many bytes of calls (by `Call.size`; at most the journal's
+budget) wait unread: a reader that far behind would be sent what memory cannot keep."""
+
+
+def _seq(call: Call) -> int:
+    return call.seq
 
 
 def new_id(prefix: str) -> str:
@@ -106,6 +127,9 @@ class Call:
     data_truncated: bool = False
     # The `data` object `check_data` last passed (the pipeline checks it before the fake answers).
     _checked: dict[str, Any] | None = None
+    # What the journal counted for this call (`size` when stored), so eviction takes back the same.
+    _held: int = 0
+    _held_body: int = 0
     # Caches for the filters; derived from body and data, filled on first use.
     _text: str | None = None
     _recipients: frozenset[str] | None = None
@@ -113,9 +137,32 @@ class Call:
     _features: frozenset[str] | None = None
 
     @property
-    def size(self) -> int:
-        """Bytes of body this call holds, for the journal's byte budget."""
+    def body_size(self) -> int:
+        """Bytes of body (request and answer) this call holds."""
         return len(self.body) + (len(self.response.body) if self.response else 0)
+
+    @property
+    def size(self) -> int:
+        """Bytes this call really holds, for the journal's byte budget (`max_journal_bytes`).
+
+        The bodies, plus an estimate of the rest measured with tracemalloc: a fixed overhead, the
+        headers, and `data`, which mirrors the body it was parsed from (its text once more, plus
+        an object per element). Counting bodies only let RSS reach 2.2x the budget. Cheap on
+        purpose: it runs twice per call (stored, evicted), and `bytes.count` is a C scan.
+        """
+        body = self.body
+        held = len(body) + CALL_OVERHEAD
+        if self.response is not None:
+            held += len(self.response.body) + _headers_size(self.response.headers)
+        held += _headers_size(self.headers)
+        if self.data:
+            held += len(body) + _ELEMENT_OVERHEAD * (_elements(body) + len(self.data))
+        return held
+
+    @property
+    def held(self) -> int:
+        """What the journal counted for this call when it stored it (its `size` then; 0 before)."""
+        return self._held
 
     def search_text(self) -> str:
         """The text `contains` searches: the body, plus decoded text fields (an email's MIME parts)."""
@@ -212,43 +259,96 @@ class Call:
         return record
 
 
+_SAMPLE = 64 * 1024
+
+
+def _elements(body: bytes) -> int:
+    """About how many elements (`,` or `&` separated) a body holds: counted in its first 64 KiB,
+    extrapolated beyond, so a 10 MiB body costs what a 64 KiB one does."""
+    if len(body) <= _SAMPLE:
+        return body.count(b",") + body.count(b"&")
+    seen = body.count(b",", 0, _SAMPLE) + body.count(b"&", 0, _SAMPLE)
+    return seen * len(body) // _SAMPLE
+
+
+def _filter_key(f: CallFilter) -> tuple[Any, ...]:
+    """What groups long polls: their filters' values, lists (`has`) as tuples so that they hash."""
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in f.values.items()))
+
+
+def _headers_size(headers: dict[str, str]) -> int:
+    return sum(len(k) + len(v) + _HEADER_OVERHEAD for k, v in headers.items())
+
+
 class _Waiter:
-    """A long poll: the calls matching its filter so far, and how many it waits for."""
+    """A long poll: how many calls matched its filter so far, the ids of those it will answer, and how
+    many it waits for.
 
-    __slots__ = ("filter", "future", "matched", "needed")
+    It keeps ids (the call's own id string: a pointer each), never calls, and at most `keep` of them:
+    a long poll with a huge `min` must not keep every call it counted alive after the journal evicted
+    it. Oldest first it keeps the first `keep`; newest first, the last `keep`.
+    """
 
-    def __init__(self, call_filter: CallFilter, matched: list[Call], needed: int, future: asyncio.Future[None]) -> None:
-        self.filter = call_filter
-        self.matched = matched
+    __slots__ = ("count", "future", "ids", "keep", "needed")
+
+    def __init__(
+        self, count: int, ids: list[str] | deque[str], keep: int | None, needed: int, future: asyncio.Future[None]
+    ) -> None:
+        self.count = count
+        self.ids = ids
+        self.keep = keep
         self.needed = needed
         self.future = future
 
 
 class Subscription:
-    """A live feed of new calls matching a filter (for SSE). Iterate it; close it when done."""
+    """A live feed of new calls matching a filter (for SSE). Iterate it; close it when done.
 
-    def __init__(self, journal: Journal, call_filter: CallFilter, maxsize: int) -> None:
+    The queue holds call ids, not calls, so a reader that stops reading keeps nothing alive that the
+    journal evicted; it is cut off once `maxsize` calls or `max_bytes` bytes of them wait unread.
+    """
+
+    def __init__(self, journal: Journal, call_filter: CallFilter, maxsize: int, max_bytes: int | None = None) -> None:
         self.filter = call_filter
-        self.queue: asyncio.Queue[Call | None] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[tuple[str, int] | None] = asyncio.Queue(maxsize)
         self._journal = journal
+        self.max_bytes = max_bytes if max_bytes is not None else min(journal.max_bytes, SUBSCRIBER_MAX_BYTES)
+        self.pending_bytes = 0
         self.overflowed = False
 
     def offer(self, call: Call) -> None:
+        size = call._held
+        if self.pending_bytes + size > self.max_bytes and not self.queue.empty():
+            self._overflow()
+            return
         try:
-            self.queue.put_nowait(call)
+            self.queue.put_nowait((call.id, size))
         except asyncio.QueueFull:
-            # A consumer that cannot keep up is cut off rather than letting memory grow without bound.
-            self.overflowed = True
-            self._journal.unsubscribe(self)
+            self._overflow()
+            return
+        self.pending_bytes += size
+
+    def _overflow(self) -> None:
+        # A consumer that cannot keep up is cut off rather than letting memory grow without bound.
+        self.overflowed = True
+        self._journal.unsubscribe(self)
 
     async def get(self, timeout: float | None = None) -> Call | None:
-        """The next call, or None on timeout (the caller sends a heartbeat) or when cut off."""
-        if self.overflowed and self.queue.empty():
-            return None
-        try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            return None
+        """The next call still in the journal, or None on timeout (the caller sends a heartbeat) or when cut off."""
+        while True:
+            if self.overflowed and self.queue.empty():
+                return None
+            try:
+                entry = await asyncio.wait_for(self.queue.get(), timeout)
+            except TimeoutError:
+                return None
+            if entry is None:
+                return None
+            call_id, size = entry
+            self.pending_bytes -= size
+            call = self._journal.get(call_id)
+            if call is not None:  # forgotten or evicted while it waited: nothing left to send
+                return call
 
     def close(self) -> None:
         self._journal.unsubscribe(self)
@@ -292,12 +392,14 @@ class Journal:
         # Per-service and per-namespace views keep the common filtered queries from scanning everything.
         self._by_service: dict[str, deque[Call]] = {}
         self._by_namespace: dict[str, deque[Call]] = {}
-        self._waiters: list[_Waiter] = []
+        # Long polls grouped by filter: a new call is matched once per distinct filter, not once per waiter.
+        self._waiters: dict[tuple[Any, ...], tuple[CallFilter, list[_Waiter]]] = {}
         self._subscribers: set[Subscription] = set()
         self._sinks: list[Sink] = []
         self._update_sinks: list[Sink] = []
         self._seq = 0
-        self._bytes = 0
+        self._bytes = 0  # what the calls hold (`Call.size`), held within max_bytes
+        self._body_bytes = 0  # their bodies alone
         self.evicted = 0
 
     # -- writing -------------------------------------------------------------------------------
@@ -362,7 +464,9 @@ class Journal:
         self._calls.append(call)
         self._by_id[call.id] = call
         self._index(call)
-        self._bytes += call.size
+        call._held, call._held_body = call.size, call.body_size
+        self._bytes += call._held
+        self._body_bytes += call._held_body
         while len(self._calls) > self.max_calls or (self._bytes > self.max_bytes and len(self._calls) > 1):
             self._evict_oldest()
 
@@ -382,29 +486,40 @@ class Journal:
         # The oldest call overall is also the oldest in its own views.
         self._by_service[call.service].popleft()
         self._by_namespace[call.namespace].popleft()
-        self._bytes -= call.size
+        self._bytes -= call._held
+        self._body_bytes -= call._held_body
         self.evicted += 1
 
-    def resized(self, call: Call, old_size: int, sinks: bool = True) -> None:
-        """Account for a call whose bodies grew after it was appended (a finished stream)."""
+    def resized(self, call: Call, old_size: int = 0, old_body_size: int | None = None, sinks: bool = True) -> None:
+        """Account for a call whose bodies grew after it was appended (a finished stream).
+
+        What the call was counted for when stored is on the call itself (`held`), so `old_size` and
+        `old_body_size` (its `size` and `body_size` before the change) are no longer needed.
+        """
         call.check_data(again=True)
-        self._bytes += call.size - old_size
+        if self._by_id.get(call.id) is call:  # an evicted or forgotten call no longer counts
+            held, body = call.size, call.body_size
+            self._bytes += held - call._held
+            self._body_bytes += body - call._held_body
+            call._held, call._held_body = held, body
         if sinks:
             for sink in self._update_sinks:
                 sink(call)
 
     def _wake(self, call: Call) -> None:
-        still: list[_Waiter] = []
-        for waiter in self._waiters:
-            if waiter.future.done():
+        call_id = call.id
+        for call_filter, waiters in self._waiters.values():
+            if not call_filter.matches(call):
                 continue
-            if waiter.filter.matches(call):
-                waiter.matched.append(call)
-                if len(waiter.matched) >= waiter.needed:
-                    waiter.future.set_result(None)
+            for waiter in waiters:
+                if waiter.future.done():
                     continue
-            still.append(waiter)
-        self._waiters = still
+                waiter.count += 1
+                ids = waiter.ids
+                if isinstance(ids, deque) or waiter.keep is None or len(ids) < waiter.keep:
+                    ids.append(call_id)  # a deque (newest first) drops its oldest by itself
+                if waiter.count >= waiter.needed:
+                    waiter.future.set_result(None)
 
     def clear(self, call_filter: CallFilter | None = None) -> int:
         """Forget the calls matching `call_filter` (all when None); returns how many were forgotten."""
@@ -415,6 +530,7 @@ class Journal:
             self._by_service.clear()
             self._by_namespace.clear()
             self._bytes = 0
+            self._body_bytes = 0
             return removed
         doomed_ids = {c.id for c in self._candidates(call_filter) if call_filter.matches(c)}
         if not doomed_ids:
@@ -427,7 +543,8 @@ class Journal:
             self._index(call)
         for cid in doomed_ids:
             del self._by_id[cid]
-        self._bytes = sum(c.size for c in remaining)
+        self._bytes = sum(c._held for c in remaining)
+        self._body_bytes = sum(c._held_body for c in remaining)
         return len(doomed_ids)
 
     # -- reading -------------------------------------------------------------------------------
@@ -440,6 +557,12 @@ class Journal:
 
     @property
     def body_bytes(self) -> int:
+        """Bytes of request and answer bodies held."""
+        return self._body_bytes
+
+    @property
+    def held_bytes(self) -> int:
+        """What the held calls cost by `Call.size` (bodies, headers, data, overhead): what `max_bytes` bounds."""
         return self._bytes
 
     def get(self, call_id: str) -> Call | None:
@@ -454,27 +577,51 @@ class Journal:
             best = min(best, self._by_namespace.get(f.namespace, deque()), key=len)
         return best
 
-    def iter_matching(self, f: CallFilter, newest_first: bool = False) -> Iterator[Call]:
+    def iter_matching(self, f: CallFilter, newest_first: bool = False, before: int | None = None) -> Iterator[Call]:
+        """The calls matching `f` (with `before`, only those with a smaller seq), lazily.
+
+        Every view is in seq order, so `after` and `before` are found by bisection, not by a walk.
+        """
         source = self._candidates(f)
-        if f.after is not None and not newest_first:
-            # Calls after a seq are at the right end: walk back to the first one, then forward.
-            tail: list[Call] = []
-            for call in reversed(source):
-                if call.seq <= f.after:
-                    break
-                tail.append(call)
-            tail.reverse()
-            return (c for c in tail if f.matches(c))
-        ordered: Iterable[Call] = reversed(source) if newest_first else source
+        lo, hi = 0, len(source)
+        if f.after is not None:
+            lo = bisect_right(source, f.after, key=_seq)
+        if before is not None:
+            hi = bisect_left(source, before, key=_seq, lo=lo)
+        if lo >= hi:
+            return iter(())
+        if newest_first:
+            ordered = islice(reversed(source), len(source) - hi, len(source) - lo)
+        else:
+            ordered = islice(source, lo, hi)
         return (c for c in ordered if f.matches(c))
 
-    def query(self, f: CallFilter, limit: int | None = None, newest_first: bool = False) -> list[Call]:
-        result: list[Call] = []
-        for call in self.iter_matching(f, newest_first):
-            result.append(call)
-            if limit is not None and len(result) >= limit:
-                break
-        return result
+    def query(
+        self, f: CallFilter, limit: int | None = None, newest_first: bool = False, before: int | None = None
+    ) -> list[Call]:
+        return list(islice(self.iter_matching(f, newest_first, before), limit))
+
+    def page(
+        self,
+        f: CallFilter,
+        limit: int,
+        newest_first: bool = False,
+        before: int | None = None,
+        max_bytes: int | None = None,
+    ) -> tuple[list[Call], bool]:
+        """At most `limit` matching calls, and whether more follow them (the next page).
+
+        With `max_bytes`, the page also ends before the call that would take it past that many
+        bytes (by `Call.size`; a page holds one call at least): big calls make short pages.
+        """
+        calls: list[Call] = []
+        held = 0
+        for call in self.iter_matching(f, newest_first, before):
+            if len(calls) >= limit or (max_bytes is not None and calls and held + call._held > max_bytes):
+                return calls, True
+            calls.append(call)
+            held += call._held
+        return calls, False
 
     def count(self, f: CallFilter) -> int:
         if f.empty:
@@ -486,33 +633,61 @@ class Journal:
             return len(self._by_service.get(f.service or "", ()))
         return sum(1 for _ in self.iter_matching(f))
 
-    async def wait(self, f: CallFilter, min_count: int, timeout: float) -> tuple[list[Call], bool]:
+    async def wait(
+        self, f: CallFilter, min_count: int, timeout: float, limit: int | None = None, newest_first: bool = False
+    ) -> tuple[list[Call], bool]:
         """The calls matching `f` (oldest first) once at least `min_count` do, and True; or, when
-        `timeout` runs out first, those there are and False.
-
-        The journal is scanned once, when the wait starts; later calls are tested one at a time as
-        they are appended, so waking up costs the same whatever the journal's size.
+        `timeout` runs out first, those there are and False. With `limit`, at most that many: the
+        first ones, or with `newest_first` the newest ones, newest first (`wait_page` says whether
+        there are more).
         """
-        matched = self.query(f)
-        if len(matched) >= min_count:
-            return matched, True
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(f, matched, min_count, future)
-        self._waiters.append(waiter)
-        try:
-            await asyncio.wait_for(future, timeout)
+        calls, arrived, _ = await self.wait_page(f, min_count, timeout, limit, newest_first)
+        return calls, arrived
+
+    async def wait_page(
+        self, f: CallFilter, min_count: int, timeout: float, limit: int | None = None, newest_first: bool = False
+    ) -> tuple[list[Call], bool, bool]:
+        """`wait`, plus whether more calls matched than the page holds.
+
+        The journal is scanned once, when the wait starts; later calls are tested as they are
+        appended, once per distinct filter however many long polls share it, so waking up costs
+        the same whatever the journal's size. A waiter keeps at most `limit` call ids, never calls.
+        """
+        ids: list[str] | deque[str] = deque(maxlen=limit) if newest_first and limit is not None else []
+        count = 0
+        for call in self.iter_matching(f):
+            count += 1
+            if limit is None or newest_first or len(ids) < limit:
+                ids.append(call.id)
+        if count < min_count:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiter = _Waiter(count, ids, limit, min_count, future)
+            key = _filter_key(f)
+            group = self._waiters.setdefault(key, (f, []))[1]
+            group.append(waiter)
+            try:
+                await asyncio.wait_for(future, timeout)
+                arrived = True
+            except TimeoutError:
+                arrived = False
+            finally:
+                group.remove(waiter)
+                if not group and key in self._waiters and self._waiters[key][1] is group:
+                    del self._waiters[key]
+            count = waiter.count
+        else:
             arrived = True
-        except TimeoutError:
-            arrived = False
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
         # Calls forgotten (DELETE /calls) or evicted while waiting are not answered.
         by_id = self._by_id
-        return [c for c in waiter.matched if by_id.get(c.id) is c], arrived
+        calls = [c for cid in ids if (c := by_id.get(cid)) is not None]
+        if newest_first:
+            calls.reverse()
+        return calls, arrived, count > len(calls)
 
-    def subscribe(self, f: CallFilter, maxsize: int = 10_000) -> Subscription:
-        sub = Subscription(self, f, maxsize)
+    def subscribe(self, f: CallFilter, maxsize: int = 10_000, max_bytes: int | None = None) -> Subscription:
+        """A live feed of the calls matching `f`, cut off past `maxsize` calls or `max_bytes` bytes
+        (by `Call.size`; default: SUBSCRIBER_MAX_BYTES or the journal's `max_bytes`, the smaller) unread."""
+        sub = Subscription(self, f, maxsize, max_bytes)
         self._subscribers.add(sub)
         return sub
 

@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -434,10 +434,15 @@ def _fold(call: Call, update: dict[str, Any], base: Path) -> None:
 # -- export -----------------------------------------------------------------------------------------
 
 
-async def jsonl_chunks(calls: list[Call], batch: int = 500) -> AsyncIterator[bytes]:
-    """The calls as JSON Lines, a batch at a time (bodies always inline: an export stands alone)."""
-    for start in range(0, len(calls), batch):
-        yield b"".join(orjson.dumps(c.to_api()) + b"\n" for c in calls[start : start + batch])
+async def jsonl_chunks(batches: AsyncIterable[list[Call]] | list[Call], batch: int = 500) -> AsyncIterator[bytes]:
+    """The calls as JSON Lines, a chunk per batch (bodies always inline: an export stands alone)."""
+    if isinstance(batches, list):
+        calls = batches
+        for start in range(0, len(calls), batch):
+            yield b"".join(orjson.dumps(c.to_api()) + b"\n" for c in calls[start : start + batch])
+        return
+    async for calls in batches:
+        yield b"".join(orjson.dumps(c.to_api()) + b"\n" for c in calls)
 
 
 # -- wiring -----------------------------------------------------------------------------------------

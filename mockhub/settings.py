@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     smtp_port: int = Field(1025, ge=0, le=65535, description="SMTP (plain, STARTTLS offered)")
     smtps_port: int | None = Field(None, ge=0, le=65535, description="SMTPS (implicit TLS); off when unset")
     max_calls: int = Field(100_000, ge=1, description="calls kept in memory; older ones are evicted")
-    max_journal_bytes: int = Field(512 * 1024 * 1024, ge=1, description="body bytes kept in memory")
+    max_journal_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="bytes of calls kept in memory (bodies, headers, parsed data)"
+    )
     max_body_bytes: int = Field(
         25 * 1024 * 1024, ge=1, description="largest HTTP request body; larger ones get 413 in the provider's shape"
     )

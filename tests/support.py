@@ -18,12 +18,17 @@ from mockhub.settings import Settings
 
 
 def calls(api: httpx.Client, service: str | None = None, **filters: Any) -> list[dict[str, Any]]:
-    """`GET /calls` (of one service when given), as plain JSON."""
+    """`GET /calls` (of one service when given), as plain JSON: every page, following `next`."""
     params = filters if service is None else {"service": service, **filters}
-    r = api.get("/calls", params=params)
-    r.raise_for_status()
-    result: list[dict[str, Any]] = r.json()["calls"]
-    return result
+    result: list[dict[str, Any]] = []
+    while True:
+        r = api.get("/calls", params=params)
+        r.raise_for_status()
+        body = r.json()
+        result += body["calls"]
+        if not body.get("next"):
+            return result
+        params = {**params, "cursor": body["next"]}
 
 
 def wait_calls(api: httpx.Client, count: int, **filters: Any) -> list[dict[str, Any]]:

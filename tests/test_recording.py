@@ -540,15 +540,25 @@ def test_eviction_at_max_calls_keeps_calls_on_disk(tmp_path: Path, hub_factory: 
     assert (health["calls"], health["evicted"], health["last_seq"]) == (5, 7, 12)
 
 
+def _post_bytes(c: httpx.Client, i: int) -> None:
+    c.post("/webhooks/bytes", content=b"%d" % i + b"x" * 999, headers={"content-type": "text/plain"})
+
+
 def test_eviction_at_the_body_byte_budget(hub_factory: Any) -> None:
-    hub = hub_factory(max_journal_bytes=3000)
+    # What one such call holds by the journal's estimate (bodies, headers, data, overhead).
+    with httpx.Client(base_url=hub_factory().url) as c:
+        _post_bytes(c, 0)
+        held = c.get("/health").json()["held_bytes"]
+    assert held > 1011  # more than its bodies: the budget counts what the call really holds
+    hub = hub_factory(max_journal_bytes=held * 2 + held // 2)
     with httpx.Client(base_url=hub.url) as c:
         for i in range(10):
-            c.post("/webhooks/bytes", content=b"%d" % i + b"x" * 999, headers={"content-type": "text/plain"})
+            _post_bytes(c, i)
         health = c.get("/health").json()
-        # 1000-byte requests plus an 11-byte answer each: two fit in 3000 bytes, a third would not.
+        # 1000-byte requests plus an 11-byte answer each, and their overhead: two fit, a third would not.
         assert (health["calls"], health["evicted"]) == (2, 8)
         assert health["body_bytes"] == 2 * 1011
+        assert health["held_bytes"] == 2 * held
         assert [x["body"][0] for x in c.get("/calls").json()["calls"]] == ["8", "9"]
 
 

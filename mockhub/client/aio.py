@@ -21,6 +21,7 @@ from mockhub.client.base import (
     Prices,
     _Base,
     _error,
+    _jsonl,
     _lenient,
     _Sse,
 )
@@ -141,7 +142,17 @@ class AsyncMockHub(_Base):
     ) -> list[Call]:
         """The recorded calls matching the filters, oldest first."""
         params = self._params(service, filters, limit=limit, order=order)
-        return self._calls_of(await self._request("GET", "/calls", params=params))
+        return await self._all_calls(params, limit)
+
+    async def _all_calls(self, params: dict[str, Any], limit: int | None = None, body: Any = None) -> list[Call]:
+        """Every call of `GET /calls` with `params` (its first page `body` when already had), page by page."""
+        if body is None:
+            body = await self._request("GET", "/calls", params=params)
+        calls = self._calls_of(body)
+        while (more := self._next_params(params, body, limit, len(calls))) is not None:
+            body = await self._request("GET", "/calls", params=more)
+            calls += self._calls_of(body)
+        return calls if limit is None else calls[:limit]
 
     async def call(self, call_id: str) -> Call:
         return self._call_of(await self._request("GET", self._call_path(call_id)))
@@ -171,7 +182,9 @@ class AsyncMockHub(_Base):
         """
         __tracebackhide__ = True  # pytest: show the test's line, not the client's insides
         params = self._wait_params(service, count, timeout, filters)
-        got = self._calls_of(await self._request("GET", "/calls", params=params, timeout=timeout + 10.0))
+        got = await self._all_calls(
+            params, body=await self._request("GET", "/calls", params=params, timeout=timeout + 10.0)
+        )
         if len(got) >= count:
             return got
         others = await self.namespaced(params.get("namespace")).calls(limit=500, order="desc")
@@ -267,8 +280,16 @@ class AsyncMockHub(_Base):
             await response.aread()
             if (failure := self._export_failure(response, fmt)) is not None:
                 raise failure
-        for line in self._jsonl_of(await self._request("GET", "/calls", params=self._params(service, filters))):
-            yield line
+        params = self._params(service, filters)
+        body = await self._request("GET", "/calls", params=params)
+        have = 0
+        while True:
+            for call in body["calls"]:
+                yield _jsonl(call)
+            have += len(body["calls"])
+            if (more := self._next_params(params, body, None, have)) is None:
+                return
+            body = await self._request("GET", "/calls", params=more)
 
     # -- faults ------------------------------------------------------------------------------------------
     def fault(self, service: str | None = None, **options: Unpack[FaultOptions]) -> AsyncRule[AsyncActiveFault]:

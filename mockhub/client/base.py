@@ -47,6 +47,8 @@ _STREAM_TIMEOUT = httpx.Timeout(10.0, read=None)
 _EXPORT_TIMEOUT = 60.0
 # How many matching calls from other namespaces a failed `wait_for` fetches to name where they went.
 _ELSEWHERE_LIMIT = 1000
+# The largest page GET /calls answers; the client asks for pages this big when it follows `next`.
+_PAGE = 1000
 
 
 def default_url() -> str:
@@ -360,9 +362,16 @@ class _Base:
         return _error(response)
 
     @staticmethod
-    def _jsonl_of(body: Any) -> list[bytes]:
-        """The `/calls` answer as JSON Lines (the export of servers without `/calls/export`)."""
-        return [_jsonl(call) for call in body["calls"]]
+    def _next_params(params: dict[str, Any], body: Any, limit: int | None, have: int) -> dict[str, Any] | None:
+        """The query of the page after `body` (its `next` cursor), or None when there is none or enough is had.
+
+        The next page is a plain listing (a long poll's answer is followed without waiting again).
+        """
+        cursor = body.get("next") if isinstance(body, dict) else None
+        if not cursor or (limit is not None and have >= limit):
+            return None
+        query = {k: v for k, v in params.items() if k not in ("wait", "min", "cursor", "limit")}
+        return {**query, "cursor": cursor, "limit": _PAGE if limit is None else min(_PAGE, limit - have)}
 
     @staticmethod
     def _found(kind: Literal["code", "link"], calls: list[Call], needle: str | None) -> str | None:

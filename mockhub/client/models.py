@@ -168,6 +168,7 @@ class Health(BaseModel):
     evicted: int = 0
     last_seq: int = 0
     body_bytes: int = 0
+    held_bytes: int = 0
     store: Literal["memory", "ok", "unavailable"] = "memory"
     connections: int = 0
     max_connections: int = 0

@@ -16,6 +16,7 @@ from mockhub.client.base import (
     Prices,
     _Base,
     _error,
+    _jsonl,
     _lenient,
     _Sse,
 )
@@ -129,10 +130,19 @@ class MockHub(_Base):
         order: Literal["asc", "desc"] = "asc",
         **filters: Unpack[CallFilters],
     ) -> list[Call]:
-        """The recorded calls matching the filters, oldest first."""
-        return self._calls_of(
-            self._request("GET", "/calls", params=self._params(service, filters, limit=limit, order=order))
-        )
+        """The recorded calls matching the filters, oldest first: every one, or the first `limit`
+        (the server answers pages; this follows their `next` cursors)."""
+        return self._all_calls(self._params(service, filters, limit=limit, order=order), limit)
+
+    def _all_calls(self, params: dict[str, Any], limit: int | None = None, body: Any = None) -> list[Call]:
+        """Every call of `GET /calls` with `params` (its first page `body` when already had), page by page."""
+        if body is None:
+            body = self._request("GET", "/calls", params=params)
+        calls = self._calls_of(body)
+        while (more := self._next_params(params, body, limit, len(calls))) is not None:
+            body = self._request("GET", "/calls", params=more)
+            calls += self._calls_of(body)
+        return calls if limit is None else calls[:limit]
 
     def call(self, call_id: str) -> Call:
         return self._call_of(self._request("GET", self._call_path(call_id)))
@@ -161,7 +171,7 @@ class MockHub(_Base):
         """
         __tracebackhide__ = True  # pytest: show the test's line, not the client's insides
         params = self._wait_params(service, count, timeout, filters)
-        got = self._calls_of(self._request("GET", "/calls", params=params, timeout=timeout + 10.0))
+        got = self._all_calls(params, body=self._request("GET", "/calls", params=params, timeout=timeout + 10.0))
         if len(got) >= count:
             return got
         others = self.namespaced(params.get("namespace")).calls(limit=500, order="desc")
@@ -251,7 +261,19 @@ class MockHub(_Base):
             response.read()
             if (failure := self._export_failure(response, fmt)) is not None:
                 raise failure
-        yield from self._jsonl_of(self._request("GET", "/calls", params=self._params(service, filters)))
+        yield from (_jsonl(call) for call in self._all_raw(self._params(service, filters)))
+
+    def _all_raw(self, params: dict[str, Any]) -> Iterator[Any]:
+        """Every call of `GET /calls` as the server's JSON, page by page."""
+        body = self._request("GET", "/calls", params=params)
+        have = 0
+        while True:
+            yield from body["calls"]
+            have += len(body["calls"])
+            more = self._next_params(params, body, None, have)
+            if more is None:
+                return
+            body = self._request("GET", "/calls", params=more)
 
     # -- faults ------------------------------------------------------------------------------------------
     def fault(self, service: str | None = None, **options: Unpack[FaultOptions]) -> ActiveFault:

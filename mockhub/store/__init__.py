@@ -92,6 +92,7 @@ class Store:
             "evicted": journal.evicted,
             "last_seq": journal.last_seq,
             "body_bytes": journal.body_bytes,
+            "held_bytes": journal.held_bytes,
         }
 
     # -- rules ---------------------------------------------------------------------------------

@@ -346,7 +346,7 @@
     state.total = count.count;
     state.maxSeq = Math.max(state.floorSeq, calls.calls.length ? calls.calls[0].seq : 0);
     appendOlder(calls.calls);
-    state.hasOlder = calls.calls.length === PAGE;
+    state.hasOlder = Boolean(calls.next); // a page of big calls can be short: the server says when more follow
     updateCounts();
     if (!state.paused) openStream();
   }
@@ -363,7 +363,7 @@
       const page = await getJSON(`/calls?${p}`);
       if (gen !== state.gen) return;
       appendOlder(page.calls);
-      state.hasOlder = page.calls.length === Number(p.get("limit"));
+      state.hasOlder = Boolean(page.next);
     } catch (err) {
       setConn("error", `cannot page: ${err.message}`);
     } finally {
