@@ -45,12 +45,16 @@ MIB = 1024 * 1024
 REPLAYED = 10_000
 BUDGET = 48 * MIB
 # Beyond an empty server's RSS (measured first) and 1.5x the budget: thread stacks, parser and socket
-# buffers for the ~130 connections the chaos keeps open, exports' chunks in flight, allocator slack.
-CHAOS_ALLOWANCE_MIB = 32
+# buffers for the ~130 connections the chaos keeps open (430 in phase two), exports' chunks in flight,
+# a 20,000-part form and a 5,000-deep MIME message being parsed in a worker thread, allocator slack.
+# Measured on the 2-core CI machine after the parsing limits were merged: peaks 234 / 253 MiB over a
+# base of ~125 MiB, i.e. 37 / 56 MiB beyond 1.5x the budget; 64 leaves room for noise while a
+# journal that held whole calls (RSS +124 MiB over a 24 MiB budget before issue 22) still fails.
+CHAOS_ALLOWANCE_MIB = 64
 PHASE_ONE_S = 20.0
 PHASE_TWO_S = 12.0
 MAX_CONNECTIONS = 300
-STRICT_PHASE_TWO = False  # True once issue 22 items 1, 2 and 4 (poison's work) are merged
+STRICT_PHASE_TWO = True  # issue 22 items 1, 2 and 4 are in: phase two is held to the same bounds
 
 
 class Chaos:
@@ -68,6 +72,12 @@ class Chaos:
         self.errors: list[str] = []
         self.rounds: list[tuple[bool, float]] = []  # (during phase two, seconds to the last wake)
         self.peak_rss = [0.0, 0.0]  # per phase
+        # While every connection is held (and a moment after), other clients are refused with 503 by
+        # design (only the health routes are exempt): those answers are not findings.
+        self.limit_until = 0.0
+
+    def at_limit(self) -> bool:
+        return time.monotonic() < self.limit_until
 
     def spawn(self, target: Callable[[], None], name: str) -> None:
         def run() -> None:
@@ -113,9 +123,13 @@ class Chaos:
                 if self.stop_two.is_set():
                     return
                 r = c.get("/calls")
+                if r.status_code == 503 and self.at_limit():
+                    continue
                 if r.status_code != 200 or r.json()["count"] > 100:  # noted, and the load goes on
                     self.errors.append(f"GET /calls: {r.status_code}, {len(r.content)} bytes")
                 with c.stream("GET", "/calls/export", params={"format": fmt}) as export:
+                    if export.status_code == 503 and self.at_limit():
+                        continue
                     assert export.status_code == 200
                     for _ in export.iter_raw():
                         pass
@@ -133,21 +147,30 @@ class Chaos:
                 time.sleep(0.02)
 
     def long_poll_rounds(self) -> None:
-        async def one_round(n: int) -> float:
+        async def one_round(n: int) -> float | None:
             limits = httpx.Limits(max_connections=110)
             async with httpx.AsyncClient(base_url=self.url, timeout=60, limits=limits) as c:
                 woke: list[float] = []
+                answers: list[httpx.Response] = []
+                refused: list[int] = []
 
                 async def poll() -> None:
                     r = await c.get("/calls", params={"path": f"/webhooks/round/{n}", "wait": 30, "min": 1})
                     woke.append(time.perf_counter())
-                    assert r.status_code == 200 and r.json()["count"] == 1, r.text[:200]
+                    if r.status_code == 503 and self.at_limit():
+                        refused.append(n)
+                    answers.append(r)
 
                 tasks = [asyncio.create_task(poll()) for _ in range(100)]
                 await asyncio.sleep(2)
                 start = time.perf_counter()
-                await c.post(f"/webhooks/round/{n}", json={"round": n})
+                sent = await c.post(f"/webhooks/round/{n}", json={"round": n})
                 await asyncio.gather(*tasks)
+                # A round that met the connection limit (its polls or its call refused) measures nothing.
+                if refused or sent.status_code == 503:
+                    return None
+                for r in answers:
+                    assert r.status_code == 200 and r.json()["count"] == 1, r.text[:200]
                 return max(woke) - start
 
         for n in itertools.count():
@@ -155,6 +178,8 @@ class Chaos:
                 return
             during_two = self.phase_two.is_set()
             took = asyncio.run(one_round(n))
+            if took is None:
+                continue
             self.rounds.append((during_two or self.phase_two.is_set(), took))
 
     # -- phase two: parsing and matching (issue 22 items 1, 2 and 4) ----------------------------------------
@@ -190,7 +215,9 @@ class Chaos:
                     with contextlib.suppress(OSError, smtplib.SMTPException):
                         _send_deep_mime(host, self.served.smtp_port)
                 if i % 4 == 1:
+                    self.limit_until = time.monotonic() + 60  # until the hold is over, then a moment
                     _hold_connections(host, port, MAX_CONNECTIONS, 2.0)
+                    self.limit_until = time.monotonic() + 1.0
                 time.sleep(0.2)
 
 
@@ -236,6 +263,18 @@ def _records(folder: Path) -> list[dict[str, object]]:
 
 def test_chaos_every_hostile_input_at_once(tmp_path: Path) -> None:
     with serve() as empty:
+        # The fixed base: a server that has built its inspection API (lazily, on the first request)
+        # and parsed each kind of input once, with nothing in its journal to speak of.
+        with httpx.Client(base_url=empty.url, timeout=30) as c:
+            c.get("/calls").raise_for_status()
+            c.post("/webhooks/base", json={"base": 1})
+            c.post(
+                "/api/chat.postMessage", json={"channel": "C1", "text": "x"}, headers={"authorization": "Bearer xoxb-1"}
+            )
+            c.post("/v3/base.example.com/messages", files={"to": (None, "a@b.c")}, auth=("api", "key-1"))
+            base_fault = {"service": "webhook", "action": "error", "status": 500, "match": {"regex": "^x$"}, "times": 1}
+            c.post("/faults", json=base_fault).raise_for_status()
+            c.post("/reset")
         time.sleep(0.5)
         empty_rss = empty.rss_mib()
     record = write_recording(tmp_path / "replay.jsonl", REPLAYED)
