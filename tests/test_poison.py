@@ -113,9 +113,17 @@ def _targets(api: httpx.Client) -> list[tuple[str, str, dict[str, str]]]:
 def _read_everything(url: str) -> list[dict[str, Any]]:
     """Every read path of the inspection API, over all the calls; returns `/calls`."""
     with httpx.Client(base_url=url, timeout=60) as api:
-        r = api.get("/calls", params={"limit": 100_000})
-        assert r.status_code == 200, r.text[:300]
-        listed: list[dict[str, Any]] = r.json()["calls"]
+        # Page by page (`next`): a page ends early past its byte bound, and these calls are big.
+        listed: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 1000}
+        while True:
+            r = api.get("/calls", params=params)
+            assert r.status_code == 200, r.text[:300]
+            page = r.json()
+            listed.extend(page["calls"])
+            if not page.get("next"):
+                break
+            params["cursor"] = page["next"]
         for call in listed:
             one = api.get(f"/calls/{call['id']}")
             assert one.status_code == 200, one.text[:300]
