@@ -300,13 +300,7 @@ def code(
     wait: Wait = 0.0,
 ) -> None:
     """Print the one-time code of the newest matching message (its first `data.codes`); exit 1 if none."""
-    filters = _filters(namespace, None, None, None, None, contains, to, subject, after)
-    with _talking_to(url), _hub(url, timeout=wait + 10.0) as hub:
-        try:
-            _out(hub.wait_for_code(service, timeout=wait, **filters))
-        except AssertionError as exc:
-            _say(str(exc))
-            raise typer.Exit(1) from None
+    _print_found("code", url, service, _filters(namespace, None, None, None, None, contains, to, subject, after), wait)
 
 
 def link(
@@ -320,10 +314,17 @@ def link(
     wait: Wait = 0.0,
 ) -> None:
     """Print the first link (holding --contains) of the newest matching message; exit 1 if none."""
-    filters = _filters(namespace, None, None, None, None, contains, to, subject, after)
+    _print_found("link", url, service, _filters(namespace, None, None, None, None, contains, to, subject, after), wait)
+
+
+def _print_found(
+    what: Literal["code", "link"], url: str | None, service: str | None, filters: Any, wait: float
+) -> None:
+    """`mockhub code` / `mockhub link`: the value alone on stdout, or what arrived instead and exit 1."""
     with _talking_to(url), _hub(url, timeout=wait + 10.0) as hub:
+        find = hub.wait_for_code if what == "code" else hub.wait_for_link
         try:
-            _out(hub.wait_for_link(service, timeout=wait, **filters))
+            _out(find(service, timeout=wait, **filters))
         except AssertionError as exc:
             _say(str(exc))
             raise typer.Exit(1) from None
