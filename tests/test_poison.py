@@ -8,13 +8,9 @@ own process (as `mockhub serve`), so the probe measures the server's event loop,
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import smtplib
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +23,7 @@ import hypothesis.strategies as st
 import orjson
 import pytest
 from hypothesis import given, settings
+from serving import Served, serve
 from support import extra_hub, own_fake_hub
 
 from mockhub.client import MockHub
@@ -238,49 +235,14 @@ def test_data_is_cut_at_the_documented_depth_and_kept_whole_below_it(server: Thr
 
 # -- rows 2-4: expensive parsing off the event loop, or bounded -----------------------------------------
 
-READY = re.compile(r"ready: http://[^:]+:(\d+)\s+smtp://[^:]+:(\d+)")
 PROBE_P99_MS = 250  # the goal is 100 ms; generous, for a shared 2-core machine
-
-
-class Served:
-    def __init__(self, proc: subprocess.Popen[str], http_port: int, smtp_port: int) -> None:
-        self.proc = proc
-        self.url = f"http://127.0.0.1:{http_port}"
-        self.smtp_port = smtp_port
 
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
     """`mockhub serve` in its own process."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mockhub", "serve", "--host=127.0.0.1", "--http-port=0", "--smtp-port=0"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("MOCKHUB_")},
-    )
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 30
-    ports = None
-    while ports is None and time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line and proc.poll() is not None:
-            break
-        found = READY.search(line)
-        if found:
-            ports = int(found.group(1)), int(found.group(2))
-    if ports is None:
-        proc.kill()
-        raise AssertionError("mockhub serve did not start")
-    threading.Thread(target=lambda: [None for _ in proc.stderr or ()], daemon=True).start()
-    try:
-        yield Served(proc, *ports)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serve() as running:
+        yield running
 
 
 @pytest.fixture

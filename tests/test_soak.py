@@ -25,14 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import random
 import re
-import signal
 import smtplib
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -45,6 +41,7 @@ import httpx
 import openai
 import orjson
 import pytest
+from serving import Served, serve
 
 from mockhub.recording import call_from_dict
 
@@ -56,82 +53,24 @@ MAX_CALLS = 2000  # small, so that eviction is part of the run
 MAX_JOURNAL_BYTES = 8 * 1024 * 1024
 RSS_LIMIT_MIB = 256
 TIMEOUT = 15.0
-READY = re.compile(r"ready: http://[^:]+:(\d+)\s+smtp://[^:]+:(\d+)")
 TAG = re.compile(r"soak-[a-z]+-\d+")
 TRANSPORT_ACTIONS = {"reset", "empty", "malformed", "timeout"}
 
 
 @dataclass
-class Server:
-    proc: subprocess.Popen[str]
-    http_port: int
-    smtp_port: int
-    record_dir: Path
-    stderr: list[str] = field(default_factory=list)
+class Server(Served):
+    """The soak's `mockhub serve` process, with the record folder it writes."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def status(self, key: str) -> int:
-        """A /proc/PID/status figure in KiB (VmRSS, VmHWM)."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-        raise AssertionError(f"no {key} in /proc/{self.proc.pid}/status")
+    record_dir: Path = Path()
 
 
 @pytest.fixture
 def soak_server(tmp_path: Path) -> Iterator[Server]:
     record_dir = tmp_path / "rec"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mockhub",
-            "serve",
-            "--host=127.0.0.1",
-            "--http-port=0",
-            "--smtp-port=0",
-            f"--max-calls={MAX_CALLS}",
-            f"--max-journal-bytes={MAX_JOURNAL_BYTES}",
-            f"--record-dir={record_dir}",
-            "--seed=12",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("MOCKHUB_")},
-    )
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 20
-    ports = None
-    while ports is None and time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line and proc.poll() is not None:
-            break
-        found = READY.search(line)
-        if found:
-            ports = int(found.group(1)), int(found.group(2))
-    if ports is None:
-        proc.kill()
-        raise AssertionError("mockhub serve did not start")
-    server = Server(proc, *ports, record_dir)
-
-    def drain() -> None:  # a full stderr pipe would block the server
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            server.stderr.append(line)
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        yield server
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    args = (f"--max-calls={MAX_CALLS}", f"--max-journal-bytes={MAX_JOURNAL_BYTES}", f"--record-dir={record_dir}")
+    with serve(*args, "--seed=12") as served:
+        # The same stderr list: the helper's drain thread keeps filling it.
+        yield Server(served.proc, served.http_port, served.smtp_port, served.stderr, record_dir)
 
 
 # -- what the clients saw -----------------------------------------------------------------------------
