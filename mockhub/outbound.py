@@ -195,14 +195,13 @@ class Outbound:
 
     async def _attempt(self, call: Call) -> bool:
         """One attempt: fills `call.response` or `data.error`; True when the provider would retry."""
-        url = call.path
         started = time.perf_counter()
         retry = False
         try:
-            if self._client is None:  # made on the first delivery: httpx is slow to import
-                self._client = _new_client(self._settings.webhook_timeout)
             async with asyncio.timeout(self._settings.webhook_timeout * 3):
-                call.response = await self._post(url, call)
+                call.response, cut = await self.exchange(call)
+            if cut:
+                call.data["answer_truncated"] = True
             retry = call.response.status >= 500
         except Exception as exc:  # an unreachable or broken target is recorded, never raised
             call.data["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -210,23 +209,30 @@ class Outbound:
         call.duration_ms = (time.perf_counter() - started) * 1000
         return retry
 
-    async def _post(self, url: str, call: Call) -> ResponseRecord:
-        """POST the call; read at most `MAX_RECORDED_ANSWER` bytes of the answer, then hang up.
+    async def exchange(self, call: Call, timeout: float | None = None) -> tuple[ResponseRecord, bool]:
+        """Send `call` once to its `path`; read at most `MAX_RECORDED_ANSWER` bytes of the answer, then hang up.
 
-        The answer is the target's to choose: a huge (or endless) one must not be read whole.
+        The answer is the target's to choose: a huge (or endless) one must not be read whole. Returns
+        the answer and whether it was longer than that, and cut. `timeout` (seconds) overrides
+        `webhook_timeout` for this request (a simulation's own bound).
         """
-        assert self._client is not None
-        async with self._client.stream(call.method, url, content=call.body, headers=call.headers) as answer:
+        if self._client is None:  # made on the first delivery: httpx is slow to import
+            self._client = _new_client(self._settings.webhook_timeout)
+        limit = self._settings.webhook_timeout if timeout is None else timeout
+        async with self._client.stream(
+            call.method, call.path, content=call.body, headers=call.headers, timeout=limit
+        ) as answer:
             chunks: list[bytes] = []
             size = 0
+            cut = False
             async for chunk in answer.aiter_raw():
                 chunks.append(chunk)
                 size += len(chunk)
-                if size >= MAX_RECORDED_ANSWER:
-                    call.data["answer_truncated"] = True
+                if size > MAX_RECORDED_ANSWER:
+                    cut = True
                     break
             body = b"".join(chunks)[:MAX_RECORDED_ANSWER]
-            return ResponseRecord(answer.status_code, dict(answer.headers.items()), body)
+            return ResponseRecord(answer.status_code, dict(answer.headers.items()), body), cut
 
     async def close(self) -> None:
         if self._client is not None:

@@ -276,8 +276,6 @@ class Hub:
     async def shutdown(self) -> None:
         for service in reversed(self.services):
             await service.stop()
-        if self._simulator is not None:
-            await self._simulator.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

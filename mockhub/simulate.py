@@ -30,16 +30,18 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 
 from mockhub.api import ApiError, JSONOut
-from mockhub.journal import Call, ResponseRecord, new_id
+from mockhub.journal import Call, new_id
+from mockhub.outbound import MAX_RECORDED_ANSWER
 from mockhub.services.base import Service, ServiceContext, Simulation, SimulationBody, SimulationContext
 
 if TYPE_CHECKING:
-    import httpx
+    pass
 
 __all__ = ["MAX_ANSWER", "SimulationResult", "Simulator", "simulate_router"]
 
 # Bytes of the application's answer read and kept: the target is not the thing mockhub bounds elsewhere.
-MAX_ANSWER = 64 * 1024
+# What the application's answer is read up to: the one bound of every outbound exchange.
+MAX_ANSWER = MAX_RECORDED_ANSWER
 
 
 class AnswerOut(BaseModel):
@@ -93,7 +95,7 @@ def _text(body: bytes) -> tuple[str, Literal["utf-8", "base64"]]:
 
 
 class Simulator:
-    """Delivers simulated events: one HTTP client for them all, made on first use (httpx is slow to import)."""
+    """Delivers simulated events, through the fakes' one outbound sender (`ServiceContext.outbound`)."""
 
     def __init__(self, services: list[Service], ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -109,13 +111,7 @@ class Simulator:
                     for event, sim in events.items()
                     for name in (event, *sim.aliases)
                 }
-        self._client: httpx.AsyncClient | None = None
         self._running: set[asyncio.Task[SimulationResult]] = set()
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     def simulation(self, service: str, event: str) -> tuple[str, Simulation]:
         """The declared event (its own name, and it) by any of its names, or a 404 naming what exists."""
@@ -190,7 +186,7 @@ class Simulator:
             async with asyncio.timeout(body.timeout):
                 refusal = await self.ctx.outbound_refusal(url)
                 if refusal is None:
-                    call.response, truncated = await self._send(call, body.timeout)
+                    call.response, truncated = await self.ctx.outbound.exchange(call, body.timeout)
         except TimeoutError:
             call.data["error"] = f"timed out: no complete answer within {body.timeout} s"
         except Exception as exc:  # an unreachable or broken target is recorded and answered, never raised
@@ -244,29 +240,6 @@ class Simulator:
             duration_ms=round(call.duration_ms, 3),
             data=call.data,
         )
-
-    async def _send(self, call: Call, timeout: float) -> tuple[ResponseRecord, bool]:
-        """Send the request; read at most `MAX_ANSWER` bytes of the answer, then hang up."""
-        if self._client is None:
-            import httpx
-
-            # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback targets.
-            self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
-        client = self._client
-        async with client.stream(
-            call.method, call.path, content=call.body, headers=call.headers, timeout=timeout
-        ) as answer:
-            chunks: list[bytes] = []
-            size = 0
-            truncated = False
-            async for chunk in answer.aiter_raw():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_ANSWER:
-                    truncated = True
-                    break
-            body = b"".join(chunks)[:MAX_ANSWER]
-            return ResponseRecord(answer.status_code, dict(answer.headers.items()), body), truncated
 
 
 def simulate_router(simulator: Simulator) -> APIRouter:
